@@ -4,6 +4,8 @@ import pytest
 import torch
 
 DATA = Path(__file__).parent / "data"
+# The real data beside the checkout (../shared/data); tests that use it also pass where it is absent.
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture

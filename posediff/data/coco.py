@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PersonArrays", "load_person_arrays", "AnnotationError"]
+__all__ = ["PersonArrays", "load_person_arrays", "AnnotationError", "crowd_index"]
 
 
 class AnnotationError(ValueError):
@@ -111,3 +111,31 @@ def load_person_arrays(path: str | os.PathLike, num_keypoints: int | None = None
         ann_ids=np.asarray(ann_ids, dtype=np.int64),
         source=str(path),
     )
+
+
+def crowd_index(keypoints: np.ndarray, boxes: np.ndarray) -> float:
+    """CrowdPose's crowd index of one image (Li et al., CVPR 2019).
+
+    CI = (1/n) Σ_i N_b(i) / N_a(i), where N_a(i) counts person i's labelled joints and N_b(i) the labelled
+    joints of the other persons that fall inside person i's box. Persons with no labelled joint are not
+    counted in n.
+
+    Args:
+        keypoints: (M, K, 3) x, y, visibility. boxes: (M, 4) x, y, w, h.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    bx = np.asarray(boxes, dtype=np.float64)
+    if kp.ndim != 3 or kp.shape[-1] != 3 or bx.shape != (kp.shape[0], 4):
+        raise ValueError(f"crowd_index: expected keypoints (M, K, 3) and boxes (M, 4), got {kp.shape}, {bx.shape}")
+    labelled = kp[..., 2] > 0  # (M, K)
+    n_a = labelled.sum(1)  # (M,)
+    if kp.shape[0] < 2 or not (n_a > 0).any():
+        return 0.0
+    x, y = kp[..., 0], kp[..., 1]  # (M, K)
+    x0, y0 = bx[:, 0, None, None], bx[:, 1, None, None]  # (M, 1, 1)
+    x1, y1 = x0 + bx[:, 2, None, None], y0 + bx[:, 3, None, None]
+    inside = (x[None] >= x0) & (x[None] <= x1) & (y[None] >= y0) & (y[None] <= y1) & labelled[None]  # (M, M, K)
+    inside[np.arange(len(kp)), np.arange(len(kp))] = False  # a person's own joints do not count
+    n_b = inside.sum((1, 2))  # (M,)
+    valid = n_a > 0
+    return float(np.mean(n_b[valid] / n_a[valid]))
