@@ -1,5 +1,14 @@
 """Datasets: COCO-format keypoint files (COCO, CrowdPose), SynthCrowd, Human3.6M."""
 
-from .coco import PersonArrays, load_person_arrays
+from .coco import (
+    AnnotationError,
+    CocoKeypointDataset,
+    ImageError,
+    PersonArrays,
+    collate,
+    crowd_index,
+    load_person_arrays,
+)
 
-__all__ = ["PersonArrays", "load_person_arrays"]
+__all__ = ["AnnotationError", "CocoKeypointDataset", "ImageError", "PersonArrays", "collate", "crowd_index",
+           "load_person_arrays"]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-__all__ = ["PersonArrays", "load_person_arrays", "AnnotationError", "crowd_index"]
+__all__ = ["PersonArrays", "load_person_arrays", "AnnotationError", "ImageError", "crowd_index",
+           "CocoKeypointDataset", "collate"]
+
+log = logging.getLogger(__name__)
 
 
 class AnnotationError(ValueError):
@@ -139,3 +146,195 @@ def crowd_index(keypoints: np.ndarray, boxes: np.ndarray) -> float:
     n_b = inside.sum((1, 2))  # (M,)
     valid = n_a > 0
     return float(np.mean(n_b[valid] / n_a[valid]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The dataset
+# ----------------------------------------------------------------------------------------------------
+
+class ImageError(OSError):
+    """An image that is missing or cannot be decoded; the message names the file and the field."""
+
+
+def _validate(data: dict, path: Path, k: int, skip_invalid: bool) -> tuple[list[dict], dict[int, list[dict]]]:
+    """Check every image and annotation entry; return the images and the valid person annotations per image."""
+    for field in ("images", "annotations"):
+        if not isinstance(data.get(field), list):
+            raise AnnotationError(f"{path}: not a COCO-format file (field {field!r} must be a list)")
+    images, seen = [], set()
+    for i, img in enumerate(data["images"]):
+        problem = None
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            problem = f"images[{i}] needs fields 'id' and 'file_name', got {img!r:.120}"
+        elif img["id"] in seen:
+            problem = f"images[{i}] field 'id' = {img['id']} is not unique"
+        if problem:
+            if not skip_invalid:
+                raise AnnotationError(f"{path}: {problem}")
+            log.warning("%s: %s; skipped", path, problem)
+            continue
+        seen.add(img["id"])
+        images.append(img)
+    persons: dict[int, list[dict]] = {img["id"]: [] for img in images}
+    for i, ann in enumerate(data["annotations"]):
+        problem = None
+        kp, box = ann.get("keypoints"), ann.get("bbox")
+        if ann.get("image_id") not in persons:
+            problem = f"annotations[{i}] (id {ann.get('id')}) field 'image_id' = {ann.get('image_id')!r} names no image"
+        elif box is None or len(box) != 4:
+            problem = f"annotations[{i}] (id {ann.get('id')}) field 'bbox' must be [x, y, w, h], got {box!r}"
+        elif box[2] < 0 or box[3] < 0:
+            problem = f"annotations[{i}] (id {ann.get('id')}) field 'bbox' has a negative size: {box}"
+        elif kp is not None and len(kp) != 3 * k:
+            problem = (f"annotations[{i}] (id {ann.get('id')}) field 'keypoints' has {len(kp)} values, "
+                       f"expected {3 * k} (K={k} joints x 3)")
+        if problem:
+            if not skip_invalid:
+                raise AnnotationError(f"{path}: {problem}")
+            log.warning("%s: %s; skipped", path, problem)
+            continue
+        persons[ann["image_id"]].append(ann)
+    return images, persons
+
+
+class CocoKeypointDataset(torch.utils.data.Dataset):
+    """A COCO-format keypoint dataset: an image folder and an annotation JSON (COCO, CrowdPose, ...).
+
+    Persons: crowd regions (``iscrowd=1``) are not targets (COCO's evaluation ignores detections on them);
+    persons with no labelled keypoint or a box of zero width or height are left out of the targets,
+    as ED-Pose trains. Images without persons are kept (``require_persons=True`` drops them).
+
+    Args:
+        image_dir: folder with the images named by ``images[].file_name``.
+        ann_file: the annotation JSON (read through pycocotools' index).
+        skeleton: a :class:`~posediff.skeletons.Skeleton` or its name; fixes K and the flip pairs.
+        transforms: called as ``transforms(sample, rng)`` on a :class:`PoseSample`; then ``ToTensor``.
+        prior: a :class:`~posediff.diffusion.GaussianPosePrior` (or ``"coco17"``): targets then carry
+            ``keypoints_completed``, invisible joints filled in original pixels before the transforms.
+        skip_invalid: log and skip bad annotations and unreadable images instead of raising.
+        seed: augmentation seed; the generator of item i in epoch e is ``default_rng([seed, e, i])``.
+
+    Items are ``(image (3, H, W) float, target dict)``; see :class:`~posediff.data.transforms.ToTensor`.
+    """
+
+    def __init__(self, image_dir, ann_file, skeleton="coco17", transforms=None, prior=None,
+                 skip_invalid: bool = False, require_persons: bool = False, seed: int = 0):
+        from pycocotools.coco import COCO
+
+        from ..skeletons import get_skeleton
+        from .transforms import ToTensor
+
+        self.image_dir = Path(image_dir)
+        self.ann_file = Path(ann_file)
+        self.skeleton = get_skeleton(skeleton)
+        self.transforms = transforms
+        self.to_tensor = ToTensor()
+        self.skip_invalid = skip_invalid
+        self.seed = seed
+        self.epoch = 0
+        if isinstance(prior, str):
+            from ..diffusion.completion import GaussianPosePrior
+
+            prior = GaussianPosePrior.from_pretrained(prior)
+        if prior is not None and prior.num_keypoints != self.skeleton.num_joints:
+            raise ValueError(f"prior has {prior.num_keypoints} joints but skeleton {self.skeleton.name!r} has "
+                             f"{self.skeleton.num_joints}")
+        self.prior = prior
+        data = _read_json(self.ann_file)
+        images, persons = _validate(data, self.ann_file, self.skeleton.num_joints, skip_invalid)
+        self.coco = COCO()  # pycocotools' index, built without re-reading or printing
+        self.coco.dataset = dict(data, images=images, annotations=[a for v in persons.values() for a in v])
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco.createIndex()
+        self.ids = [img["id"] for img in images if not require_persons or self._persons(img["id"])]
+        self._bad: set[int] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _persons(self, image_id: int) -> list[dict]:
+        out = []
+        for ann in self.coco.imgToAnns.get(image_id, []):
+            kp = ann.get("keypoints")
+            if ann.get("iscrowd", 0) or kp is None or ann["bbox"][2] <= 0 or ann["bbox"][3] <= 0:
+                continue
+            if not any(v > 0 for v in kp[2::3]):
+                continue
+            out.append(ann)
+        return out
+
+    def image_path(self, image_id: int) -> Path:
+        return self.image_dir / self.coco.imgs[image_id]["file_name"]
+
+    def read_image(self, image_id: int) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.image_path(image_id)
+        field = f"images[id={image_id}].file_name"
+        if not path.is_file():
+            raise ImageError(f"{path}: image file not found ({self.ann_file} field {field})")
+        try:
+            with Image.open(path) as im:
+                return np.array(im.convert("RGB"))  # a writable copy
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise ImageError(f"{path}: cannot read the image ({err}); named by {self.ann_file} field {field}") from err
+
+    def load_sample(self, index: int):
+        """The untransformed :class:`PoseSample` of item ``index`` (pixels, original size)."""
+        from .transforms import PoseSample
+
+        image_id = self.ids[index]
+        image = self.read_image(image_id)
+        anns = self._persons(image_id)
+        k = self.skeleton.num_joints
+        kp = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(-1, k, 3)
+        xywh = np.asarray([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+        kp[kp[..., 2] <= 0] = 0.0
+        areas = np.asarray([a.get("area", b[2] * b[3]) for a, b in zip(anns, xywh)], dtype=np.float64)
+        completed = None
+        if self.prior is not None:
+            completed = self.prior.complete(kp, xywh)[..., :2] if len(kp) else np.zeros((0, k, 2))
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)  # xyxy
+        return PoseSample(image=image, boxes=boxes, keypoints=kp, areas=areas, image_id=int(image_id),
+                          orig_size=(image.shape[0], image.shape[1]), completed=completed)
+
+    def __getitem__(self, index: int):
+        for attempt in range(len(self.ids)):
+            i = (index + attempt) % len(self.ids)
+            if i in self._bad:
+                continue
+            try:
+                sample = self.load_sample(i)
+            except ImageError as err:
+                if not self.skip_invalid:
+                    raise
+                log.warning("%s; skipped", err)
+                self._bad.add(i)
+                continue
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            if self.transforms is not None:
+                sample = self.transforms(sample, rng)
+            return self.to_tensor(sample)
+        raise ImageError(f"{self.ann_file}: no readable image left")
+
+
+def collate(batch):
+    """List of (image, target) -> (images (B, 3, H, W) zero-padded, pixel_mask (B, H, W) bool, PoseTargets).
+
+    Images of different sizes are padded at the bottom and right; ``pixel_mask`` is True on real pixels.
+    Normalised coordinates stay relative to each image's own (unpadded) size.
+    """
+    from ..structures import PoseTargets
+
+    images = [b[0] for b in batch]
+    h = max(im.shape[1] for im in images)
+    w = max(im.shape[2] for im in images)
+    out = images[0].new_zeros(len(images), 3, h, w)
+    mask = torch.zeros(len(images), h, w, dtype=torch.bool)
+    for i, im in enumerate(images):
+        out[i, :, : im.shape[1], : im.shape[2]] = im
+        mask[i, : im.shape[1], : im.shape[2]] = True
+    return out, mask, PoseTargets.from_list([b[1] for b in batch])
