@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from .base import ImageError, PoseDataset, collate  # noqa: F401  (collate re-exported)
 
 __all__ = ["PersonArrays", "load_person_arrays", "AnnotationError", "ImageError", "crowd_index",
            "CocoKeypointDataset", "collate"]
@@ -152,10 +153,6 @@ def crowd_index(keypoints: np.ndarray, boxes: np.ndarray) -> float:
 # The dataset
 # ----------------------------------------------------------------------------------------------------
 
-class ImageError(OSError):
-    """An image that is missing or cannot be decoded; the message names the file and the field."""
-
-
 def _validate(data: dict, path: Path, k: int, skip_invalid: bool) -> tuple[list[dict], dict[int, list[dict]]]:
     """Check every image and annotation entry; return the images and the valid person annotations per image."""
     for field in ("images", "annotations"):
@@ -197,7 +194,7 @@ def _validate(data: dict, path: Path, k: int, skip_invalid: bool) -> tuple[list[
     return images, persons
 
 
-class CocoKeypointDataset(torch.utils.data.Dataset):
+class CocoKeypointDataset(PoseDataset):
     """A COCO-format keypoint dataset: an image folder and an annotation JSON (COCO, CrowdPose, ...).
 
     Persons: crowd regions (``iscrowd=1``) are not targets (COCO's evaluation ignores detections on them);
@@ -222,16 +219,11 @@ class CocoKeypointDataset(torch.utils.data.Dataset):
         from pycocotools.coco import COCO
 
         from ..skeletons import get_skeleton
-        from .transforms import ToTensor
 
+        super().__init__(transforms=transforms, seed=seed, skip_invalid=skip_invalid)
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
         self.skeleton = get_skeleton(skeleton)
-        self.transforms = transforms
-        self.to_tensor = ToTensor()
-        self.skip_invalid = skip_invalid
-        self.seed = seed
-        self.epoch = 0
         if isinstance(prior, str):
             from ..diffusion.completion import GaussianPosePrior
 
@@ -247,10 +239,6 @@ class CocoKeypointDataset(torch.utils.data.Dataset):
         with contextlib.redirect_stdout(io.StringIO()):
             self.coco.createIndex()
         self.ids = [img["id"] for img in images if not require_persons or self._persons(img["id"])]
-        self._bad: set[int] = set()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -300,41 +288,3 @@ class CocoKeypointDataset(torch.utils.data.Dataset):
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)  # xyxy
         return PoseSample(image=image, boxes=boxes, keypoints=kp, areas=areas, image_id=int(image_id),
                           orig_size=(image.shape[0], image.shape[1]), completed=completed)
-
-    def __getitem__(self, index: int):
-        for attempt in range(len(self.ids)):
-            i = (index + attempt) % len(self.ids)
-            if i in self._bad:
-                continue
-            try:
-                sample = self.load_sample(i)
-            except ImageError as err:
-                if not self.skip_invalid:
-                    raise
-                log.warning("%s; skipped", err)
-                self._bad.add(i)
-                continue
-            rng = np.random.default_rng([self.seed, self.epoch, i])
-            if self.transforms is not None:
-                sample = self.transforms(sample, rng)
-            return self.to_tensor(sample)
-        raise ImageError(f"{self.ann_file}: no readable image left")
-
-
-def collate(batch):
-    """List of (image, target) -> (images (B, 3, H, W) zero-padded, pixel_mask (B, H, W) bool, PoseTargets).
-
-    Images of different sizes are padded at the bottom and right; ``pixel_mask`` is True on real pixels.
-    Normalised coordinates stay relative to each image's own (unpadded) size.
-    """
-    from ..structures import PoseTargets
-
-    images = [b[0] for b in batch]
-    h = max(im.shape[1] for im in images)
-    w = max(im.shape[2] for im in images)
-    out = images[0].new_zeros(len(images), 3, h, w)
-    mask = torch.zeros(len(images), h, w, dtype=torch.bool)
-    for i, im in enumerate(images):
-        out[i, :, : im.shape[1], : im.shape[2]] = im
-        mask[i, : im.shape[1], : im.shape[2]] = True
-    return out, mask, PoseTargets.from_list([b[1] for b in batch])

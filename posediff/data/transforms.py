@@ -19,7 +19,7 @@ from PIL import Image
 
 __all__ = [
     "PoseSample", "Compose", "RandomHorizontalFlip", "RandomResize", "RandomSizeCrop", "RandomSelect",
-    "ToTensor", "train_transforms", "eval_transforms", "IMAGENET_MEAN", "IMAGENET_STD",
+    "PixelNoise", "ToTensor", "train_transforms", "eval_transforms", "IMAGENET_MEAN", "IMAGENET_STD",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -192,6 +192,22 @@ class RandomSelect:
 
     def __call__(self, s, rng: np.random.Generator):
         return self.first(s, rng) if rng.random() < self.p else self.second(s, rng)
+
+
+class PixelNoise:
+    """Add Gaussian pixel noise (std drawn from [0, max_std], 0-255 scale) with probability p."""
+
+    def __init__(self, max_std: float = 8.0, p: float = 0.5):
+        self.max_std, self.p = max_std, p
+
+    def __call__(self, s: PoseSample, rng: np.random.Generator) -> PoseSample:
+        if rng.random() >= self.p:
+            return s
+        noise = rng.normal(0.0, rng.uniform(0, self.max_std), s.image.shape).astype(np.float32)
+        return replace(s, image=np.clip(s.image + noise, 0, 255).astype(np.uint8))
+
+    def __repr__(self) -> str:
+        return f"PixelNoise(max_std={self.max_std}, p={self.p})"
 
 
 class ToTensor:

@@ -1,0 +1,82 @@
+"""What every pose dataset shares: seeded per-item augmentation, tensor conversion, batching."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from .transforms import ToTensor
+
+__all__ = ["PoseDataset", "ImageError", "collate"]
+
+log = logging.getLogger(__name__)
+
+
+class ImageError(OSError):
+    """An image that is missing or cannot be decoded; the message names the file and the field."""
+
+
+class PoseDataset(torch.utils.data.Dataset):
+    """Base class: subclasses implement ``__len__`` and ``load_sample(index) -> PoseSample``.
+
+    Items are ``(image (3, H, W) float, target dict)`` (see :class:`~posediff.data.transforms.ToTensor`).
+    The augmentation generator of item i in epoch e is ``numpy.random.default_rng([seed, e, i])``, so
+    the same item looks the same whatever the number of workers or processes.
+    """
+
+    def __init__(self, transforms=None, seed: int = 0, skip_invalid: bool = False):
+        self.transforms = transforms
+        self.to_tensor = ToTensor()
+        self.seed = int(seed)
+        self.epoch = 0
+        self.skip_invalid = skip_invalid
+        self._bad: set[int] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def load_sample(self, index: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} items")
+        index %= n
+        for attempt in range(n):
+            i = (index + attempt) % n
+            if i in self._bad:
+                continue
+            try:
+                sample = self.load_sample(i)
+            except ImageError as err:
+                if not self.skip_invalid:
+                    raise
+                log.warning("%s; skipped", err)
+                self._bad.add(i)
+                continue
+            if self.transforms is not None:
+                sample = self.transforms(sample, np.random.default_rng([self.seed, self.epoch, i]))
+            return self.to_tensor(sample)
+        raise ImageError("no readable image left in the dataset")
+
+
+def collate(batch):
+    """List of (image, target) -> (images (B, 3, H, W) zero-padded, pixel_mask (B, H, W) bool, PoseTargets).
+
+    Images of different sizes are padded at the bottom and right; ``pixel_mask`` is True on real pixels.
+    Normalised coordinates stay relative to each image's own (unpadded) size.
+    """
+    from ..structures import PoseTargets
+
+    images = [b[0] for b in batch]
+    h = max(im.shape[1] for im in images)
+    w = max(im.shape[2] for im in images)
+    out = images[0].new_zeros(len(images), 3, h, w)
+    mask = torch.zeros(len(images), h, w, dtype=torch.bool)
+    for i, im in enumerate(images):
+        out[i, :, : im.shape[1], : im.shape[2]] = im
+        mask[i, : im.shape[1], : im.shape[2]] = True
+    return out, mask, PoseTargets.from_list([b[1] for b in batch])

@@ -1,0 +1,67 @@
+"""Drawing poses on images, contact sheets."""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .skeletons import Skeleton, get_skeleton
+
+__all__ = ["draw_poses", "contact_sheet", "person_colours"]
+
+
+def person_colours(n: int) -> list[tuple[int, int, int]]:
+    """n well-separated, saturated colours."""
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.85, 1.0)) for i in range(n)]
+
+
+def draw_poses(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton | str = "coco17",
+               boxes: np.ndarray | None = None, min_visibility: float = 0.0, radius: float | None = None,
+               occluded_hollow: bool = True) -> np.ndarray:
+    """Draw persons' skeletons on a copy of ``image``.
+
+    Args:
+        image: (H, W, 3) uint8.
+        keypoints: (M, K, 3) x, y and a visibility flag or score; joints with a third value
+            <= ``min_visibility`` are not drawn. With COCO flags, occluded joints (v = 1) are drawn hollow.
+        skeleton: which limbs to draw.
+        boxes: optional (M, 4) x, y, w, h.
+        radius: joint marker radius (default: 1% of the image side, at least 2 px).
+    """
+    sk = get_skeleton(skeleton)
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, sk.num_joints, 3)
+    img = Image.fromarray(np.asarray(image, dtype=np.uint8).copy())
+    draw = ImageDraw.Draw(img)
+    r = radius if radius is not None else max(2.0, 0.01 * max(img.size))
+    width = max(1, int(round(r * 0.6)))
+    for p, colour in zip(range(len(kp)), person_colours(len(kp))):
+        if boxes is not None:
+            x, y, w, h = boxes[p]
+            draw.rectangle([x, y, x + w, y + h], outline=colour, width=1)
+        shown = kp[p, :, 2] > min_visibility
+        for a, b in sk.limbs:
+            if shown[a] and shown[b]:
+                draw.line([tuple(kp[p, a, :2]), tuple(kp[p, b, :2])], fill=colour, width=width)
+        for j in np.flatnonzero(shown):
+            x, y, v = kp[p, j]
+            hollow = occluded_hollow and v == 1
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=None if hollow else colour, outline=(0, 0, 0) if not hollow
+                         else colour, width=max(1, width // 2))
+    return np.asarray(img)
+
+
+def contact_sheet(images: Sequence[np.ndarray], cols: int = 4, pad: int = 4, background: int = 255) -> np.ndarray:
+    """Tile equally sized (H, W, 3) images into a grid."""
+    if not images:
+        raise ValueError("contact_sheet: no images")
+    h, w = images[0].shape[:2]
+    rows = (len(images) + cols - 1) // cols
+    sheet = np.full((rows * h + (rows + 1) * pad, cols * w + (cols + 1) * pad, 3), background, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        sheet[y:y + h, x:x + w] = im
+    return sheet

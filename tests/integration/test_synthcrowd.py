@@ -1,0 +1,98 @@
+"""SynthCrowd: deterministic scenes whose labels agree with the pixels, in COCO and CrowdPose format."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from posediff.cli import main as cli
+from posediff.data import SceneConfig, SynthCrowdDataset, collate, crowd_index, make_scene, synthcrowd_split
+from posediff.data.synthcrowd import PoseBank
+from posediff.evaluation import evaluate_keypoints
+
+
+def test_scenes_are_deterministic_by_seed_split_and_index():
+    a, b = make_scene(3, "train", 7), make_scene(3, "train", 7)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    assert not np.array_equal(a.image, make_scene(3, "train", 8).image)
+    assert not np.array_equal(a.image, make_scene(4, "train", 7).image)
+    assert not np.array_equal(a.image, make_scene(3, "val", 7).image)
+    with pytest.raises(ValueError, match="split"):
+        make_scene(0, "dev", 0)
+
+
+def test_train_and_test_pools_share_no_photograph():
+    bank = PoseBank.shipped()
+    train, test = bank.pool("train"), bank.pool("test")
+    assert len(train) > 3000 and len(test) > 800
+    assert not set(bank.image_ids[train]) & set(bank.image_ids[test])
+
+
+@pytest.mark.parametrize("index", range(40))
+def test_labels_agree_with_the_scene(index):
+    scene = make_scene(0, "test", index)
+    s = scene.image.shape[0]
+    kp, boxes = scene.keypoints, scene.boxes
+    assert scene.image.shape == (256, 256, 3) and scene.image.dtype == np.uint8
+    assert kp.shape[1:] == (17, 3) and scene.crowdpose.shape[1:] == (14, 3)
+    assert np.all(scene.areas >= 48)
+    for p in range(len(kp)):
+        x, y, w, h = boxes[p]
+        assert 0 <= x and 0 <= y and x + w <= s and y + h <= s and w > 0 and h > 0
+        for joints in (kp[p], scene.crowdpose[p]):
+            lab = joints[:, 2] > 0
+            assert lab.any() or joints is scene.crowdpose[p]
+            assert np.all(joints[~lab] == 0)
+            assert np.all((joints[lab, :2] >= 0) & (joints[lab, :2] < s))
+            vis = joints[:, 2] == 2  # a visible joint is one of the person's own visible pixels: inside its box
+            assert np.all((joints[vis, 0] >= x) & (joints[vis, 0] <= x + w) & (joints[vis, 1] >= y)
+                          & (joints[vis, 1] <= y + h))
+        lab = kp[p, :, 2] > 0
+        np.testing.assert_array_equal(kp[p, lab, :2], scene.full_keypoints[p, lab])  # labels = true joints
+    assert scene.crowd_index == pytest.approx(crowd_index(scene.crowdpose, boxes))
+
+
+def test_every_crowd_level_has_at_least_ten_percent():
+    ci = np.array([make_scene(1, "train", i).crowd_index for i in range(300)])
+    for share in ((ci <= 0.1).mean(), ((ci > 0.1) & (ci <= 0.8)).mean(), (ci > 0.8).mean()):
+        assert share >= 0.10
+
+
+def test_written_splits_load_and_evaluate(tmp_path):
+    assert cli(["data", "synthcrowd", "--out", str(tmp_path), "--num-images", "30", "--size", "128",
+                "--seed", "5"]) == 0
+    for split, n in (("train", 24), ("val", 3), ("test", 3)):
+        coco = json.loads((tmp_path / split / "coco.json").read_text())
+        cp = json.loads((tmp_path / split / "crowdpose.json").read_text())
+        assert len(coco["images"]) == n == len(list((tmp_path / split / "images").glob("*.png")))
+        assert [a["id"] for a in coco["annotations"]] == [a["id"] for a in cp["annotations"]]
+        for img in cp["images"]:
+            persons = [a for a in cp["annotations"] if a["image_id"] == img["id"]]
+            kp = np.array([a["keypoints"] for a in persons]).reshape(-1, 14, 3)
+            bx = np.array([a["bbox"] for a in persons]).reshape(-1, 4)
+            assert img["crowdIndex"] == pytest.approx(crowd_index(kp, bx), abs=1e-4)
+    gt = tmp_path / "train" / "coco.json"
+    perfect = [dict(image_id=a["image_id"], keypoints=a["keypoints"], score=1.0)
+               for a in json.loads(gt.read_text())["annotations"]]
+    assert evaluate_keypoints(gt, perfect)["AP"] == 1.0
+    cp_gt = tmp_path / "train" / "crowdpose.json"
+    perfect = [dict(image_id=a["image_id"], keypoints=a["keypoints"], score=1.0)
+               for a in json.loads(cp_gt.read_text())["annotations"]]
+    assert evaluate_keypoints(cp_gt, perfect, dataset="crowdpose")["AP"] == 1.0
+    ds = synthcrowd_split(tmp_path, "val", skeleton="crowdpose14")
+    image, target = ds[0]
+    assert image.shape == (3, 128, 128) and target["keypoints"].shape[1] == 14
+    # the written picture is the on-the-fly one (PNG is lossless)
+    on_the_fly = SynthCrowdDataset(3, split="val", scene_seed=5, config=SceneConfig(size=128), skeleton="crowdpose14")
+    torch.testing.assert_close(on_the_fly[0][0], image)
+
+
+def test_on_the_fly_dataset_targets():
+    ds = SynthCrowdDataset(6, split="train", scene_seed=2)
+    imgs, mask, targets = collate([ds[i] for i in range(6)])
+    assert imgs.shape == (6, 3, 256, 256) and mask.all()
+    lab = targets.visibility > 0
+    torch.testing.assert_close(targets.keypoints_completed[lab], targets.keypoints[lab])
+    assert targets.valid.sum() == sum(len(make_scene(2, "train", i).keypoints) for i in range(6))
