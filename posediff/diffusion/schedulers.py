@@ -156,6 +156,7 @@ def sample(
     num_steps: int,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
+    callback: Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
 ) -> SampleOutput:
     """Reverse diffusion from ``x_T`` in ``num_steps`` steps, for a tensor of any shape.
 
@@ -168,6 +169,8 @@ def sample(
         num_steps: number of model evaluations; the first is always at t = T - 1.
         eta: DDIM stochasticity (0 = deterministic DDIM, 1 = DDPM-like); ignored by DDPM.
         generator: random source for the stochastic parts (DDIM with eta > 0, DDPM).
+        callback: ``callback(step, t, x_next, x0_pred)`` after each step; a tensor it returns replaces
+            ``x_next`` (e.g. DiffusionDet-style renewal of low-scoring proposals).
 
     Returns:
         :class:`SampleOutput` with the final ``x0`` and one x_0 prediction per step.
@@ -192,7 +195,7 @@ def sample(
     x = x_T
     preds = []
     batch = x_T.shape[0]
-    for t in sched.timesteps:
+    for i, t in enumerate(sched.timesteps):
         t_batch = torch.full((batch,), int(t), dtype=torch.long, device=x.device)  # (B,)
         model_out = model_fn(x, t_batch)
         if model_out.shape != x.shape:
@@ -204,4 +207,11 @@ def sample(
             step = sched.step(model_out, int(t), x, generator=generator)
         x = step.prev_sample  # x_{t'} at the next (smaller) timestep; x_0 after the last step
         preds.append(step.pred_original_sample)
+        if callback is not None:
+            replaced = callback(i, int(t), x, step.pred_original_sample)
+            if replaced is not None:
+                if replaced.shape != x.shape:
+                    raise ValueError(f"sample: callback returned shape {tuple(replaced.shape)}, "
+                                     f"expected {tuple(x.shape)}")
+                x = replaced
     return SampleOutput(x0=x, x0_per_step=torch.stack(preds), timesteps=sched.timesteps.clone())

@@ -1,0 +1,45 @@
+"""The deterministic ED-Pose keypoint head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..keypoint_decoder import KeypointDecoder, PoseOutput
+from ..utils import MLP
+from .common import HumanToKeypoint
+
+__all__ = ["RegressionKeypointHead"]
+
+
+class RegressionKeypointHead(nn.Module):
+    """ED-Pose: the top ``num_group`` persons of the human decoder, expanded into human-to-keypoint
+    tokens, initial keypoints regressed from each human token, refined by the keypoint decoder.
+
+    Forward: human decoder output and the encoder state -> :class:`PoseOutput` (per decoder layer).
+    """
+
+    nms = False
+
+    def __init__(self, decoder: KeypointDecoder, num_group: int = 100):
+        super().__init__()
+        self.decoder = decoder
+        self.num_group = num_group
+        dim, k = decoder.dim, decoder.num_keypoints
+        self.expand = HumanToKeypoint(dim, k)
+        self.init_keypoints = MLP(dim, dim, 2 * k, 3)  # offsets from the box centre, in half box sizes
+
+    def forward(self, humans, enc, targets=None) -> PoseOutput:
+        hidden, boxes, tokens = self.expand(humans, self.num_group)
+        b, n, _ = hidden.shape
+        offsets = torch.tanh(self.init_keypoints(hidden)).view(b, n, -1, 2)  # (B, N, K, 2)
+        kp0 = (boxes[:, :, None, :2] + offsets * boxes[:, :, None, 2:] / 2).clamp(1e-3, 1 - 1e-3)
+        out, _ = self.decoder(tokens, kp0, boxes, hidden, enc.memory, enc.padding_mask, enc.spatial_shapes,
+                              enc.valid_ratios)
+        return out
+
+    @torch.no_grad()
+    def predict(self, humans, enc, steps=None, generator=None):
+        """Final-layer logits (B, N), boxes (B, N, 4), keypoints (B, N, K, 2)."""
+        out = self.forward(humans, enc)
+        return out.logits[-1], out.boxes[-1], out.keypoints[-1]

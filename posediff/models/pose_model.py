@@ -1,0 +1,125 @@
+"""One-stage multi-person pose model: backbone -> encoder -> human decoder -> pose head."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoder import flatten_levels
+from .losses import SetCriterion
+from .matcher import HungarianMatcher
+from .postprocess import image_sizes, pose_nms, to_predictions
+
+__all__ = ["OneStagePoseModel", "EncoderState", "sine_position_embedding"]
+
+
+@dataclass
+class EncoderState:
+    """memory (B, S, D), padding_mask (B, S), spatial_shapes (L, 2), valid_ratios (B, L, 2)."""
+
+    memory: torch.Tensor
+    padding_mask: torch.Tensor
+    spatial_shapes: torch.Tensor
+    valid_ratios: torch.Tensor
+
+
+def sine_position_embedding(mask: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """DETR's normalised 2D sine embedding: mask (B, H, W) True on padding -> (B, dim, H, W)."""
+    not_mask = ~mask
+    y = not_mask.cumsum(1, dtype=torch.float32)
+    x = not_mask.cumsum(2, dtype=torch.float32)
+    eps = 1e-6
+    y = (y - 0.5) / (y[:, -1:, :] + eps) * 2 * math.pi
+    x = (x - 0.5) / (x[:, :, -1:] + eps) * 2 * math.pi
+    half = dim // 2
+    freqs = temperature ** (2 * (torch.arange(half, device=mask.device) // 2) / half)
+    px, py = x[..., None] / freqs, y[..., None] / freqs
+    px = torch.stack([px[..., 0::2].sin(), px[..., 1::2].cos()], -1).flatten(3)
+    py = torch.stack([py[..., 0::2].sin(), py[..., 1::2].cos()], -1).flatten(3)
+    return torch.cat([py, px], -1).permute(0, 3, 1, 2)
+
+
+class OneStagePoseModel(nn.Module):
+    """ED-Pose's architecture with an interchangeable pose head.
+
+    Args:
+        backbone: :class:`~posediff.models.TimmBackbone`.
+        encoder: :class:`~posediff.models.DeformableEncoder` (its ``levels`` may exceed the backbone's:
+            extra levels come from stride-2 convolutions on the last map, as in Deformable DETR).
+        human_decoder: :class:`~posediff.models.HumanDecoder`.
+        head: :class:`~posediff.models.heads.RegressionKeypointHead` or
+            :class:`~posediff.models.heads.DiffusionKeypointHead`.
+        num_keypoints: K. sigmas: OKS sigmas of the skeleton (K,).
+        max_det: persons returned per image. nms_threshold: pose-NMS OKS threshold (diffusion ensembles).
+        loss_weights: overrides of :class:`~posediff.models.losses.SetCriterion`'s weights.
+
+    Forward:
+        ``model(images, pixel_mask=None, targets=None)``: images (B, 3, H, W); pixel_mask (B, H, W) True on
+        real pixels. In training mode with targets (:class:`~posediff.structures.PoseTargets`) it returns
+        the loss dict (``"loss"`` is the weighted total); in eval mode one dict per image with
+        ``keypoints`` (N, K, 3: x, y, score in input pixels), ``scores`` (N,) and ``boxes`` (N, 4, xyxy).
+    """
+
+    def __init__(self, backbone, encoder, human_decoder, head, num_keypoints: int = 17, sigmas=None,
+                 max_det: int = 100, nms_threshold: float = 0.9, loss_weights: dict | None = None):
+        super().__init__()
+        dim, levels = encoder.dim, encoder.levels
+        self.backbone, self.encoder, self.human_decoder, self.head = backbone, encoder, human_decoder, head
+        self.num_keypoints, self.max_det, self.nms_threshold = num_keypoints, max_det, nms_threshold
+        chans = list(backbone.channels)
+        if levels < len(chans):
+            raise ValueError(f"OneStagePoseModel: encoder has {levels} levels but the backbone gives {len(chans)}")
+        proj = [nn.Sequential(nn.Conv2d(c, dim, 1), nn.GroupNorm(32 if dim % 32 == 0 else 8, dim)) for c in chans]
+        in_c = chans[-1]
+        for _ in range(levels - len(chans)):
+            proj.append(nn.Sequential(nn.Conv2d(in_c, dim, 3, stride=2, padding=1),
+                                      nn.GroupNorm(32 if dim % 32 == 0 else 8, dim)))
+            in_c = dim
+        self.input_proj = nn.ModuleList(proj)
+        self.level_embed = nn.Parameter(torch.randn(levels, dim) * 0.02)
+        sig = torch.as_tensor(sigmas if sigmas is not None else [0.05] * num_keypoints, dtype=torch.float32)
+        self.register_buffer("sigmas", sig, persistent=False)
+        self.criterion = SetCriterion(HungarianMatcher(sigmas=sig), weights=loss_weights, sigmas=sig)
+
+    def encode(self, images: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> EncoderState:
+        """Image features, computed once per image."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"OneStagePoseModel: images must be (B, 3, H, W), got {tuple(images.shape)}")
+        if pixel_mask is None:
+            pixel_mask = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        feats = self.backbone(images)
+        maps, masks = [], []
+        for lvl, proj in enumerate(self.input_proj):
+            src = proj(feats[lvl]) if lvl < len(feats) else proj(feats[-1] if lvl == len(feats) else maps[-1])
+            maps.append(src)
+            masks.append(F.interpolate((~pixel_mask)[None].float(), size=src.shape[-2:])[0].bool())
+        pos = [sine_position_embedding(m, self.encoder.dim) for m in masks]
+        tokens, pad, pos_t, shapes, _, valid = flatten_levels(maps, masks, pos, self.level_embed)
+        memory = self.encoder(tokens, pos_t, shapes, valid, pad)
+        return EncoderState(memory=memory, padding_mask=pad, spatial_shapes=shapes, valid_ratios=valid)
+
+    def forward(self, images, pixel_mask=None, targets=None, steps: int | None = None,
+                generator: torch.Generator | None = None):
+        enc = self.encode(images, pixel_mask)
+        humans = self.human_decoder(enc.memory, enc.padding_mask, enc.spatial_shapes, enc.valid_ratios)
+        if self.training:
+            if targets is None:
+                raise ValueError("OneStagePoseModel: training mode needs targets (call model.eval() to predict)")
+            pose = self.head(humans, enc, targets)
+            return self.criterion(pose, humans, targets)
+        logits, boxes, keypoints = self.head.predict(humans, enc, steps=steps, generator=generator)
+        sizes = image_sizes(pixel_mask, images)
+        if not getattr(self.head, "nms", False):
+            return to_predictions(logits, boxes, keypoints, sizes, self.max_det)
+        preds = to_predictions(logits, boxes, keypoints, sizes, logits.shape[1])
+        out = []
+        for p in preds:
+            wh = (p["boxes"][:, 2:] - p["boxes"][:, :2]).clamp_min(1.0)
+            keep = pose_nms(p["keypoints"][..., :2], p["scores"], wh.prod(-1) * 0.53, self.sigmas,
+                            self.nms_threshold, self.max_det)
+            out.append({k: v[keep] for k, v in p.items()})
+        return out

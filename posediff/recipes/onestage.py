@@ -1,0 +1,135 @@
+"""One-stage recipes: ``edpose`` (deterministic ED-Pose head) and ``diffusion_regpose`` (diffusion head).
+
+Both share every block but the head. Defaults follow the papers: ResNet-50, 4 feature levels, width 256,
+6 encoder layers, 6 decoder layers (2 human-box layers, then 4 keypoint layers, as ED-Pose), 100 human
+queries; DiffusionRegPose: signal scale ζ = 5, "empty" padding, completion by the COCO prior, 4 DDIM
+steps. The ``_tiny`` variants are sized for CPU training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..registry import register_model
+
+__all__ = ["OneStageConfig", "build_one_stage", "edpose", "edpose_tiny", "diffusion_regpose", "diffusion_regpose_tiny"]
+
+
+@dataclass(frozen=True)
+class OneStageConfig:
+    head: str = "regression"  # "regression" (ED-Pose) | "diffusion" (DiffusionRegPose)
+    num_keypoints: int = 17
+    skeleton: str = "coco17"  # OKS sigmas; "crowdpose14" for CrowdPose
+    backbone: str = "resnet50"
+    strides: tuple[int, ...] = (8, 16, 32)
+    pretrained_backbone: bool = False
+    frozen_bn: bool = True
+    dim: int = 256
+    heads: int = 8
+    levels: int = 4
+    points: int = 4
+    ffn_dim: int = 1024
+    encoder_layers: int = 6
+    human_layers: int = 2
+    keypoint_layers: int = 4
+    num_queries: int = 100
+    num_group: int = 100
+    max_det: int = 100
+    attn_impl: str = "pytorch"
+    # diffusion head
+    num_proposals: int = 100
+    signal_scale: float = 5.0
+    padding: str = "empty"
+    sampling_steps: int = 4
+    completion: bool = True
+    scheduler: str = "ddim"
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    eta: float = 0.0
+    renewal: bool = True
+    renewal_threshold: float = 0.05
+    ensemble: bool = True
+    nms_threshold: float = 0.9
+    # official-code behaviours (docs/recipes.md), off by default
+    train_timestep: str = "uniform"  # "zero": the official code fixes t = 0 in training
+    time_split: str = "channels"  # "official": time embedding split along the token axis
+    ensemble_drop_last: bool = False  # True: the official code drops the last step from its ensemble
+
+
+def build_one_stage(cfg: OneStageConfig):
+    from ..diffusion import SignalCodec, make_scheduler
+    from ..models import DeformableEncoder, HumanDecoder, KeypointDecoder, OneStagePoseModel, TimmBackbone
+    from ..models.denoisers import KeypointAttentionDenoiser
+    from ..models.heads import DiffusionKeypointHead, RegressionKeypointHead
+    from ..skeletons import get_skeleton
+
+    skeleton = get_skeleton(cfg.skeleton)
+    if skeleton.num_joints != cfg.num_keypoints:
+        raise ValueError(f"config: skeleton {cfg.skeleton!r} has {skeleton.num_joints} joints but num_keypoints is "
+                         f"{cfg.num_keypoints}")
+    common = dict(dim=cfg.dim, heads=cfg.heads, levels=cfg.levels, points=cfg.points, ffn_dim=cfg.ffn_dim,
+                  impl=cfg.attn_impl)
+    kp_decoder = KeypointDecoder(num_keypoints=cfg.num_keypoints, layers=cfg.keypoint_layers, **common)
+    if cfg.head == "regression":
+        head = RegressionKeypointHead(kp_decoder, num_group=cfg.num_group)
+    elif cfg.head == "diffusion":
+        scheduler = make_scheduler(cfg.scheduler, num_train_timesteps=cfg.num_train_timesteps,
+                                   beta_schedule=cfg.beta_schedule, prediction_type="sample",
+                                   signal_scale=cfg.signal_scale)
+        denoiser = KeypointAttentionDenoiser(dim=cfg.dim, num_keypoints=cfg.num_keypoints, heads=cfg.heads,
+                                             time_split=cfg.time_split)
+        head = DiffusionKeypointHead(denoiser, scheduler, SignalCodec(cfg.signal_scale), padding=cfg.padding,
+                                     sampling_steps=cfg.sampling_steps, num_proposals=cfg.num_proposals,
+                                     decoder=kp_decoder, num_group=cfg.num_group, completion=cfg.completion,
+                                     train_timestep=cfg.train_timestep, renewal=cfg.renewal,
+                                     renewal_threshold=cfg.renewal_threshold, ensemble=cfg.ensemble,
+                                     ensemble_drop_last=cfg.ensemble_drop_last, eta=cfg.eta)
+    else:
+        raise ValueError(f"config field head must be 'regression' or 'diffusion', got {cfg.head!r}")
+    return OneStagePoseModel(
+        backbone=TimmBackbone(cfg.backbone, strides=cfg.strides, pretrained=cfg.pretrained_backbone,
+                              frozen_bn=cfg.frozen_bn),
+        encoder=DeformableEncoder(layers=cfg.encoder_layers, **common),
+        human_decoder=HumanDecoder(num_queries=cfg.num_queries, layers=cfg.human_layers, **common),
+        head=head, num_keypoints=cfg.num_keypoints, sigmas=skeleton.sigmas, max_det=cfg.max_det,
+        nms_threshold=cfg.nms_threshold)
+
+
+def _apply(cfg: OneStageConfig, overrides: dict) -> OneStageConfig:
+    fields = {f.name for f in dataclasses.fields(OneStageConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"unknown config field(s) {unknown}; fields: {sorted(fields)}")
+    if "num_keypoints" in overrides and "skeleton" not in overrides:
+        overrides = dict(overrides, skeleton={17: "coco17", 14: "crowdpose14"}.get(overrides["num_keypoints"],
+                                                                                   cfg.skeleton))
+    return dataclasses.replace(cfg, **overrides)
+
+
+TINY = dict(backbone="resnet18", dim=128, heads=4, levels=3, ffn_dim=512, encoder_layers=2, human_layers=2,
+            keypoint_layers=2, num_queries=30, num_group=10, num_proposals=10, max_det=20)
+
+
+@register_model
+def edpose(**overrides):
+    """ED-Pose (ICLR 2023): the deterministic baseline."""
+    return build_one_stage(_apply(OneStageConfig(head="regression"), overrides))
+
+
+@register_model
+def diffusion_regpose(**overrides):
+    """DiffusionRegPose (CVPR 2024): ED-Pose with the diffusion keypoint head."""
+    return build_one_stage(_apply(OneStageConfig(head="diffusion"), overrides))
+
+
+@register_model
+def edpose_tiny(**overrides):
+    """edpose sized for CPU: ResNet-18, 3 levels, width 128, 2 + 2 + 2 layers, 30 queries, 10 persons."""
+    return build_one_stage(_apply(OneStageConfig(head="regression", **TINY), overrides))
+
+
+@register_model
+def diffusion_regpose_tiny(**overrides):
+    """diffusion_regpose sized for CPU, with the sizes of edpose_tiny."""
+    return build_one_stage(_apply(OneStageConfig(head="diffusion", **TINY), overrides))

@@ -1,0 +1,39 @@
+"""Recipe registry (timm's ``create_model`` style): recipes only, not every class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["register_model", "create_model", "list_models", "get_recipe"]
+
+_RECIPES: dict[str, Callable] = {}
+
+
+def register_model(fn: Callable) -> Callable:
+    """Register ``fn(**overrides) -> nn.Module`` under its function name."""
+    if fn.__name__ in _RECIPES:
+        raise ValueError(f"register_model: a recipe named {fn.__name__!r} exists already")
+    _RECIPES[fn.__name__] = fn
+    return fn
+
+
+def _load() -> None:
+    from . import recipes  # noqa: F401  (registers the built-in recipes)
+
+
+def list_models() -> list[str]:
+    _load()
+    return sorted(_RECIPES)
+
+
+def get_recipe(name: str) -> Callable:
+    _load()
+    try:
+        return _RECIPES[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; available: {sorted(_RECIPES)}") from None
+
+
+def create_model(name: str, **overrides):
+    """Build a registered recipe; keyword arguments override fields of its config."""
+    return get_recipe(name)(**overrides)
