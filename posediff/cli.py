@@ -3,11 +3,14 @@
     posediff data synthcrowd --out DIR --num-images N --size S --seed K   render SynthCrowd splits
     posediff data posebank ANNOTATIONS --out BANK.npz                     pack a pose bank
     posediff prior fit ANNOTATIONS --out PRIOR.safetensors                fit a keypoint-completion prior
+    posediff train CONFIG [key=value ...] [--resume]                      train (torchrun -m posediff train)
+    posediff predict IMAGE... --checkpoint C --out DIR                    poses on images (JSON + PNG)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -59,6 +62,28 @@ def _data_posebank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import logging
+
+    from .engine.train import apply_overrides, load_config, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = apply_overrides(load_config(args.config), args.overrides)
+    result = train(cfg, resume=args.resume, init=args.init, progress=not args.no_progress)
+    if "metrics" in result:
+        print(json.dumps({"steps": result["steps"], "seconds": result["seconds"], **result["metrics"]}))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .engine.infer import predict_files
+
+    out = predict_files(args.checkpoint, args.images, args.out, size=args.size, score_threshold=args.score_threshold,
+                        steps=args.steps)
+    print(f"{len(args.images)} images -> {out}/results.json and {out}/*_poses.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posediff", description="diffusion-based human pose estimation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--out", required=True)
     pb.add_argument("--min-keypoints", type=int, default=8)
     pb.set_defaults(func=_data_posebank)
+
+    tr = sub.add_parser("train", help="train a recipe from a config file")
+    tr.add_argument("config", help="a Python config file defining `config = TrainConfig(...)`")
+    tr.add_argument("overrides", nargs="*", help="key=value overrides (lr=2e-4, data.num_images=200, model.x=1)")
+    tr.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    tr.add_argument("--init", default=None, help="initialise the weights from a checkpoint (new blocks stay fresh)")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=_train)
+
+    pr = sub.add_parser("predict", help="predict poses on images with a trained checkpoint")
+    pr.add_argument("images", nargs="+", help="image files (any size)")
+    pr.add_argument("--checkpoint", required=True, help="a posediff .safetensors checkpoint")
+    pr.add_argument("--out", required=True, help="output folder: results.json (COCO results) and *_poses.png")
+    pr.add_argument("--size", type=int, default=512, help="shorter side the network sees (default 512)")
+    pr.add_argument("--score-threshold", type=float, default=0.3)
+    pr.add_argument("--steps", type=int, default=None, help="sampling steps of a diffusion model")
+    pr.set_defaults(func=_predict)
 
     prior = sub.add_parser("prior", help="keypoint-completion priors (DiffusionRegPose Eq. 9-12)")
     prior_sub = prior.add_subparsers(dest="prior_command", required=True)

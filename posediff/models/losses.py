@@ -41,7 +41,7 @@ class SetCriterion(nn.Module):
         self.weights = dict(dict(class_=2.0, bbox=5.0, giou=2.0, keypoints=10.0, oks=4.0), **(weights or {}))
         self.register_buffer("sigmas", torch.as_tensor(sigmas, dtype=torch.float32), persistent=False)
 
-    def _layer(self, logits, boxes, keypoints, targets, num_persons: float, prefix: str) -> dict:
+    def _layer(self, logits, boxes, keypoints, targets, num_persons: float, num_joints: float, prefix: str) -> dict:
         """Losses of one layer. logits (B, N), boxes (B, N, 4), keypoints (B, N, K, 2) or None."""
         match = self.matcher(logits, boxes, keypoints, targets)
         b_idx = torch.cat([torch.full_like(p, i) for i, (p, _) in enumerate(match)]).to(logits.device)
@@ -57,7 +57,7 @@ class SetCriterion(nn.Module):
         if keypoints is not None:
             pk, tk = keypoints[b_idx, p_idx], targets.keypoints[b_idx, t_idx]  # (P, K, 2)
             vis = targets.visibility[b_idx, t_idx] > 0  # (P, K)
-            out[f"{prefix}keypoints"] = ((pk - tk).abs().sum(-1) * vis).sum() / vis.sum().clamp_min(1)
+            out[f"{prefix}keypoints"] = ((pk - tk).abs().sum(-1) * vis).sum() / num_joints
             sizes = targets.sizes[b_idx].flip(-1).to(pk)  # (P, 2) as (W, H)
             areas = targets.areas[b_idx, t_idx]
             oks = torch.stack([oks_matrix(pk[j:j + 1] * sizes[j], tk[j:j + 1] * sizes[j], vis[j:j + 1],
@@ -68,22 +68,26 @@ class SetCriterion(nn.Module):
 
     def forward(self, pose, humans, targets) -> dict:
         """pose: :class:`~posediff.models.keypoint_decoder.PoseOutput`; humans: the human decoder's output."""
-        num_persons = max(float(targets.valid.sum()), 1.0)
+        # normalisers: persons and labelled joints of the whole (global) batch, averaged over processes, so
+        # that DDP's gradient average equals the gradient of one process on the global batch
+        counts = torch.tensor([float(targets.valid.sum()), float((targets.visibility[targets.valid] > 0).sum())],
+                              device=targets.valid.device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            n = torch.tensor([num_persons], device=targets.valid.device)
-            torch.distributed.all_reduce(n)
-            num_persons = max(float(n) / torch.distributed.get_world_size(), 1.0)
+            torch.distributed.all_reduce(counts)
+            counts = counts / torch.distributed.get_world_size()
+        num_persons, num_joints = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
         losses = {}
         layers = pose.logits.shape[0]
         for layer in range(layers):
             prefix = "" if layer == layers - 1 else f"pose{layer}_"
             losses.update(self._layer(pose.logits[layer], pose.boxes[layer], pose.keypoints[layer], targets,
-                                      num_persons, prefix))
+                                      num_persons, num_joints, prefix))
         if humans is not None:
             for layer in range(humans.logits.shape[0]):
                 losses.update(self._layer(humans.logits[layer], humans.boxes[layer], None, targets, num_persons,
-                                          f"human{layer}_"))
-            losses.update(self._layer(humans.enc_logits, humans.enc_boxes, None, targets, num_persons, "enc_"))
+                                          num_joints, f"human{layer}_"))
+            losses.update(self._layer(humans.enc_logits, humans.enc_boxes, None, targets, num_persons, num_joints,
+                                      "enc_"))
         total = sum(self.weights[self._kind(name)] * value for name, value in losses.items())
         losses["loss"] = total
         return losses

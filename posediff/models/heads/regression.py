@@ -16,7 +16,8 @@ class RegressionKeypointHead(nn.Module):
     """ED-Pose: the top ``num_group`` persons of the human decoder, expanded into human-to-keypoint
     tokens, initial keypoints regressed from each human token, refined by the keypoint decoder.
 
-    Forward: human decoder output and the encoder state -> :class:`PoseOutput` (per decoder layer).
+    Forward: human decoder output and the encoder state -> :class:`PoseOutput`: the initial regression
+    (supervised like a layer, so that it learns) followed by one entry per decoder layer.
     """
 
     nms = False
@@ -32,11 +33,14 @@ class RegressionKeypointHead(nn.Module):
     def forward(self, humans, enc, targets=None) -> PoseOutput:
         hidden, boxes, tokens = self.expand(humans, self.num_group)
         b, n, _ = hidden.shape
+        top = humans.logits[-1].topk(n, dim=1).indices  # the same persons HumanToKeypoint picked
+        logits0 = humans.logits[-1].gather(1, top)  # (B, N)
         offsets = torch.tanh(self.init_keypoints(hidden)).view(b, n, -1, 2)  # (B, N, K, 2)
         kp0 = (boxes[:, :, None, :2] + offsets * boxes[:, :, None, 2:] / 2).clamp(1e-3, 1 - 1e-3)
         out, _ = self.decoder(tokens, kp0, boxes, hidden, enc.memory, enc.padding_mask, enc.spatial_shapes,
                               enc.valid_ratios)
-        return out
+        return PoseOutput(logits=torch.cat([logits0[None], out.logits]), boxes=torch.cat([boxes[None], out.boxes]),
+                          keypoints=torch.cat([kp0[None], out.keypoints]))
 
     @torch.no_grad()
     def predict(self, humans, enc, steps=None, generator=None):

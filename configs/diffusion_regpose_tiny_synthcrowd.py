@@ -1,0 +1,8 @@
+"""diffusion_regpose_tiny on SynthCrowd (COCO-17 labels), CPU-sized."""
+
+from data_synthcrowd import coco17
+
+from posediff.engine import TrainConfig
+
+config = TrainConfig(recipe="diffusion_regpose_tiny", data=coco17, out="runs/diffusion_regpose_tiny_synthcrowd",
+                     batch_size=4, lr=2e-4, max_steps=4000, lr_drop=(3200,), ckpt_every=200)

@@ -1,0 +1,114 @@
+"""Checkpoints: weights in safetensors, training state beside them, both written atomically.
+
+A training run's folder holds
+
+* ``step_XXXXXXX.safetensors``: model weights (and ``ema.`` weights when EMA is on), with the recipe
+  name, its overrides and the step in the metadata, so that :func:`load_model` rebuilds the model from
+  the file alone;
+* ``step_XXXXXXX.state.pt``: optimizer, LR schedule, RNG states, data position (for ``--resume``);
+* ``last.json``: the name of the newest complete pair, written last, so an interrupted write never
+  becomes the checkpoint to resume from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..io import atomic_path, write_json
+
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "FORMAT"]
+
+FORMAT = "posediff.checkpoint/1"
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(run_dir, step: int, model, recipe: str, overrides: dict, state: dict | None = None,
+                    ema=None, extra_meta: dict | None = None, keep: int = 2) -> Path:
+    """Write the weights (+ EMA) and the training state of ``step``; returns the weights' path."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:07d}"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+    meta = {"format": FORMAT, "recipe": recipe, "overrides": json.dumps(overrides, sort_keys=True),
+            "step": str(step), "ema": str(ema is not None)}
+    meta.update({k: json.dumps(v) for k, v in (extra_meta or {}).items()})
+    weights = run_dir / f"{name}.safetensors"
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    if state is not None:
+        with atomic_path(run_dir / f"{name}.state.pt") as tmp:
+            torch.save(state, tmp)
+    write_json({"name": name, "step": step, "has_state": state is not None}, run_dir / "last.json")
+    _prune(run_dir, keep, current=name)
+    return weights
+
+
+def _prune(run_dir: Path, keep: int, current: str) -> None:
+    names = sorted({p.name.split(".")[0] for p in run_dir.glob("step_*.safetensors")})
+    for old in names[:-keep] if keep > 0 else []:
+        if old == current:
+            continue
+        for suffix in (".safetensors", ".state.pt"):
+            p = run_dir / f"{old}{suffix}"
+            if p.exists():
+                os.remove(p)
+
+
+def latest_checkpoint(run_dir) -> tuple[Path, Path | None] | None:
+    """(weights, state or None) of the newest complete checkpoint in ``run_dir``, or None."""
+    pointer = Path(run_dir) / "last.json"
+    if not pointer.is_file():
+        return None
+    info = json.loads(pointer.read_text())
+    weights = Path(run_dir) / f"{info['name']}.safetensors"
+    state = Path(run_dir) / f"{info['name']}.state.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{pointer} names {weights.name}, which is missing")
+    return weights, (state if state.is_file() else None)
+
+
+def load_checkpoint(path) -> tuple[dict, dict, dict]:
+    """(model tensors, EMA tensors, metadata) of a weights file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as err:
+        raise ValueError(f"{path}: not a safetensors checkpoint ({err})") from err
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: metadata field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
+    model = {k: v for k, v in tensors.items() if not k.startswith("ema.")}
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    return model, ema, meta
+
+
+def load_model(path, use_ema: bool = True, **overrides):
+    """Rebuild the recipe a checkpoint was trained with and load its (EMA) weights; returns the model in eval mode."""
+    from ..registry import create_model
+
+    weights, ema, meta = load_checkpoint(path)
+    kwargs = json.loads(meta.get("overrides", "{}"))
+    kwargs.update(overrides)
+    model = create_model(meta["recipe"], **kwargs)
+    state = ema if (use_ema and ema) else weights
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit recipe {meta['recipe']!r} (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    return model.eval()

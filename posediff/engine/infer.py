@@ -1,0 +1,126 @@
+"""Inference on images of any size: ``Predictor`` and ``posediff predict``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, _resized_hw
+
+__all__ = ["Predictor", "read_image"]
+
+
+def read_image(path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB (grayscale and RGBA converted); errors name the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path}: cannot read the image ({err})") from err
+
+
+class Predictor:
+    """Turns images (paths or (H, W, 3) uint8 arrays) into poses in the images' own pixels, batched.
+
+    Args:
+        model: a one-stage pose model (eval mode is set here).
+        size: shorter side the network sees; ``max_size`` caps the longer side.
+        batch_size: images per forward pass. steps: sampling steps of a diffusion head (default: its own).
+        device: where to run (default: CUDA if present).
+
+    Calling it returns one dict per image: ``keypoints`` (N, K, 3: x, y, score), ``scores`` (N,),
+    ``boxes`` (N, 4: x0, y0, x1, y1), numpy arrays in the original image's pixels, best first.
+    """
+
+    def __init__(self, model, size: int = 512, max_size: int = 1333, batch_size: int = 4, steps: int | None = None,
+                 device=None, seed: int = 0):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.size, self.max_size, self.batch_size, self.steps, self.seed = size, max_size, batch_size, steps, seed
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    @classmethod
+    def from_checkpoint(cls, path, **kwargs) -> Predictor:
+        from .checkpoint import load_model
+
+        return cls(load_model(path), **kwargs)
+
+    def _prepare(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
+        from PIL import Image
+
+        h, w = image.shape[:2]
+        oh, ow = _resized_hw(h, w, self.size, self.max_size)
+        resized = np.asarray(Image.fromarray(image).resize((ow, oh), Image.BILINEAR))
+        x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float().div_(255.0)
+        return (x - self.mean) / self.std, (w / ow, h / oh)
+
+    @torch.no_grad()
+    def __call__(self, images: Sequence) -> list[dict]:
+        arrays = []
+        for i, im in enumerate(images):
+            if isinstance(im, (str, os.PathLike)):
+                arrays.append(read_image(im))
+            else:
+                arr = np.asarray(im)
+                if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+                    raise ValueError(f"Predictor: image {i} must be a path or an (H, W, 3) uint8 array, got "
+                                     f"{arr.dtype} {arr.shape}")
+                arrays.append(arr)
+        results = []
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        for start in range(0, len(arrays), self.batch_size):
+            chunk = [self._prepare(a) for a in arrays[start:start + self.batch_size]]
+            h = max(x.shape[1] for x, _ in chunk)
+            w = max(x.shape[2] for x, _ in chunk)
+            batch = torch.zeros(len(chunk), 3, h, w)
+            mask = torch.zeros(len(chunk), h, w, dtype=torch.bool)
+            for j, (x, _) in enumerate(chunk):
+                batch[j, :, : x.shape[1], : x.shape[2]] = x
+                mask[j, : x.shape[1], : x.shape[2]] = True
+            outs = self.model(batch.to(self.device), mask.to(self.device), steps=self.steps, generator=gen)
+            for out, (_, (sx, sy)) in zip(outs, chunk):
+                kp = out["keypoints"].float().cpu().numpy().copy()
+                kp[..., 0] *= sx
+                kp[..., 1] *= sy
+                boxes = out["boxes"].float().cpu().numpy() * np.array([sx, sy, sx, sy])
+                results.append(dict(keypoints=kp, scores=out["scores"].float().cpu().numpy(), boxes=boxes))
+        return results
+
+
+def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_threshold: float = 0.3,
+                  steps: int | None = None, skeleton: str | None = None) -> Path:
+    """``posediff predict``: COCO results JSON (image_id = position in ``images``) and PNGs with poses drawn."""
+    from PIL import Image
+
+    from ..evaluation import to_coco_results, write_coco_results
+    from ..io import atomic_path, write_json
+    from ..viz import draw_poses
+
+    predictor = Predictor.from_checkpoint(checkpoint, size=size, steps=steps)
+    k = predictor.model.num_keypoints
+    skeleton = skeleton or ("coco17" if k == 17 else "crowdpose14")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    preds = predictor(images)
+    results, index = [], []
+    for i, (path, pred) in enumerate(zip(images, preds)):
+        keep = pred["scores"] >= score_threshold
+        results += to_coco_results([i], [dict(keypoints=pred["keypoints"][keep], scores=pred["scores"][keep])])
+        index.append(dict(image_id=i, file_name=str(path), persons=int(keep.sum())))
+        drawn = draw_poses(read_image(path), pred["keypoints"][keep], skeleton, min_visibility=0.0,
+                           occluded_hollow=False)
+        with atomic_path(out_dir / f"{Path(path).stem}_poses.png") as tmp:
+            Image.fromarray(drawn).save(tmp, format="PNG")
+    write_coco_results(results, out_dir / "results.json")
+    write_json(dict(checkpoint=str(checkpoint), score_threshold=score_threshold, images=index), out_dir / "images.json")
+    return out_dir

@@ -1,0 +1,417 @@
+"""Training: one process or torchrun DDP, the same code.
+
+    posediff train configs/edpose_tiny_synthcrowd.py [key=value ...] [--resume]
+    torchrun --nproc_per_node N -m posediff train CONFIG [key=value ...]
+
+AdamW with a backbone learning-rate multiplier, step decay, gradient clipping, optional EMA, AMP on GPU,
+tqdm progress, periodic evaluation with ``evaluate_keypoints``, atomic checkpoints (safetensors +
+training state) and exact resumption. On CPU a run is deterministic: the data order of epoch e is a
+permutation seeded by (seed, e), every item's augmentation is seeded by (seed, e, index), and the global
+RNG state (timesteps, noise, dropout) is saved with each checkpoint.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import logging
+import os
+import random
+import runpy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io import write_json
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+__all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "build_datasets", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from.
+
+    ``kind="synthcrowd"``: the written SynthCrowd splits under ``root`` (rendered there first if missing,
+    ``num_images`` in all, ``size`` pixels, ``scene_seed``). ``kind="coco"``: ``train_images`` /
+    ``train_ann`` and ``val_images`` / ``val_ann`` (COCO or CrowdPose format, by ``skeleton``).
+    """
+
+    kind: str = "synthcrowd"
+    root: str = "data/synthcrowd"
+    num_images: int = 2000
+    size: int = 256
+    scene_seed: int = 0
+    skeleton: str = "coco17"
+    train_images: str = ""
+    train_ann: str = ""
+    val_images: str = ""
+    val_ann: str = ""
+    val_split: str = "val"
+    prior: str | None = "coco17"  # completion targets for the diffusion head
+    train_scales: tuple[int, ...] = (224, 256, 288)
+    crop_scales: tuple[int, ...] = (192, 224)
+    crop_size: tuple[int, int] = (160, 224)
+    max_size: int = 400
+    eval_size: int = 256
+    flip: bool = True
+    pixel_noise: float = 6.0
+    max_val_images: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    recipe: str = "edpose_tiny"
+    model: dict = field(default_factory=dict)  # overrides of the recipe's config
+    data: DataConfig = DataConfig()
+    out: str = "runs/edpose_tiny"
+    seed: int = 0
+    batch_size: int = 4
+    workers: int = 0
+    lr: float = 1e-4
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-4
+    max_steps: int = 1000
+    lr_drop: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    clip_grad: float = 0.1
+    ema_decay: float = 0.0  # 0: no EMA
+    amp: bool = True  # bfloat16 autocast, on GPU only
+    eval_every: int = 0  # 0: only at the end
+    ckpt_every: int = 200
+    log_every: int = 10
+    keep_checkpoints: int = 2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Config files and overrides
+# ----------------------------------------------------------------------------------------------------
+
+def load_config(path) -> TrainConfig:
+    """A Python config file defining ``config`` (a :class:`TrainConfig`).
+
+    Config files compose by import: the file's folder is on ``sys.path`` while it runs, so
+    ``from data_synthcrowd import data`` picks up a sibling file.
+    """
+    import sys
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        ns = runpy.run_path(str(path))
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    cfg = ns.get("config")
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"{path}: must define `config = TrainConfig(...)`, found {type(cfg).__name__}")
+    return cfg
+
+
+def _parse(value: str):
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
+    """``key=value`` overrides: ``lr=2e-4``, ``data.num_images=200``, ``model.sampling_steps=2``."""
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        parts, val = key.split("."), _parse(value)
+        if parts[0] == "model":
+            if len(parts) != 2:
+                raise ValueError(f"override {item!r}: use model.FIELD=value")
+            cfg = dataclasses.replace(cfg, model={**cfg.model, parts[1]: val})
+        elif parts[0] == "data" and len(parts) == 2:
+            names = {f.name for f in dataclasses.fields(DataConfig)}
+            if parts[1] not in names:
+                raise ValueError(f"override {item!r}: DataConfig has no field {parts[1]!r}; fields: {sorted(names)}")
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{parts[1]: val}))
+        elif len(parts) == 1:
+            names = {f.name for f in dataclasses.fields(TrainConfig)}
+            if key not in names:
+                raise ValueError(f"override {item!r}: TrainConfig has no field {key!r}; fields: {sorted(names)}")
+            cfg = dataclasses.replace(cfg, **{key: val})
+        else:
+            raise ValueError(f"override {item!r}: unknown key")
+    return cfg
+
+
+def _jsonable(cfg) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------
+
+def build_datasets(cfg: TrainConfig, rank: int = 0):
+    """(train dataset, val dataset, val annotation file, metric dataset name)."""
+    from ..data import CocoKeypointDataset
+    from ..data.transforms import Compose, PixelNoise, RandomHorizontalFlip, eval_transforms, train_transforms
+    from ..skeletons import get_skeleton
+
+    d = cfg.data
+    skeleton = get_skeleton(d.skeleton)
+    prior = d.prior if (d.prior and skeleton.name == "coco17") else None
+    if d.kind == "synthcrowd":
+        root = Path(d.root)
+        ann_name = "coco.json" if skeleton.name == "coco17" else "crowdpose.json"
+        if not (root / "train" / ann_name).is_file() or not (root / d.val_split / ann_name).is_file():
+            if rank == 0:
+                from ..data.synthcrowd import SceneConfig, write_split
+
+                fractions = {"train": 0.8, "val": 0.1, "test": 0.1}
+                for split, frac in fractions.items():
+                    write_split(root, split, max(int(round(d.num_images * frac)), 1), seed=d.scene_seed,
+                                config=SceneConfig(size=d.size))
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()
+        train_images, train_ann = root / "train" / "images", root / "train" / ann_name
+        val_images, val_ann = root / d.val_split / "images", root / d.val_split / ann_name
+    elif d.kind == "coco":
+        train_images, train_ann, val_images, val_ann = d.train_images, d.train_ann, d.val_images, d.val_ann
+    else:
+        raise ValueError(f"config field data.kind must be 'synthcrowd' or 'coco', got {d.kind!r}")
+    tf = train_transforms(skeleton.flip_index, scales=d.train_scales, max_size=d.max_size, crop_scales=d.crop_scales,
+                          crop_size=d.crop_size)
+    if not d.flip:
+        tf.transforms = [t for t in tf.transforms if not isinstance(t, RandomHorizontalFlip)]
+    if d.pixel_noise > 0:
+        tf = Compose([tf, PixelNoise(d.pixel_noise)])
+    train_ds = CocoKeypointDataset(train_images, train_ann, skeleton=skeleton, transforms=tf, prior=prior,
+                                   seed=cfg.seed, require_persons=True)
+    val_ds = CocoKeypointDataset(val_images, val_ann, skeleton=skeleton,
+                                 transforms=eval_transforms(d.eval_size, d.max_size))
+    if d.max_val_images is not None:
+        val_ds.ids = val_ds.ids[: d.max_val_images]
+    metric = "coco" if skeleton.name == "coco17" else "crowdpose"
+    return train_ds, val_ds, str(val_ann), metric
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """The batches of one epoch for one rank: a permutation seeded by (seed, epoch), cut into global batches
+    of ``batch_size * world`` images, rank r taking every world-th image of each (incomplete ones dropped)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    global_bs = batch_size * world
+    out = []
+    for start in range(0, n - global_bs + 1, global_bs):
+        out.append(perm[start + rank:start + global_bs:world].tolist())
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, device="cpu",
+             steps: int | None = None, progress: bool = False) -> dict:
+    """Predict over ``dataset`` in batches and score with ``evaluate_keypoints``."""
+    from tqdm import tqdm
+
+    from ..data import collate
+    from ..evaluation import KeypointEvaluator
+
+    was_training = model.training
+    model.eval()
+    ev = KeypointEvaluator(ann_file, dataset=metric)
+    n = len(dataset)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
+        images, mask, targets = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
+        kwargs = dict(steps=steps, generator=gen) if steps is not None else dict(generator=gen)
+        outputs = model(images.to(device), mask.to(device), **kwargs)
+        ev.update(targets.image_ids.tolist(), outputs, scales=targets.scale_to_original.tolist())
+    metrics = ev.compute()
+    model.train(was_training)
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------------
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, local, world
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def param_groups(model, lr: float, backbone_mult: float, weight_decay: float):
+    backbone, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (backbone if name.startswith("backbone.") else rest).append(p)
+    return [dict(params=rest, lr=lr, weight_decay=weight_decay),
+            dict(params=backbone, lr=lr * backbone_mult, weight_decay=weight_decay)]
+
+
+def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progress: bool = True) -> dict:
+    """Run (or continue) a training run; returns the final metrics and the loss history."""
+    from tqdm import tqdm
+
+    from ..data import collate
+    from ..env import machine_info
+    from ..registry import create_model
+
+    rank, local, world = _distributed()
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    out = Path(cfg.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(dict(config=_jsonable(cfg), machine=machine_info(), world_size=world), out / "config.json")
+    _seed_all(cfg.seed)
+    train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
+    model = create_model(cfg.recipe, **cfg.model).to(device)
+    if init:
+        weights, _, _ = load_checkpoint(init)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        log.info("initialised from %s (%d new tensors, %d unused)", init, len(missing), len(unexpected))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay))
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_drop), gamma=cfg.lr_gamma)
+    ema = None
+    if cfg.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    step, epoch, pos, history = 0, 0, 0, []
+    if resume:
+        found = latest_checkpoint(out)
+        if found is None:
+            log.warning("--resume: no checkpoint in %s; starting afresh", out)
+        else:
+            weights_path, state_path = found
+            weights, ema_w, _ = load_checkpoint(weights_path)
+            model.load_state_dict(weights)
+            if ema is not None and ema_w:
+                ema.load_state_dict(ema_w)
+            if state_path is None:
+                raise FileNotFoundError(f"{weights_path}: its training state (.state.pt) is missing")
+            state = torch.load(state_path, map_location="cpu", weights_only=False)
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            step, epoch, pos = state["step"], state["epoch"], state["pos"]
+            torch.set_rng_state(state["torch_rng"][rank] if isinstance(state["torch_rng"], list) else
+                                state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
+            history = [h for h in state["history"] if h["step"] <= step]
+            log.info("resumed %s at step %d", out, step)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") else None
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train {cfg.recipe}", disable=not progress or rank != 0)
+    last_eval = {}
+    t_start = time.time()
+    while step < cfg.max_steps:
+        train_ds.set_epoch(epoch)
+        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world)
+        if not batches:
+            raise ValueError(f"train set has {len(train_ds)} images, fewer than one global batch of "
+                             f"{cfg.batch_size * world}")
+        while pos < len(batches) and step < cfg.max_steps:
+            images, mask, targets = collate([train_ds[i] for i in batches[pos]])
+            images, mask, targets = images.to(device), mask.to(device), targets.to(device)
+            net.train()
+            if autocast is not None:
+                with autocast:
+                    losses = net(images, mask, targets)
+            else:
+                losses = net(images, mask, targets)
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {step}: loss is {float(loss)}; "
+                                         f"parts: { {k: float(v) for k, v in losses.items()} }")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            optimizer.step()
+            schedule.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            step += 1
+            pos += 1
+            record = {"step": step, "loss": float(loss.detach()),
+                      **{k: float(v.detach()) for k, v in losses.items() if k in ("class", "keypoints", "oks")}}
+            history.append(record)
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{record['loss']:.3f}", kpt=f"{record.get('keypoints', 0):.3f}")
+            if cfg.eval_every and step % cfg.eval_every == 0 and rank == 0:
+                last_eval = evaluate(ema.module if ema is not None else model, val_ds, val_ann, metric,
+                                     cfg.batch_size, device)
+                history[-1]["eval"] = last_eval
+                log.info("step %d: %s", step, last_eval)
+            if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+                rngs = _gather_rng_states(world)  # every rank's RNG, for an exact resume
+                if rank == 0:
+                    _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs)
+                if world > 1:
+                    torch.distributed.barrier()
+        if pos >= len(batches):
+            epoch, pos = epoch + 1, 0
+    bar.close()
+    result = {"steps": step, "seconds": round(time.time() - t_start, 1), "history": history}
+    if rank == 0:
+        if not last_eval or history[-1].get("eval") is None:
+            last_eval = evaluate(ema.module if ema is not None else model, val_ds, val_ann, metric,
+                                 cfg.batch_size, device)
+        result["metrics"] = last_eval
+        write_json(dict(result, config=_jsonable(cfg)), out / "result.json")
+        _write_history(out, history)
+    if world > 1:
+        torch.distributed.barrier()
+    return result
+
+
+def _write_history(out: Path, history: list[dict]) -> None:
+    from ..io import atomic_path
+
+    with atomic_path(out / "history.jsonl") as tmp, open(tmp, "w") as f:
+        for h in history:
+            f.write(json.dumps(h) + "\n")
+
+
+def _gather_rng_states(world: int):
+    rng = torch.get_rng_state()
+    if world == 1:
+        return rng
+    states = [None] * world
+    torch.distributed.all_gather_object(states, rng)
+    return states
+
+
+def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rng):
+    state = dict(step=step, epoch=epoch, pos=pos, optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
+                 torch_rng=rng, numpy_rng=np.random.get_state(), python_rng=random.getstate(), history=history)
+    save_checkpoint(out, step, model, cfg.recipe, cfg.model, state=state, ema=ema.module if ema is not None else None,
+                    extra_meta={"config": _jsonable(cfg)}, keep=cfg.keep_checkpoints)
+    _write_history(out, history)
+

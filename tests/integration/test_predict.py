@@ -1,0 +1,56 @@
+"""Predictor and `posediff predict` on real photos and COCO images of any size."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED
+
+import posediff
+from posediff.cli import main as cli
+from posediff.engine import Predictor, save_checkpoint
+
+
+@pytest.fixture(scope="module", params=["edpose_tiny", "diffusion_regpose_tiny"])
+def checkpoint(request, tmp_path_factory):
+    torch.manual_seed(0)
+    model = posediff.create_model(request.param)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), 0, model, request.param, {})
+
+
+def test_predictor_returns_poses_in_the_original_pixels(checkpoint, data_dir):
+    predictor = Predictor.from_checkpoint(checkpoint, size=256, batch_size=2)
+    images = [data_dir / "matplotlib_grace_hopper.jpg", *sorted((data_dir / "coco_images").glob("*.jpg"))]
+    preds = predictor(images)
+    assert len(preds) == 4
+    from PIL import Image
+
+    for path, pred in zip(images, preds):
+        w, h = Image.open(path).size
+        kp = pred["keypoints"]
+        assert kp.shape[1:] == (17, 3) and len(pred["scores"]) == len(kp) == len(pred["boxes"])
+        assert np.all(np.diff(pred["scores"]) <= 0)
+        assert kp[..., 0].max() <= w + 1 and kp[..., 1].max() <= h + 1  # in the image's own pixels
+    # an array works as well as a path (images of one size batch without padding: the same answer)
+    one = Predictor.from_checkpoint(checkpoint, size=256, batch_size=2)
+    by_path = one([images[1], images[1]])
+    array = np.asarray(Image.open(images[1]).convert("RGB"))
+    by_array = one([array, array])
+    np.testing.assert_allclose(by_array[0]["keypoints"], by_path[0]["keypoints"], atol=1e-3)
+    with pytest.raises(ValueError, match="uint8"):
+        predictor([np.zeros((10, 10))])
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        predictor(["nope.jpg"])
+
+
+def test_predict_command_writes_results_and_pictures(checkpoint, data_dir, tmp_path):
+    photos = sorted((SHARED / "photos").glob("*")) if (SHARED / "photos").is_dir() else []
+    images = [str(p) for p in photos] or [str(data_dir / "matplotlib_grace_hopper.jpg")]
+    images += [str(p) for p in sorted((data_dir / "coco_images").glob("*.jpg"))]
+    assert cli(["predict", *images, "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--size", "256",
+                "--score-threshold", "0.0"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["image_id"] for r in results} == set(range(len(images)))
+    assert all(len(r["keypoints"]) == 51 for r in results)
+    assert len(list(tmp_path.glob("*_poses.png"))) == len(images)

@@ -1,0 +1,161 @@
+"""Each block alone, with keyword arguments."""
+
+import pytest
+import torch
+
+from posediff.diffusion import make_scheduler
+from posediff.models import DeformableEncoder, HumanDecoder, HungarianMatcher, KeypointDecoder, TimmBackbone
+from posediff.models.denoisers import KeypointAttentionDenoiser
+from posediff.models.encoder import flatten_levels
+from posediff.models.heads import DiffusionKeypointHead
+from posediff.models.losses import SetCriterion
+from posediff.models.pose_model import EncoderState, sine_position_embedding
+from posediff.models.postprocess import pose_nms
+from posediff.skeletons import COCO17
+from posediff.structures import PoseTargets
+
+D = 32
+
+
+def test_backbone_levels_by_stride_nhwc_and_frozen_bn():
+    b = TimmBackbone("resnet18", strides=(8, 16, 32))
+    out = b(torch.randn(1, 3, 64, 96))
+    assert [o.shape[-2:] for o in out] == [(8, 12), (4, 6), (2, 3)] and b.channels == [128, 256, 512]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in b.modules())
+    assert TimmBackbone("resnet18", strides=(16,)).channels == [256]
+    with pytest.raises(ValueError, match="no feature level with stride"):
+        TimmBackbone("resnet18", strides=(64,))
+    swin = TimmBackbone("swin_tiny_patch4_window7_224", strides=(8, 16), img_size=64)
+    assert swin.nhwc and [o.shape[1] for o in swin(torch.randn(1, 3, 64, 64))] == swin.channels
+
+
+def encoder_state(b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    maps = [torch.randn(b, D, 8, 8, generator=g), torch.randn(b, D, 4, 4, generator=g)]
+    masks = [torch.zeros(b, 8, 8, dtype=torch.bool), torch.zeros(b, 4, 4, dtype=torch.bool)]
+    masks[0][1, :, 6:] = True  # image 1 is narrower
+    masks[1][1, :, 3:] = True
+    pos = [sine_position_embedding(m, D) for m in masks]
+    tokens, pad, pos_t, shapes, _, valid = flatten_levels(maps, masks, pos, torch.zeros(2, D))
+    enc = DeformableEncoder(dim=D, layers=2, levels=2, heads=4, ffn_dim=64)
+    memory = enc(tokens, pos_t, shapes, valid, pad)
+    return EncoderState(memory, pad, shapes, valid), tokens
+
+
+def test_encoder_shapes_and_valid_ratios():
+    state, tokens = encoder_state()
+    assert state.memory.shape == tokens.shape == (2, 80, D)
+    torch.testing.assert_close(state.valid_ratios[1, 0], torch.tensor([0.75, 1.0]))
+    refs = DeformableEncoder.reference_points(state.spatial_shapes, state.valid_ratios)
+    assert refs.shape == (2, 80, 2, 2) and float(refs.max()) <= 1.0
+
+
+def test_human_decoder_selects_and_refines():
+    state, _ = encoder_state()
+    dec = HumanDecoder(num_queries=6, layers=2, dim=D, heads=4, levels=2, ffn_dim=64)
+    out = dec(state.memory, state.padding_mask, state.spatial_shapes, state.valid_ratios)
+    assert out.hidden.shape == (2, 6, D) and out.logits.shape == (2, 2, 6) and out.boxes.shape == (2, 2, 6, 4)
+    boxes = out.boxes.detach()
+    assert out.enc_boxes.shape == (2, 6, 4) and 0 < float(boxes.min()) < float(boxes.max()) < 1
+
+
+def test_keypoint_decoder_and_permutation_equivariance():
+    state, _ = encoder_state()
+    dec = KeypointDecoder(num_keypoints=5, layers=2, dim=D, heads=4, levels=2, ffn_dim=64).eval()
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randn(2, 3, 6, D, generator=g)
+    kp = torch.rand(2, 3, 5, 2, generator=g) * 0.8 + 0.1
+    boxes = torch.cat([torch.full((2, 3, 2), 0.5), torch.full((2, 3, 2), 0.4)], -1)
+    ctx = torch.randn(2, 4, D, generator=g)
+    out, _ = dec(tokens, kp, boxes, ctx, state.memory, state.padding_mask, state.spatial_shapes, state.valid_ratios)
+    assert out.keypoints.shape == (2, 2, 3, 5, 2) and out.logits.shape == (2, 2, 3)
+    perm = torch.tensor([2, 0, 1])  # persons are a set: permuting them permutes the outputs
+    out_p, _ = dec(tokens[:, perm], kp[:, perm], boxes[:, perm], ctx, state.memory, state.padding_mask,
+                   state.spatial_shapes, state.valid_ratios)
+    torch.testing.assert_close(out_p.keypoints, out.keypoints[:, :, perm], atol=1e-5, rtol=1e-5)
+
+
+def test_denoiser_time_split_and_shapes():
+    den = KeypointAttentionDenoiser(dim=D, num_keypoints=5, heads=4)
+    torch.nn.init.normal_(den.block_time[1].weight, std=0.1)
+    tokens, pose, (scale, shift) = den(torch.rand(2, 3, 5, 2), torch.tensor([0, 999]), torch.randn(2, 7, D))
+    assert tokens.shape == (2, 3, 5, D) and pose.shape == (2, 3, D) and scale.shape == (2, 1, 1, D)
+    assert not torch.allclose(scale, shift)
+    official = KeypointAttentionDenoiser(dim=D, num_keypoints=5, heads=4, time_split="official")
+    torch.nn.init.normal_(official.block_time[1].weight, std=0.1)
+    _, _, (s2, h2) = official(torch.rand(2, 3, 5, 2), torch.tensor([0, 999]), torch.randn(2, 7, D))
+    assert torch.equal(s2, h2)  # the official split makes scale and shift one vector
+    with pytest.raises(ValueError, match="time_split"):
+        KeypointAttentionDenoiser(dim=D, time_split="tokens")
+    with pytest.raises(ValueError, match="K=5"):
+        den(torch.rand(2, 3, 4, 2), torch.tensor([0, 1]), torch.randn(2, 7, D))
+
+
+def _targets(b=2, k=5):
+    g = torch.Generator().manual_seed(3)
+    boxes = torch.tensor([[[0.3, 0.4, 0.2, 0.4], [0.7, 0.5, 0.3, 0.5]]] * b)
+    kp = boxes[:, :, None, :2] + (torch.rand(b, 2, k, 2, generator=g) - 0.5) * boxes[:, :, None, 2:]
+    vis = torch.full((b, 2, k), 2, dtype=torch.long)
+    vis[:, 0, 0] = 0
+    valid = torch.ones(b, 2, dtype=torch.bool)
+    valid[1, 1] = False
+    return PoseTargets(boxes=boxes, keypoints=kp, visibility=vis, valid=valid, image_ids=torch.arange(b),
+                       sizes=torch.tensor([[100, 100]] * b), orig_sizes=torch.tensor([[100, 100]] * b),
+                       areas=torch.full((b, 2), 1500.0), keypoints_completed=kp.clone())
+
+
+def test_matcher_finds_the_right_pairs_and_survives_nan():
+    t = _targets()
+    matcher = HungarianMatcher(sigmas=[0.05] * 5)
+    perm = torch.tensor([1, 2, 0])  # predictions: GT 0 at slot 2, GT 1 at slot 0, a junk one at slot 1
+    boxes = torch.cat([t.boxes, torch.tensor([[[0.1, 0.1, 0.05, 0.05]]] * 2)], 1)[:, perm]
+    kps = torch.cat([t.keypoints, torch.zeros(2, 1, 5, 2)], 1)[:, perm]
+    logits = torch.zeros(2, 3)
+    pairs = matcher(logits, boxes, kps, t)
+    assert dict(zip(pairs[0][0].tolist(), pairs[0][1].tolist())) == {2: 0, 0: 1}
+    assert pairs[1][1].tolist() == [0] and pairs[1][0].tolist() == [2]
+    kps_nan = kps.clone()
+    kps_nan[0, 1] = float("nan")
+    assert len(matcher(logits, boxes, kps_nan, t)[0][0]) == 2
+    none = _targets()
+    none.valid[:] = False
+    assert all(len(p) == 0 for p, _ in matcher(logits, boxes, kps, none))
+
+
+def test_criterion_is_small_for_perfect_predictions_and_counts_visible_joints_only():
+    t = _targets()
+    crit = SetCriterion(HungarianMatcher(sigmas=[0.05] * 5), sigmas=[0.05] * 5)
+    kps = t.keypoints.clone()
+    kps[:, 0, 0] += 0.3  # an unlabelled joint: must not cost anything
+    pose = type("P", (), {})()
+    pose.logits = torch.tensor([[[9.0, 9.0]] * 2])
+    pose.logits[0, 1, 1] = -9.0
+    pose.boxes, pose.keypoints = t.boxes[None], kps[None]
+    losses = crit(pose, None, t)
+    assert float(losses["keypoints"]) < 1e-6 and float(losses["oks"]) < 1e-6 and float(losses["giou"]) < 1e-6
+    pose.keypoints = (kps + 0.05)[None]
+    assert float(crit(pose, None, t)["keypoints"]) > 0.05
+
+
+def test_pose_nms_drops_duplicates():
+    kp = torch.rand(1, 5, 2) * 50
+    kps = torch.cat([kp, kp + 0.5, kp + 40])
+    keep = pose_nms(kps, torch.tensor([0.9, 0.8, 0.7]), torch.full((3,), 2000.0), torch.full((5,), 0.05), 0.9, 10)
+    assert keep.tolist() == [0, 2]
+
+
+def test_diffusion_head_refuses_epsilon_prediction():
+    den = KeypointAttentionDenoiser(dim=D, num_keypoints=5, heads=4)
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiffusionKeypointHead(den, make_scheduler(prediction_type="epsilon"))
+    with pytest.raises(ValueError, match="train_timestep"):
+        DiffusionKeypointHead(den, make_scheduler(signal_scale=5.0), train_timestep="random")
+
+
+def test_coco_sigmas_reach_the_model():
+    import posediff
+
+    m = posediff.create_model("edpose_tiny", num_keypoints=14)
+    assert m.sigmas.shape == (14,) and m.num_keypoints == 14
+    torch.testing.assert_close(m.sigmas, torch.tensor(posediff.CROWDPOSE14.sigmas))
+    assert COCO17.num_joints == 17

@@ -1,0 +1,39 @@
+"""Every config file loads and builds its model; overrides reach the right field."""
+
+from pathlib import Path
+
+import pytest
+
+from posediff import create_model, list_models
+from posediff.engine import apply_overrides, load_config
+
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.py")
+                 if not p.name.startswith("data_"))
+
+
+def test_there_is_a_config_per_recipe_and_dataset():
+    names = {p.stem for p in CONFIGS}
+    for recipe in ("edpose", "diffusion_regpose"):
+        for data in ("coco", "crowdpose", "tiny_synthcrowd", "tiny_synthcrowd_crowdpose"):
+            assert f"{recipe}_{data}" in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_builds(path):
+    cfg = load_config(path)
+    assert cfg.recipe in list_models()
+    overrides = dict(cfg.model, pretrained_backbone=False)  # no weights can be downloaded here
+    model = create_model(cfg.recipe, **overrides)
+    assert model.num_keypoints == (14 if cfg.data.skeleton == "crowdpose14" else 17)
+
+
+def test_overrides():
+    cfg = load_config(CONFIGS[0])
+    cfg = apply_overrides(cfg, ["lr=3e-4", "data.num_images=50", "model.sampling_steps=2", "out=runs/x"])
+    assert cfg.lr == 3e-4 and cfg.data.num_images == 50 and cfg.model["sampling_steps"] == 2 and cfg.out == "runs/x"
+    with pytest.raises(ValueError, match="no field 'lrr'"):
+        apply_overrides(cfg, ["lrr=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        apply_overrides(cfg, ["lr"])
+    with pytest.raises(TypeError, match="unknown config field"):
+        create_model("edpose_tiny", dimm=3)
