@@ -48,6 +48,8 @@ class HumanDecoderOutput:
         hidden: (B, Q, D) final human tokens.
         logits: (L, B, Q) per-layer person logits. boxes: (L, B, Q, 4) per-layer boxes (cx, cy, w, h).
         enc_logits: (B, Q) and enc_boxes: (B, Q, 4), the selected encoder proposals (two-stage loss).
+        dn_logits: (L, B, G, M), dn_boxes: (L, B, G, M, 4): the box-denoising queries' outputs in training
+            (G groups of the M padded ground-truth persons), or None.
     """
 
     hidden: torch.Tensor
@@ -55,6 +57,8 @@ class HumanDecoderOutput:
     boxes: torch.Tensor
     enc_logits: torch.Tensor
     enc_boxes: torch.Tensor
+    dn_logits: torch.Tensor | None = None
+    dn_boxes: torch.Tensor | None = None
 
 
 class HumanDecoderLayer(nn.Module):
@@ -67,9 +71,9 @@ class HumanDecoderLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, tgt, query_pos, ref_boxes, memory, spatial_shapes, valid_ratios, padding_mask):
+    def forward(self, tgt, query_pos, ref_boxes, memory, spatial_shapes, valid_ratios, padding_mask, attn_mask=None):
         q = tgt + query_pos
-        tgt = self.norm1(tgt + self.self_attn(q, q, tgt, need_weights=False)[0])
+        tgt = self.norm1(tgt + self.self_attn(q, q, tgt, attn_mask=attn_mask, need_weights=False)[0])
         refs = ref_boxes[:, :, None] * torch.cat([valid_ratios, valid_ratios], -1)[:, None]  # (B, Q, L, 4)
         tgt = self.norm2(tgt + self.cross_attn(tgt + query_pos, refs, memory, spatial_shapes, padding_mask))
         return self.norm3(tgt + self.ffn(tgt))
@@ -81,15 +85,22 @@ class HumanDecoder(nn.Module):
     Args:
         num_queries: human queries (ED-Pose: 900 for detection, of which 100 go on to keypoints).
         layers: decoder layers. dim, heads, levels, points, ffn_dim: transformer sizes.
+        dn_groups: box-denoising groups in training (DN-DETR): each group holds every ground-truth box,
+            jittered (centre by up to ``dn_box_noise`` / 2 of its size, size by up to ``dn_box_noise``), as an
+            extra query that must reconstruct it; the matching queries cannot see them, nor the groups each
+            other. 0 turns it off.
 
-    Forward: memory (B, S, D), padding_mask (B, S), spatial_shapes (L, 2), valid_ratios (B, L, 2)
-    -> :class:`HumanDecoderOutput`.
+    Forward: memory (B, S, D), padding_mask (B, S), spatial_shapes (L, 2), valid_ratios (B, L, 2), and in
+    training optionally ``targets`` (for box denoising) -> :class:`HumanDecoderOutput`.
     """
 
     def __init__(self, num_queries: int = 100, layers: int = 6, dim: int = 256, heads: int = 8, levels: int = 4,
-                 points: int = 4, ffn_dim: int = 1024, dropout: float = 0.0, impl: str = "pytorch"):
+                 points: int = 4, ffn_dim: int = 1024, dropout: float = 0.0, impl: str = "pytorch",
+                 dn_groups: int = 0, dn_box_noise: float = 0.4):
         super().__init__()
-        self.num_queries, self.dim = num_queries, dim
+        self.num_queries, self.dim, self.heads = num_queries, dim, heads
+        self.dn_groups, self.dn_box_noise = dn_groups, dn_box_noise
+        self.dn_embed = nn.Embedding(1, dim) if dn_groups > 0 else None  # content of a denoising query
         self.enc_output = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
         self.enc_class = nn.Linear(dim, 1)
         self.enc_box = MLP(dim, dim, 4, 3)
@@ -106,7 +117,25 @@ class HumanDecoder(nn.Module):
             nn.init.zeros_(mlp.layers[-1].weight)
             nn.init.zeros_(mlp.layers[-1].bias)
 
-    def forward(self, memory, padding_mask, spatial_shapes, valid_ratios) -> HumanDecoderOutput:
+    def _dn_queries(self, targets, b: int, q: int):
+        """Denoising queries: (content (B, G M, D), boxes (B, G M, 4), attention mask (G M + Q, G M + Q))."""
+        g, m = self.dn_groups, targets.boxes.shape[1]
+        boxes = targets.boxes[:, None].expand(-1, g, -1, -1)  # (B, G, M, 4)
+        noise = (torch.rand_like(boxes) * 2 - 1) * self.dn_box_noise  # U(-λ, λ)
+        centre = boxes[..., :2] + noise[..., :2] * boxes[..., 2:] / 2
+        size = boxes[..., 2:] * (1 + noise[..., 2:])
+        noised = torch.cat([centre, size], -1).clamp(1e-3, 1 - 1e-3).reshape(b, g * m, 4)
+        content = self.dn_embed.weight[None].expand(b, g * m, -1)
+        n = g * m + q
+        mask = torch.zeros(n, n, dtype=torch.bool, device=boxes.device)  # True = may not attend
+        mask[g * m:, : g * m] = True  # matching queries never see the answers
+        for i in range(g):
+            block = slice(i * m, (i + 1) * m)
+            mask[block, : i * m] = True
+            mask[block, (i + 1) * m: g * m] = True  # nor does one group see another
+        return content, noised, mask
+
+    def forward(self, memory, padding_mask, spatial_shapes, valid_ratios, targets=None) -> HumanDecoderOutput:
         b = memory.shape[0]
         mem, props = encoder_proposals(memory, padding_mask, spatial_shapes)
         mem = self.enc_output(mem)  # (B, S, D)
@@ -118,13 +147,27 @@ class HumanDecoder(nn.Module):
         sel_logits = enc_logits.gather(1, top)
         ref = enc_boxes_unact.sigmoid().detach()  # (B, Q, 4)
         tgt = self.tgt_embed.weight[:k][None].expand(b, -1, -1)
+        attn_mask, n_dn = None, 0
+        use_dn = self.training and self.dn_groups > 0 and targets is not None and targets.boxes.shape[1] > 0
+        if use_dn:
+            content, noised, attn_mask = self._dn_queries(targets, b, k)
+            n_dn = content.shape[1]
+            tgt = torch.cat([content, tgt], 1)  # (B, G M + Q, D)
+            ref = torch.cat([noised, ref], 1)
         all_logits, all_boxes = [], []
         for layer, cls_head, box_head in zip(self.layers, self.class_heads, self.box_heads):
             query_pos = self.query_pos(sine_embed(ref, self.dim // 2))  # (B, Q, D)
-            tgt = layer(tgt, query_pos, ref, memory, spatial_shapes, valid_ratios, padding_mask)
+            tgt = layer(tgt, query_pos, ref, memory, spatial_shapes, valid_ratios, padding_mask, attn_mask)
             boxes = (inverse_sigmoid(ref) + box_head(tgt)).sigmoid()  # iterative box refinement
             all_boxes.append(boxes)
             all_logits.append(cls_head(tgt)[..., 0])
             ref = boxes.detach()
-        return HumanDecoderOutput(hidden=tgt, logits=torch.stack(all_logits), boxes=torch.stack(all_boxes),
-                                  enc_logits=sel_logits, enc_boxes=enc_boxes_unact.sigmoid())
+        logits, boxes = torch.stack(all_logits), torch.stack(all_boxes)  # (L, B, G M + Q), (L, B, G M + Q, 4)
+        dn_logits = dn_boxes = None
+        if use_dn:
+            layers, g, m = logits.shape[0], self.dn_groups, targets.boxes.shape[1]
+            dn_logits = logits[:, :, :n_dn].reshape(layers, b, g, m)
+            dn_boxes = boxes[:, :, :n_dn].reshape(layers, b, g, m, 4)
+            logits, boxes, tgt = logits[:, :, n_dn:], boxes[:, :, n_dn:], tgt[:, n_dn:]
+        return HumanDecoderOutput(hidden=tgt, logits=logits, boxes=boxes, enc_logits=sel_logits,
+                                  enc_boxes=enc_boxes_unact.sigmoid(), dn_logits=dn_logits, dn_boxes=dn_boxes)

@@ -88,9 +88,30 @@ class SetCriterion(nn.Module):
                                           num_joints, f"human{layer}_"))
             losses.update(self._layer(humans.enc_logits, humans.enc_boxes, None, targets, num_persons, num_joints,
                                       "enc_"))
+            if humans.dn_logits is not None:
+                losses.update(self._denoising(humans.dn_logits, humans.dn_boxes, targets, num_persons))
         total = sum(self.weights[self._kind(name)] * value for name, value in losses.items())
         losses["loss"] = total
         return losses
+
+    def _denoising(self, logits, boxes, targets, num_persons: float) -> dict:
+        """Box-denoising losses: query j of every group reconstructs ground truth j (no matching needed).
+
+        logits (L, B, G, M), boxes (L, B, G, M, 4).
+        """
+        out = {}
+        layers, _, groups, _ = logits.shape
+        valid = targets.valid[:, None].expand(-1, groups, -1)  # (B, G, M)
+        tb = targets.boxes[:, None].expand(-1, groups, -1, -1)[valid]  # (P, 4)
+        for layer in range(layers):
+            pb = boxes[layer][valid]
+            cls = sigmoid_focal_loss(logits[layer][valid], torch.ones(len(pb), device=pb.device))
+            giou = torch.diag(generalized_box_iou(box_convert(pb, "cxcywh", "xyxy"), box_convert(tb, "cxcywh", "xyxy")))
+            norm = num_persons * groups
+            out[f"dn{layer}_class"] = cls / norm
+            out[f"dn{layer}_bbox"] = F.l1_loss(pb, tb, reduction="sum") / norm
+            out[f"dn{layer}_giou"] = (1 - giou).sum() / norm
+        return out
 
     @staticmethod
     def _kind(name: str) -> str:

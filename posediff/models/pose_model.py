@@ -105,7 +105,8 @@ class OneStagePoseModel(nn.Module):
     def forward(self, images, pixel_mask=None, targets=None, steps: int | None = None,
                 generator: torch.Generator | None = None):
         enc = self.encode(images, pixel_mask)
-        humans = self.human_decoder(enc.memory, enc.padding_mask, enc.spatial_shapes, enc.valid_ratios)
+        humans = self.human_decoder(enc.memory, enc.padding_mask, enc.spatial_shapes, enc.valid_ratios,
+                                    targets=targets if self.training else None)
         if self.training:
             if targets is None:
                 raise ValueError("OneStagePoseModel: training mode needs targets (call model.eval() to predict)")

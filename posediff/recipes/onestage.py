@@ -2,8 +2,8 @@
 
 Both share every block but the head. Defaults follow the papers: ResNet-50, 4 feature levels, width 256,
 6 encoder layers, 6 decoder layers (2 human-box layers, then 4 keypoint layers, as ED-Pose), 100 human
-queries; DiffusionRegPose: signal scale ζ = 5, "empty" padding, completion by the COCO prior, 4 DDIM
-steps. The ``_tiny`` variants are sized for CPU training.
+queries, box-denoising training (5 groups); DiffusionRegPose: signal scale ζ = 5, "empty" padding,
+completion by the COCO prior, 4 DDIM steps. The ``_tiny`` variants are sized for CPU training.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class OneStageConfig:
     keypoint_layers: int = 4
     num_queries: int = 100
     num_group: int = 100
+    dn_groups: int = 5  # box-denoising groups in training (0: off)
     max_det: int = 100
     attn_impl: str = "pytorch"
     # diffusion head
@@ -91,7 +92,8 @@ def build_one_stage(cfg: OneStageConfig):
         backbone=TimmBackbone(cfg.backbone, strides=cfg.strides, pretrained=cfg.pretrained_backbone,
                               frozen_bn=cfg.frozen_bn),
         encoder=DeformableEncoder(layers=cfg.encoder_layers, **common),
-        human_decoder=HumanDecoder(num_queries=cfg.num_queries, layers=cfg.human_layers, **common),
+        human_decoder=HumanDecoder(num_queries=cfg.num_queries, layers=cfg.human_layers, dn_groups=cfg.dn_groups,
+                                   **common),
         head=head, num_keypoints=cfg.num_keypoints, sigmas=skeleton.sigmas, max_det=cfg.max_det,
         nms_threshold=cfg.nms_threshold)
 
@@ -108,7 +110,7 @@ def _apply(cfg: OneStageConfig, overrides: dict) -> OneStageConfig:
 
 
 TINY = dict(backbone="resnet18", dim=128, heads=4, levels=3, ffn_dim=512, encoder_layers=2, human_layers=2,
-            keypoint_layers=2, num_queries=30, num_group=10, num_proposals=10, max_det=20)
+            keypoint_layers=2, num_queries=30, num_group=10, num_proposals=10, max_det=20, dn_groups=2)
 
 
 @register_model

@@ -59,6 +59,19 @@ def test_human_decoder_selects_and_refines():
     assert out.enc_boxes.shape == (2, 6, 4) and 0 < float(boxes.min()) < float(boxes.max()) < 1
 
 
+def test_box_denoising_queries_are_invisible_to_the_matching_queries():
+    state, _ = encoder_state()
+    dec = HumanDecoder(num_queries=6, layers=2, dim=D, heads=4, levels=2, ffn_dim=64, dn_groups=3).train()
+    targets = _targets()
+    args = (state.memory, state.padding_mask, state.spatial_shapes, state.valid_ratios)
+    with_dn = dec(*args, targets=targets)
+    without = dec(*args)
+    assert with_dn.dn_logits.shape == (2, 2, 3, 2) and with_dn.dn_boxes.shape == (2, 2, 3, 2, 4)
+    torch.testing.assert_close(with_dn.boxes, without.boxes)  # the attention mask hides the answers
+    torch.testing.assert_close(with_dn.logits, without.logits)
+    assert without.dn_logits is None and dec.eval()(*args, targets=targets).dn_logits is None
+
+
 def test_keypoint_decoder_and_permutation_equivariance():
     state, _ = encoder_state()
     dec = KeypointDecoder(num_keypoints=5, layers=2, dim=D, heads=4, levels=2, ffn_dim=64).eval()

@@ -1,0 +1,105 @@
+"""Latency, parameters and FLOPs of edpose vs diffusion_regpose at 1, 2, 4 and 8 sampling steps.
+
+Batch 1, a 512 x 512 image, eval mode, untrained weights (latency does not depend on them, except for
+the number of persons pose NMS keeps, which is bounded by max_det). Each latency is the median of
+``--repeat`` timed runs after ``--warmup`` runs. FLOPs are counted by ``torch.utils.flop_counter`` (matrix
+products and convolutions; ``grid_sample`` in deformable attention is not counted).
+
+Targets (issue 4): diffusion at one step within 1.15x of edpose; each extra step under 0.10x of edpose.
+
+Run: ``python benchmarks/speed.py --out docs/results/speed.json`` (tiny and ResNet-50 sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import posediff
+from posediff.env import machine_info
+from posediff.io import write_json
+
+
+def latency(model, image, steps=None, warmup=2, repeat=5) -> float:
+    kwargs = {} if steps is None else dict(steps=steps, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(image, **kwargs)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            model(image, **kwargs)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def flops(model, image, steps=None) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    kwargs = {} if steps is None else dict(steps=steps, generator=torch.Generator().manual_seed(0))
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)  # the counter's module tracker needs a graph-free forward
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(image, **kwargs)
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+    return counter.get_total_flops() / 1e9
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=["tiny", "r50"], choices=["tiny", "r50"])
+    ap.add_argument("--image", type=int, default=512)
+    ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = torch.randn(1, 3, args.image, args.image)
+    rows = []
+    for size in args.sizes:
+        suffix = "_tiny" if size == "tiny" else ""
+        torch.manual_seed(0)
+        base = posediff.create_model(f"edpose{suffix}").eval()
+        base_ms = latency(base, image, None, args.warmup, args.repeat) * 1e3
+        rows.append(dict(size=size, recipe=f"edpose{suffix}", steps=None, latency_ms=base_ms,
+                         params_m=sum(p.numel() for p in base.parameters()) / 1e6, gflops=flops(base, image),
+                         vs_edpose=1.0))
+        torch.manual_seed(0)
+        diff = posediff.create_model(f"diffusion_regpose{suffix}").eval()
+        params = sum(p.numel() for p in diff.parameters()) / 1e6
+        for steps in args.steps:
+            ms = latency(diff, image, steps, args.warmup, args.repeat) * 1e3
+            rows.append(dict(size=size, recipe=f"diffusion_regpose{suffix}", steps=steps, latency_ms=ms,
+                             params_m=params, gflops=flops(diff, image, steps), vs_edpose=ms / base_ms))
+        one = next(r for r in rows if r["size"] == size and r["steps"] == 1)
+        for r in rows:
+            if r["size"] == size and r["steps"] not in (None, 1):
+                r["extra_step_vs_edpose"] = (r["latency_ms"] - one["latency_ms"]) / (r["steps"] - 1) / base_ms
+
+    print(f"Latency per image (batch 1, {args.image} x {args.image}, CPU, {torch.get_num_threads()} threads)")
+    print("| model | steps | latency (ms) | x edpose | extra step (x edpose) | params (M) | GFLOPs |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        extra = f"{r['extra_step_vs_edpose']:.3f}" if "extra_step_vs_edpose" in r else "-"
+        print(f"| {r['recipe']} | {r['steps'] or '-'} | {r['latency_ms']:.0f} | {r['vs_edpose']:.2f} | {extra} | "
+              f"{r['params_m']:.1f} | {r['gflops']:.1f} |")
+    result = dict(benchmark="speed", image=args.image, rows=rows, machine=machine_info(),
+                  targets=dict(one_step_vs_edpose_max=1.15, extra_step_vs_edpose_max=0.10))
+    if args.out:
+        write_json(result, args.out)
+        print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
