@@ -1,9 +1,14 @@
 """DiffusionRegPose's head: poses denoised from noise by K-SA / K-CA and the keypoint decoder.
 
-Training (Eq. 3-4, 9-12): the ground-truth poses of an image (invisible joints completed by the Gaussian
-prior), mapped to the signal [-ζ, ζ] and padded to N proposals, are noised at a timestep t drawn
-uniformly per image; the head predicts x_0 from x_t, and the predictions are matched to the ground truth
-like any set prediction.
+The N pose proposals are anchored to the N best persons of the human decoder (ED-Pose's human-to-keypoint
+groups): proposal i's coordinates are those of person i's box, enlarged by ``frame_scale``, so that the
+signal [-ζ, ζ] spans that frame and x_T ~ N(0, I) starts around the person rather than anywhere.
+
+Training (Eq. 3-4, 9-12): each ground-truth pose (invisible joints completed by the Gaussian prior) goes
+to the detected person whose box fits it best (Hungarian on box L1 - GIoU), is mapped to the signal in
+that person's frame, and the remaining proposals are padded (Table 4); the N poses are noised at a
+timestep t drawn uniformly per image; the head predicts x_0 from x_t, and the predictions are matched to
+the ground truth like any set prediction.
 
 Inference: N poses start as N(0, I) and are refined by DDIM (the foundation's ``sample`` loop) in
 ``sampling_steps`` steps. Image features, the detection tokens and the human-to-keypoint tokens are
@@ -46,6 +51,7 @@ class DiffusionKeypointHead(nn.Module):
         renewal, renewal_threshold: replace low-scoring proposals by noise between sampling steps.
         ensemble: pool the predictions of every step; ``ensemble_drop_last`` leaves the last one out.
         eta: DDIM stochasticity.
+        frame_scale: each proposal's coordinates are those of its person's box enlarged by this factor.
     """
 
     nms = True
@@ -54,7 +60,7 @@ class DiffusionKeypointHead(nn.Module):
                  sampling_steps: int = 4, num_proposals: int = 100, decoder: KeypointDecoder | None = None,
                  num_group: int | None = None, completion: bool = True, train_timestep: str = "uniform",
                  renewal: bool = True, renewal_threshold: float = 0.05, ensemble: bool = True,
-                 ensemble_drop_last: bool = False, eta: float = 0.0):
+                 ensemble_drop_last: bool = False, eta: float = 0.0, frame_scale: float = 1.25):
         super().__init__()
         if scheduler.config.prediction_type != "sample":
             raise ValueError("DiffusionKeypointHead: the scheduler's prediction_type must be 'sample' (the keypoint "
@@ -73,34 +79,58 @@ class DiffusionKeypointHead(nn.Module):
         self.renewal, self.renewal_threshold = renewal, renewal_threshold
         self.ensemble, self.ensemble_drop_last, self.eta = ensemble, ensemble_drop_last, eta
         self.expand = HumanToKeypoint(denoiser.dim, denoiser.num_keypoints)
+        self.frame_scale = float(frame_scale)
+
+    # -- frames: each proposal lives in the (enlarged) box of one detected person --------------------------
+    def _frames(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Person boxes (B, N, 4) cx, cy, w, h -> frame origin (B, N, 1, 2) and size (B, N, 1, 2)."""
+        wh = (boxes[..., 2:] * self.frame_scale).clamp_min(0.02)
+        return (boxes[..., :2] - wh / 2)[:, :, None], wh[:, :, None]
+
+    def to_signal(self, keypoints: torch.Tensor, origin: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+        """Normalised image keypoints (B, N, K, 2) -> signal in each proposal's frame (Eq. 4)."""
+        return self.signal.encode((keypoints - origin) / size)
+
+    def from_signal(self, x: torch.Tensor, origin: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+        """Signal (B, N, K, 2) -> normalised image keypoints, clamped to the frame."""
+        return origin + self.signal.decode(x) * size
 
     # -- one denoising pass ----------------------------------------------------------------------------
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, enc) -> PoseOutput:
-        """x_t (B, N, K, 2) signal, t (B,) -> per-layer predictions of x_0 (normalised keypoints)."""
-        coords = self.signal.decode(x_t).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in [0, 1]
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, persons, context: torch.Tensor, enc) -> PoseOutput:
+        """x_t (B, N, K, 2) signal, t (B,) -> per-layer predictions of x_0 (normalised image keypoints)."""
+        hidden, boxes, origin, size = persons
+        coords = self.from_signal(x_t, origin, size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
         kp_tokens, pose_tokens, cond = self.denoiser(coords, t, context)  # K-SA (Eq. 5), K-CA (Eq. 7)
-        lo, hi = coords.min(2).values, coords.max(2).values  # (B, N, 2)
-        boxes = torch.cat([(lo + hi) / 2, (hi - lo).clamp_min(0.02) * 1.1], -1).clamp(1e-3, 1 - 1e-3)  # (B, N, 4)
-        tokens = torch.cat([pose_tokens[:, :, None], kp_tokens], 2)  # (B, N, 1 + K, D)
+        tokens = torch.cat([(pose_tokens + hidden)[:, :, None], kp_tokens], 2)  # (B, N, 1 + K, D)
         out, _ = self.decoder(tokens, coords, boxes, context, enc.memory, enc.padding_mask, enc.spatial_shapes,
                               enc.valid_ratios, cond=cond)  # Eq. 8
         return out
 
-    def _context(self, humans) -> torch.Tensor:
-        _, _, h2k = self.expand(humans, self.num_group)  # (B, N, 1 + K, D)
-        return h2k.flatten(1, 2)  # (B, N (1 + K), D)
+    def _persons(self, humans):
+        hidden, boxes, h2k = self.expand(humans, self.num_proposals)  # (B, N, D), (B, N, 4), (B, N, 1 + K, D)
+        origin, size = self._frames(boxes)
+        return (hidden, boxes, origin, size), h2k.flatten(1, 2)  # context: (B, N (1 + K), D)
 
     # -- training --------------------------------------------------------------------------------------
     def forward(self, humans, enc, targets) -> PoseOutput:
-        context = self._context(humans)
-        b, device = context.shape[0], context.device
+        persons, context = self._persons(humans)
+        _, boxes, origin, size = persons
+        b, n, device = boxes.shape[0], boxes.shape[1], boxes.device
         use_completed = self.completion and targets.keypoints_completed is not None
         kps = targets.keypoints_completed if use_completed else targets.keypoints  # (B, M, K, 2) in [0, 1]
         x0 = []
         for i in range(b):
-            gt = self.signal.encode(kps[i, targets.valid[i]].clamp(0, 1))  # (M_i, K, 2), Eq. 4
-            padded, _ = pad_poses(gt, self.num_proposals, self.padding)
-            x0.append(padded)
+            # each ground-truth person goes to the detected person whose box fits it best; its pose, in that
+            # person's frame, is that proposal's x_0; the other proposals are padded (Table 4)
+            valid = targets.valid[i]
+            rows, cols = _match_boxes(boxes[i], targets.boxes[i, valid])
+            gt = self.to_signal(kps[i, valid][cols][None], origin[i, rows][None], size[i, rows][None])[0]
+            gt = gt.clamp(-self.signal.scale, self.signal.scale)  # (M_i, K, 2), Eq. 4
+            padded, is_real = pad_poses(gt, n, self.padding)
+            order = torch.cat([rows, _complement(rows, n, device)])  # proposal of each padded row
+            x = torch.empty_like(padded)
+            x[order.to(device)] = padded
+            x0.append(x)
         x0 = torch.stack(x0)  # (B, N, K, 2)
         num_train = self.scheduler.config.num_train_timesteps
         if self.train_timestep == "uniform":
@@ -108,24 +138,24 @@ class DiffusionKeypointHead(nn.Module):
         else:
             t = torch.zeros(b, dtype=torch.long, device=device)  # official code: t = 0
         x_t = q_sample(self.scheduler, x0, t, torch.randn_like(x0))  # Eq. 3-4
-        return self.denoise(x_t, t, context, enc)
+        return self.denoise(x_t, t, persons, context, enc)
 
     # -- inference -------------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, humans, enc, steps: int | None = None, generator: torch.Generator | None = None):
         """Sample poses; returns logits (B, M), boxes (B, M, 4), keypoints (B, M, K, 2), M = N x pooled steps."""
         steps = int(steps or self.sampling_steps)
-        context = self._context(humans)
-        b, k = context.shape[0], self.denoiser.num_keypoints
-        shape = (b, self.num_proposals, k, 2)
-        x_T = torch.randn(shape, generator=generator, device="cpu" if generator is None else generator.device)
+        persons, context = self._persons(humans)
+        _, boxes, origin, size = persons
+        b, n, k = boxes.shape[0], boxes.shape[1], self.denoiser.num_keypoints
+        x_T = torch.randn((b, n, k, 2), generator=generator, device="cpu" if generator is None else generator.device)
         x_T = x_T.to(context.device, context.dtype)
         records = []
 
         def model_fn(x_t, t):
-            out = self.denoise(x_t, t, context, enc)
+            out = self.denoise(x_t, t, persons, context, enc)
             records.append((out.logits[-1], out.boxes[-1], out.keypoints[-1]))
-            return self.signal.encode(out.keypoints[-1])  # x_0 prediction in signal space
+            return self.to_signal(out.keypoints[-1], origin, size)  # x_0 prediction in signal space
 
         def renew(i, t, x_next, x0_pred):
             if not self.renewal or i == steps - 1:
@@ -148,3 +178,25 @@ class DiffusionKeypointHead(nn.Module):
         boxes = torch.cat([r[1] for r in pooled], 1)
         keypoints = torch.cat([r[2] for r in pooled], 1)
         return logits, boxes, keypoints
+
+
+def _match_boxes(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hungarian assignment of ground-truth boxes (M, 4) to predicted boxes (N, 4), cost L1 - GIoU."""
+    from scipy.optimize import linear_sum_assignment
+    from torchvision.ops import box_convert, generalized_box_iou
+
+    if len(gt) == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=pred.device)
+        return empty, empty
+    with torch.no_grad():
+        cost = torch.cdist(pred.float(), gt.float(), p=1) - generalized_box_iou(
+            box_convert(pred.float(), "cxcywh", "xyxy"), box_convert(gt.float(), "cxcywh", "xyxy"))
+        rows, cols = linear_sum_assignment(torch.nan_to_num(cost, nan=1e8).cpu().numpy())
+    return (torch.as_tensor(rows, dtype=torch.long, device=pred.device),
+            torch.as_tensor(cols, dtype=torch.long, device=pred.device))
+
+
+def _complement(rows: torch.Tensor, n: int, device) -> torch.Tensor:
+    keep = torch.ones(n, dtype=torch.bool, device=device)
+    keep[rows] = False
+    return keep.nonzero()[:, 0]
