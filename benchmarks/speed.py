@@ -60,6 +60,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--inference-proposals", type=int, default=30,
+                    help="also time ResNet-50 diffusion sampling only this many best persons")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.threads:
@@ -74,17 +76,20 @@ def main(argv=None) -> dict:
         rows.append(dict(size=size, recipe=f"edpose{suffix}", steps=None, latency_ms=base_ms,
                          params_m=sum(p.numel() for p in base.parameters()) / 1e6, gflops=flops(base, image),
                          vs_edpose=1.0))
-        torch.manual_seed(0)
-        diff = posediff.create_model(f"diffusion_regpose{suffix}").eval()
-        params = sum(p.numel() for p in diff.parameters()) / 1e6
-        for steps in args.steps:
-            ms = latency(diff, image, steps, args.warmup, args.repeat) * 1e3
-            rows.append(dict(size=size, recipe=f"diffusion_regpose{suffix}", steps=steps, latency_ms=ms,
-                             params_m=params, gflops=flops(diff, image, steps), vs_edpose=ms / base_ms))
-        one = next(r for r in rows if r["size"] == size and r["steps"] == 1)
-        for r in rows:
-            if r["size"] == size and r["steps"] not in (None, 1):
-                r["extra_step_vs_edpose"] = (r["latency_ms"] - one["latency_ms"]) / (r["steps"] - 1) / base_ms
+        variants = [None] if size == "tiny" else [None, args.inference_proposals]
+        for proposals in variants:
+            torch.manual_seed(0)
+            diff = posediff.create_model(f"diffusion_regpose{suffix}", inference_proposals=proposals).eval()
+            params = sum(p.numel() for p in diff.parameters()) / 1e6
+            label = f"diffusion_regpose{suffix}" + (f" (sampling {proposals} best persons)" if proposals else "")
+            for steps in args.steps:
+                ms = latency(diff, image, steps, args.warmup, args.repeat) * 1e3
+                rows.append(dict(size=size, recipe=label, steps=steps, latency_ms=ms, params_m=params,
+                                 gflops=flops(diff, image, steps), vs_edpose=ms / base_ms, proposals=proposals))
+            one = next(r for r in rows if r["recipe"] == label and r["steps"] == 1)
+            for r in rows:
+                if r["recipe"] == label and r["steps"] not in (None, 1):
+                    r["extra_step_vs_edpose"] = (r["latency_ms"] - one["latency_ms"]) / (r["steps"] - 1) / base_ms
 
     print(f"Latency per image (batch 1, {args.image} x {args.image}, CPU, {torch.get_num_threads()} threads)")
     print("| model | steps | latency (ms) | x edpose | extra step (x edpose) | params (M) | GFLOPs |")

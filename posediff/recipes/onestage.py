@@ -34,12 +34,13 @@ class OneStageConfig:
     human_layers: int = 2
     keypoint_layers: int = 4
     num_queries: int = 100
-    num_group: int = 100
+    num_group: int = 100  # persons expanded into keypoint groups (edpose); diffusion: num_proposals
     dn_groups: int = 5  # box-denoising groups in training (0: off)
     max_det: int = 100
     attn_impl: str = "pytorch"
     # diffusion head
     num_proposals: int = 100
+    inference_proposals: int | None = None  # sample this many best persons at inference (default: all N)
     signal_scale: float = 5.0
     padding: str = "empty"
     sampling_steps: int = 4
@@ -82,10 +83,11 @@ def build_one_stage(cfg: OneStageConfig):
                                              time_split=cfg.time_split)
         head = DiffusionKeypointHead(denoiser, scheduler, SignalCodec(cfg.signal_scale), padding=cfg.padding,
                                      sampling_steps=cfg.sampling_steps, num_proposals=cfg.num_proposals,
-                                     decoder=kp_decoder, num_group=cfg.num_group, completion=cfg.completion,
+                                     decoder=kp_decoder, completion=cfg.completion,
                                      train_timestep=cfg.train_timestep, renewal=cfg.renewal,
                                      renewal_threshold=cfg.renewal_threshold, ensemble=cfg.ensemble,
-                                     ensemble_drop_last=cfg.ensemble_drop_last, eta=cfg.eta)
+                                     ensemble_drop_last=cfg.ensemble_drop_last, eta=cfg.eta,
+                                     inference_proposals=cfg.inference_proposals)
     else:
         raise ValueError(f"config field head must be 'regression' or 'diffusion', got {cfg.head!r}")
     return OneStagePoseModel(

@@ -20,12 +20,13 @@ class KeypointAttentionDenoiser(nn.Module):
        tokens become tokens * (1 + scale) + shift. ``time_split="official"`` reproduces the official code,
        which splits along the token axis so that scale and shift are one and the same vector.
     3. K-SA (Eq. 5): self-attention among the K joints of each pose.
-    4. K-CA (Eq. 7): cross-attention from every joint token to the human-to-keypoint tokens of the
-       detected persons.
+    4. K-CA (Eq. 7): cross-attention from every joint token to human-to-keypoint tokens of the detected
+       persons: with ``context`` (B, N, 1 + K, D), proposal i attends to the 1 + K tokens of its own
+       person i (proposals anchored to persons); with (B, C, D), every proposal attends to all C tokens.
 
     Forward:
         coords: (B, N, K, 2) noisy poses mapped to [0, 1] (``SignalCodec.decode``); t: (B,) long;
-        context: (B, C, D) human-to-keypoint tokens.
+        context: (B, N, 1 + K, D) or (B, C, D) human-to-keypoint tokens.
         Returns keypoint tokens (B, N, K, D), pose tokens (B, N, D), and the (scale, shift) pair, each
         (B, 1, 1, D), for the keypoint decoder's feed-forward blocks (Eq. 8).
     """
@@ -66,8 +67,12 @@ class KeypointAttentionDenoiser(nn.Module):
         tokens = tokens * (1.0 + scale) + shift  # (B, N, K, D)
         x = tokens.reshape(b * n, k, self.dim)
         x = self.norm1(x + self.ksa(x, x, x, need_weights=False)[0])  # Eq. 5: K-SA within each pose
-        x = x.view(b, n * k, self.dim)
-        x = self.norm2(x + self.kca(x, context, context, need_weights=False)[0])  # Eq. 7: K-CA
+        if context.dim() == 4:  # own person's tokens: (B N, K) queries, (B N, 1 + K) keys
+            ctx = context.reshape(b * n, context.shape[2], self.dim)
+            x = self.norm2(x + self.kca(x, ctx, ctx, need_weights=False)[0])  # Eq. 7: K-CA
+        else:
+            x = x.view(b, n * k, self.dim)
+            x = self.norm2(x + self.kca(x, context, context, need_weights=False)[0])  # Eq. 7: K-CA
         tokens = x.view(b, n, k, self.dim)
         pose = self.pose_proj(tokens.mean(2))  # (B, N, D)
         return tokens, pose, (scale, shift)

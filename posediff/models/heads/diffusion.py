@@ -43,24 +43,26 @@ class DiffusionKeypointHead(nn.Module):
         signal: the codec with the signal scale ζ (default ζ = 5).
         padding: ``"repeat" | "empty" | "noise" | "mean"`` (Table 4).
         sampling_steps: DDIM steps at inference.
-        num_proposals: N, the number of noisy poses.
+        num_proposals: N, the number of noisy poses: one per each of the N best detected persons.
         decoder: the keypoint decoder (Eq. 8); by default 6 layers of the denoiser's width.
-        num_group: detected persons whose human-to-keypoint tokens form the K-CA context (default N).
         completion: train on prior-completed poses (``keypoints_completed`` of the targets) when present.
         train_timestep: ``"uniform"`` (paper) or ``"zero"`` (official code).
         renewal, renewal_threshold: replace low-scoring proposals by noise between sampling steps.
         ensemble: pool the predictions of every step; ``ensemble_drop_last`` leaves the last one out.
         eta: DDIM stochasticity.
         frame_scale: each proposal's coordinates are those of its person's box enlarged by this factor.
+        inference_proposals: at inference, sample poses for this many best persons only (default N). COCO's
+            keypoint AP keeps at most 20 persons per image, so sampling 100 is mostly wasted work.
     """
 
     nms = True
 
     def __init__(self, denoiser, scheduler: Scheduler, signal: SignalCodec | None = None, padding: str = "empty",
                  sampling_steps: int = 4, num_proposals: int = 100, decoder: KeypointDecoder | None = None,
-                 num_group: int | None = None, completion: bool = True, train_timestep: str = "uniform",
+                 completion: bool = True, train_timestep: str = "uniform",
                  renewal: bool = True, renewal_threshold: float = 0.05, ensemble: bool = True,
-                 ensemble_drop_last: bool = False, eta: float = 0.0, frame_scale: float = 1.25):
+                 ensemble_drop_last: bool = False, eta: float = 0.0, frame_scale: float = 1.25,
+                 inference_proposals: int | None = None):
         super().__init__()
         if scheduler.config.prediction_type != "sample":
             raise ValueError("DiffusionKeypointHead: the scheduler's prediction_type must be 'sample' (the keypoint "
@@ -74,12 +76,12 @@ class DiffusionKeypointHead(nn.Module):
         self.decoder = decoder or KeypointDecoder(num_keypoints=denoiser.num_keypoints, dim=denoiser.dim)
         self.scheduler, self.signal, self.padding = scheduler, signal, padding
         self.sampling_steps, self.num_proposals = int(sampling_steps), int(num_proposals)
-        self.num_group = int(num_group or num_proposals)
         self.completion, self.train_timestep = completion, train_timestep
         self.renewal, self.renewal_threshold = renewal, renewal_threshold
         self.ensemble, self.ensemble_drop_last, self.eta = ensemble, ensemble_drop_last, eta
         self.expand = HumanToKeypoint(denoiser.dim, denoiser.num_keypoints)
         self.frame_scale = float(frame_scale)
+        self.inference_proposals = int(inference_proposals or num_proposals)
 
     # -- frames: each proposal lives in the (enlarged) box of one detected person --------------------------
     def _frames(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,14 +104,14 @@ class DiffusionKeypointHead(nn.Module):
         coords = self.from_signal(x_t, origin, size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
         kp_tokens, pose_tokens, cond = self.denoiser(coords, t, context)  # K-SA (Eq. 5), K-CA (Eq. 7)
         tokens = torch.cat([(pose_tokens + hidden)[:, :, None], kp_tokens], 2)  # (B, N, 1 + K, D)
-        out, _ = self.decoder(tokens, coords, boxes, context, enc.memory, enc.padding_mask, enc.spatial_shapes,
-                              enc.valid_ratios, cond=cond)  # Eq. 8
+        out, _ = self.decoder(tokens, coords, boxes, context[:, :, 0], enc.memory, enc.padding_mask,
+                              enc.spatial_shapes, enc.valid_ratios, cond=cond)  # Eq. 8; context: the persons
         return out
 
-    def _persons(self, humans):
-        hidden, boxes, h2k = self.expand(humans, self.num_proposals)  # (B, N, D), (B, N, 4), (B, N, 1 + K, D)
+    def _persons(self, humans, num: int | None = None):
+        hidden, boxes, h2k = self.expand(humans, num or self.num_proposals)  # (B, N, D), (B, N, 4), (B, N, 1 + K, D)
         origin, size = self._frames(boxes)
-        return (hidden, boxes, origin, size), h2k.flatten(1, 2)  # context: (B, N (1 + K), D)
+        return (hidden, boxes, origin, size), h2k  # context: each person's human-to-keypoint tokens
 
     # -- training --------------------------------------------------------------------------------------
     def forward(self, humans, enc, targets) -> PoseOutput:
@@ -145,7 +147,7 @@ class DiffusionKeypointHead(nn.Module):
     def predict(self, humans, enc, steps: int | None = None, generator: torch.Generator | None = None):
         """Sample poses; returns logits (B, M), boxes (B, M, 4), keypoints (B, M, K, 2), M = N x pooled steps."""
         steps = int(steps or self.sampling_steps)
-        persons, context = self._persons(humans)
+        persons, context = self._persons(humans, self.inference_proposals)
         _, boxes, origin, size = persons
         b, n, k = boxes.shape[0], boxes.shape[1], self.denoiser.num_keypoints
         x_T = torch.randn((b, n, k, 2), generator=generator, device="cpu" if generator is None else generator.device)
