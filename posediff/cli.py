@@ -5,6 +5,7 @@
     posediff prior fit ANNOTATIONS --out PRIOR.safetensors                fit a keypoint-completion prior
     posediff train CONFIG [key=value ...] [--resume]                      train (torchrun -m posediff train)
     posediff predict IMAGE... --checkpoint C --out DIR                    poses on images (JSON + PNG)
+    posediff pretrain-backbone --out W.safetensors [--minutes M]          SynthCrowd heatmap pretraining
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_backbone(args: argparse.Namespace) -> int:
+    from .engine.pretrain import pretrain_backbone
+
+    result = pretrain_backbone(args.out, backbone=args.backbone, steps=args.steps, minutes=args.minutes,
+                               batch_size=args.batch_size, lr=args.lr, size=args.size, seed=args.seed,
+                               resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posediff", description="diffusion-based human pose estimation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--score-threshold", type=float, default=0.3)
     pr.add_argument("--steps", type=int, default=None, help="sampling steps of a diffusion model")
     pr.set_defaults(func=_predict)
+
+    pb2 = sub.add_parser("pretrain-backbone", help="pretrain a backbone on SynthCrowd keypoint heatmaps")
+    pb2.add_argument("--out", required=True, help="the backbone weights (.safetensors, fp16)")
+    pb2.add_argument("--backbone", default="resnet18")
+    pb2.add_argument("--steps", type=int, default=100000)
+    pb2.add_argument("--minutes", type=float, default=None, help="stop after this much time")
+    pb2.add_argument("--batch-size", type=int, default=16)
+    pb2.add_argument("--lr", type=float, default=1e-3)
+    pb2.add_argument("--size", type=int, default=256)
+    pb2.add_argument("--seed", type=int, default=0)
+    pb2.add_argument("--resume", action="store_true")
+    pb2.add_argument("--no-progress", action="store_true")
+    pb2.set_defaults(func=_pretrain_backbone)
 
     prior = sub.add_parser("prior", help="keypoint-completion priors (DiffusionRegPose Eq. 9-12)")
     prior_sub = prior.add_subparsers(dest="prior_command", required=True)

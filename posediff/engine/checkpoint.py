@@ -20,7 +20,7 @@ import torch
 
 from ..io import atomic_path, write_json
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "load_init_weights", "FORMAT"]
 
 FORMAT = "posediff.checkpoint/1"
 
@@ -112,3 +112,21 @@ def load_model(path, use_ema: bool = True, **overrides):
         raise ValueError(f"{path}: weights do not fit recipe {meta['recipe']!r} (missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]})")
     return model.eval()
+
+
+def load_init_weights(path) -> dict:
+    """Tensors to initialise a model from: a posediff checkpoint's weights, or a pretrained backbone
+    (``posediff pretrain-backbone``, fp16, names ``backbone.*``), cast to float32."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init weights {path} not found")
+    with safe_open(str(path), framework="pt") as f:
+        fmt = (f.metadata() or {}).get("format")
+    if fmt == FORMAT:
+        return load_checkpoint(path)[0]
+    if fmt == "posediff.backbone/1":
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118
+    raise ValueError(f"{path}: metadata field 'format' is {fmt!r}; expected {FORMAT!r} or 'posediff.backbone/1'")

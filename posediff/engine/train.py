@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..io import write_json
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, load_init_weights, save_checkpoint
 
 __all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "build_datasets", "evaluate"]
 
@@ -288,7 +288,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
     model = create_model(cfg.recipe, **cfg.model).to(device)
     if init:
-        weights, _, _ = load_checkpoint(init)
+        weights = load_init_weights(init)
         missing, unexpected = model.load_state_dict(weights, strict=False)
         log.info("initialised from %s (%d new tensors, %d unused)", init, len(missing), len(unexpected))
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay))
