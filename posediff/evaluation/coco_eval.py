@@ -36,17 +36,24 @@ COCO_KEYS = ("AP", "AP50", "AP75", "AP_M", "AP_L", "AR", "AR50", "AR75", "AR_M",
 CROWDPOSE_KEYS = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_E", "AP_M", "AP_H")
 
 
-def _load_gt(gt) -> dict:
-    if isinstance(gt, (str, os.PathLike)):
-        path = Path(gt)
+def _path_or_object(obj, what: str, default_where: str):
+    """A JSON path (read) or an in-memory object (deep-copied, so the caller's is never modified)."""
+    if isinstance(obj, (str, os.PathLike)):
+        path = Path(obj)
         if not path.is_file():
-            raise FileNotFoundError(f"evaluate_keypoints: ground-truth file {path} not found")
+            raise FileNotFoundError(f"evaluate_keypoints: {what} file {path} not found")
         with open(path) as f:
-            gt = json.load(f)
-        where = str(path)
-    else:
-        where = "ground truth dict"
-        gt = copy.deepcopy(gt)
+            return json.load(f), str(path)
+    if isinstance(obj, dict):
+        return copy.deepcopy(obj), default_where
+    try:
+        return copy.deepcopy(list(obj)), default_where
+    except TypeError:  # neither a mapping nor a sequence: the caller reports it
+        return obj, default_where
+
+
+def _load_gt(gt) -> dict:
+    gt, where = _path_or_object(gt, "ground-truth", "ground truth dict")
     if not isinstance(gt, dict):
         raise ValueError(f"evaluate_keypoints: {where} is not a COCO dict")
     for field in ("images", "annotations", "categories"):
@@ -56,16 +63,7 @@ def _load_gt(gt) -> dict:
 
 
 def _load_results(results) -> list[dict]:
-    if isinstance(results, (str, os.PathLike)):
-        path = Path(results)
-        if not path.is_file():
-            raise FileNotFoundError(f"evaluate_keypoints: results file {path} not found")
-        with open(path) as f:
-            results = json.load(f)
-        where = str(path)
-    else:
-        where = "results"
-        results = copy.deepcopy(list(results))
+    results, where = _path_or_object(results, "results", "results")
     if not isinstance(results, list):
         raise ValueError(f"evaluate_keypoints: {where} must be a list of COCO result dicts")
     for i, r in enumerate(results):

@@ -112,7 +112,7 @@ def _apply(cfg: OneStageConfig, overrides: dict) -> OneStageConfig:
 
 
 TINY = dict(backbone="resnet18", dim=128, heads=4, levels=3, ffn_dim=512, encoder_layers=2, human_layers=2,
-            keypoint_layers=2, num_queries=30, num_group=10, num_proposals=10, max_det=20, dn_groups=2)
+            keypoint_layers=2, num_queries=30, num_group=10, num_proposals=10, max_det=20, dn_groups=0)
 
 
 @register_model
@@ -129,7 +129,7 @@ def diffusion_regpose(**overrides):
 
 @register_model
 def edpose_tiny(**overrides):
-    """edpose sized for CPU: ResNet-18, 3 levels, width 128, 2 + 2 + 2 layers, 30 queries, 10 persons."""
+    """edpose sized for CPU: ResNet-18, 3 levels, width 128, 2 + 2 + 2 layers, 30 queries, 10 persons, no DN."""
     return build_one_stage(_apply(OneStageConfig(head="regression", **TINY), overrides))
 
 
