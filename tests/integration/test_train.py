@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +126,16 @@ def test_two_process_gloo_ddp_gives_the_one_process_gradients(tmp_path):
     assert single.keys() == ddp.keys()
     worst = max(float((single[k] - ddp[k]).abs().max() / single[k].abs().max().clamp_min(1e-8)) for k in single)
     assert worst < 1e-4, worst
+
+
+def test_train_command_line(data_root, tmp_path, capsys):
+    from posediff.cli import main as cli
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "edpose_tiny_synthcrowd.py"
+    args = ["train", str(config), f"data.root={data_root}", f"out={tmp_path / 'run'}", "max_steps=2", "ckpt_every=2",
+            *SMALL, "--no-progress"]
+    assert cli(args) == 0
+    assert '"steps": 2' in capsys.readouterr().out
+    assert latest_checkpoint(tmp_path / "run") is not None
+    assert cli(args[:-1] + ["max_steps=3", "--resume", "--no-progress"]) == 0  # continues from step 2
+    assert len(losses(tmp_path / "run")) == 3
