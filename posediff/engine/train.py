@@ -168,7 +168,15 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
     if d.kind == "synthcrowd":
         root = Path(d.root)
         ann_name = "coco.json" if skeleton.name == "coco17" else "crowdpose.json"
-        if not (root / "train" / ann_name).is_file() or not (root / d.val_split / ann_name).is_file():
+        wanted = dict(num_images=d.num_images, size=d.size, scene_seed=d.scene_seed)
+        stamp = root / "synthcrowd.json"
+        if stamp.is_file():
+            have = json.loads(stamp.read_text())
+            if have != wanted:
+                raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with {have}, but the config asks "
+                                 f"for {wanted} (fields data.num_images, data.size, data.scene_seed); point data.root "
+                                 f"elsewhere or delete the folder")
+        if not stamp.is_file() or not (root / d.val_split / ann_name).is_file():
             if rank == 0:
                 from ..data.synthcrowd import SceneConfig, write_split
 
@@ -176,6 +184,7 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
                 for split, frac in fractions.items():
                     write_split(root, split, max(int(round(d.num_images * frac)), 1), seed=d.scene_seed,
                                 config=SceneConfig(size=d.size))
+                write_json(wanted, stamp)
             if torch.distributed.is_initialized():
                 torch.distributed.barrier()
         train_images, train_ann = root / "train" / "images", root / "train" / ann_name

@@ -139,3 +139,11 @@ def test_train_command_line(data_root, tmp_path, capsys):
     assert latest_checkpoint(tmp_path / "run") is not None
     assert cli(args[:-1] + ["max_steps=3", "--resume", "--no-progress"]) == 0  # continues from step 2
     assert len(losses(tmp_path / "run")) == 3
+
+
+def test_synthcrowd_folder_rendered_with_other_settings_is_reported(tmp_path):
+    from posediff.engine.train import build_datasets
+
+    (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=99, size=96, scene_seed=0)))
+    with pytest.raises(ValueError, match="data.num_images"):
+        build_datasets(config("edpose_tiny", tmp_path, tmp_path / "run"))
