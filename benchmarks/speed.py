@@ -81,7 +81,8 @@ def main(argv=None) -> dict:
             torch.manual_seed(0)
             diff = posediff.create_model(f"diffusion_regpose{suffix}", inference_proposals=proposals).eval()
             params = sum(p.numel() for p in diff.parameters()) / 1e6
-            label = f"diffusion_regpose{suffix}" + (f" (sampling {proposals} best persons)" if proposals else "")
+            label = f"diffusion_regpose{suffix}" + (f" (sampling {proposals} best persons)" if proposals
+                                                    else " (sampling all proposals)" if size != "tiny" else "")
             for steps in args.steps:
                 ms = latency(diff, image, steps, args.warmup, args.repeat) * 1e3
                 rows.append(dict(size=size, recipe=label, steps=steps, latency_ms=ms, params_m=params,

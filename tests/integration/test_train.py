@@ -147,3 +147,17 @@ def test_synthcrowd_folder_rendered_with_other_settings_is_reported(tmp_path):
     (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=99, size=96, scene_seed=0)))
     with pytest.raises(ValueError, match="data.num_images"):
         build_datasets(config("edpose_tiny", tmp_path, tmp_path / "run"))
+
+
+def test_ema_weights_are_saved_and_used(data_root, tmp_path):
+    from posediff.engine.checkpoint import load_checkpoint
+
+    train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=3", "ckpt_every=3", "ema_decay=0.5"),
+          progress=False)
+    weights_path, _ = latest_checkpoint(tmp_path / "run")
+    weights, ema, meta = load_checkpoint(weights_path)
+    assert meta["ema"] == "True" and ema.keys() == weights.keys()
+    name = "head.decoder.kp_heads.0.layers.2.bias"
+    assert not torch.equal(ema[name], weights[name])  # an average, not the last weights
+    torch.testing.assert_close(load_model(weights_path).state_dict()[name], ema[name])
+    torch.testing.assert_close(load_model(weights_path, use_ema=False).state_dict()[name], weights[name])
