@@ -30,3 +30,13 @@ def test_a_few_steps_write_weights_the_recipes_load(tmp_path):
     # resumable: two more steps continue from the saved state
     assert pretrain_backbone(out, steps=4, batch_size=2, size=96, num_images=4, val_images=2, resume=True,
                              progress=False)["steps"] == 4
+
+
+def test_shipped_backbone_fills_the_tiny_recipes():
+    from pathlib import Path
+
+    path = Path(posediff.__file__).parent / "assets" / "zoo" / "resnet18_synthcrowd_heatmaps.safetensors"
+    weights = load_init_weights(path)
+    model = posediff.create_model("diffusion_regpose_tiny")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    assert not unexpected and not any(k.startswith("backbone.") for k in missing) and len(weights) == 100
