@@ -28,7 +28,7 @@ from tqdm import tqdm
 from posediff.data import load_person_arrays
 from posediff.diffusion.completion import GaussianPosePrior
 from posediff.env import machine_info
-from posediff.io import write_json
+from posediff.io import save_result
 from posediff.skeletons import COCO17
 
 DEFAULT_ANN = Path(__file__).resolve().parents[1].parent / "shared/data/coco/person_keypoints_val2017_all_poses.json"
@@ -155,10 +155,7 @@ def main(argv=None) -> dict:
     for name in names:
         print(f"| {name:<{w}} | {table[name]['mean']:.3f} ± {table[name]['std']:.3f}".ljust(w + 5 + len(head)) + " |")
     print(f"({result['seconds']} s)")
-    if args.out:
-        write_json(result, args.out)
-        print(f"wrote {args.out}")
-    return result
+    return save_result(result, args.out)
 
 
 if __name__ == "__main__":

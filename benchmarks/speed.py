@@ -20,7 +20,7 @@ import torch
 
 import posediff
 from posediff.env import machine_info
-from posediff.io import write_json
+from posediff.io import save_result
 
 
 def latency(model, image, steps=None, warmup=2, repeat=5) -> float:
@@ -101,10 +101,7 @@ def main(argv=None) -> dict:
               f"{r['params_m']:.1f} | {r['gflops']:.1f} |")
     result = dict(benchmark="speed", image=args.image, rows=rows, machine=machine_info(),
                   targets=dict(one_step_vs_edpose_max=1.15, extra_step_vs_edpose_max=0.10))
-    if args.out:
-        write_json(result, args.out)
-        print(f"wrote {args.out}")
-    return result
+    return save_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from PIL import Image
 from posediff.data.coco import crowd_index
 from posediff.data.synthcrowd import PoseBank, SceneConfig, make_scene, write_split
 from posediff.env import machine_info
-from posediff.io import write_json
+from posediff.io import save_result
 from posediff.skeletons import coco17_to_crowdpose14
 from posediff.viz import contact_sheet, draw_poses
 
@@ -150,10 +150,7 @@ def main(argv=None) -> dict:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=120)
         print(f"wrote {args.plot}")
-    if args.out:
-        write_json(result, args.out)
-        print(f"wrote {args.out}")
-    return result
+    return save_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -13,14 +14,8 @@ def machine_info() -> dict:
     import torch
 
     cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:  # Linux names the model; elsewhere keep the above
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     info = dict(cpu=cpu, cpus=os.cpu_count(), platform=platform.platform(), python=sys.version.split()[0],
                 torch=torch.__version__, numpy=numpy.__version__, torch_threads=torch.get_num_threads())
     if torch.cuda.is_available():

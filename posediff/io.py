@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_json"]
+__all__ = ["atomic_path", "write_json", "save_result"]
 
 
 @contextlib.contextmanager
@@ -35,3 +35,11 @@ def write_json(obj, path: str | os.PathLike, indent: int | None = 1) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=indent)
         f.write("\n")
+
+
+def save_result(result: dict, path: str | os.PathLike | None) -> dict:
+    """A benchmark's JSON: written atomically when ``path`` is given (and said so); returns ``result``."""
+    if path:
+        write_json(result, path)
+        print(f"wrote {path}")
+    return result

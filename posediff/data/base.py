@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ class ImageError(OSError):
     """An image that is missing or cannot be decoded; the message names the file and the field."""
 
 
-class PoseDataset(torch.utils.data.Dataset):
+class PoseDataset(torch.utils.data.Dataset, ABC):
     """Base class: subclasses implement ``__len__`` and ``load_sample(index) -> PoseSample``.
 
     Items are ``(image (3, H, W) float, target dict)`` (see :class:`~posediff.data.transforms.ToTensor`).
@@ -37,8 +38,12 @@ class PoseDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def load_sample(self, index: int):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def load_sample(self, index: int):
+        """The untransformed :class:`~posediff.data.transforms.PoseSample` of item ``index``."""
 
     def __getitem__(self, index: int):
         n = len(self)

@@ -2,10 +2,10 @@
 
 A training run's folder holds
 
-* ``step_XXXXXXX.safetensors``: model weights (and ``ema.`` weights when EMA is on), with the recipe
+* ``step_<step, 7 digits>.safetensors``: model weights (and ``ema.`` weights when EMA is on), with the recipe
   name, its overrides and the step in the metadata, so that :func:`load_model` rebuilds the model from
   the file alone;
-* ``step_XXXXXXX.state.pt``: optimizer, LR schedule, RNG states, data position (for ``--resume``);
+* ``step_<step, 7 digits>.state.pt``: optimizer, LR schedule, RNG states, data position (for ``--resume``);
 * ``last.json``: the name of the newest complete pair, written last, so an interrupted write never
   becomes the checkpoint to resume from.
 """

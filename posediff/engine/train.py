@@ -344,8 +344,12 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
         if not batches:
             raise ValueError(f"train set has {len(train_ds)} images, fewer than one global batch of "
                              f"{cfg.batch_size * world}")
-        while pos < len(batches) and step < cfg.max_steps:
-            images, mask, targets = collate([train_ds[i] for i in batches[pos]])
+        todo = batches[pos:pos + cfg.max_steps - step]
+        # items are seeded, so any number of workers gives the same data; the loader's own generator keeps it
+        # from drawing on the global RNG (timesteps, noise), which a resumed run must continue exactly
+        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=todo, collate_fn=collate, num_workers=cfg.workers,
+                                             generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        for images, mask, targets in loader:
             images, mask, targets = images.to(device), mask.to(device), targets.to(device)
             net.train()
             if autocast is not None:

@@ -167,14 +167,9 @@ def to_coco_results(image_ids: Sequence[int], outputs: Sequence[dict], scales: S
 
 
 def _numpy(x):
-    try:
-        import torch
+    import torch
 
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    return x
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
 
 
 def write_coco_results(results: Iterable[dict], path: str | os.PathLike) -> None:
