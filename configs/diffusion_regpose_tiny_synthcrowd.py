@@ -5,4 +5,5 @@ from data_synthcrowd import coco17
 from posediff.engine import TrainConfig
 
 config = TrainConfig(recipe="diffusion_regpose_tiny", data=coco17, out="runs/diffusion_regpose_tiny_synthcrowd",
-                     batch_size=4, lr=2e-4, max_steps=4000, lr_drop=(3200,), ckpt_every=200)
+                     model={"freeze_backbone": True}, batch_size=4, lr=2e-4,
+                     max_steps=7000, lr_drop=(5600,), ckpt_every=250, eval_every=1000)

@@ -95,6 +95,25 @@ def _pretrain_backbone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import logging
+
+    from .bench import run_bench, spec_from_args
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_bench(spec_from_args(args), command="posediff " + " ".join(sys.argv[1:]))
+    return 0
+
+
+def _zoo_export(args: argparse.Namespace) -> int:
+    from .zoo import export_and_score
+
+    made_by = dict(command=args.command or "", time=args.time or "", machine=args.machine or "")
+    summary = export_and_score(args.run, args.out, base=args.base, data_root=args.data_root, made_by=made_by)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posediff", description="diffusion-based human pose estimation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
     pb2.add_argument("--resume", action="store_true")
     pb2.add_argument("--no-progress", action="store_true")
     pb2.set_defaults(func=_pretrain_backbone)
+
+    from .bench import add_arguments
+
+    bench = sub.add_parser("bench", help="head-to-head: train recipes on the same data, budget and seeds; "
+                                         "tables, plots, report")
+    add_arguments(bench)
+    bench.set_defaults(func=_bench)
+
+    zoo = sub.add_parser("zoo", help="the model zoo (posediff/assets/zoo)")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    ex = zoo_sub.add_parser("export", help="a training run's last checkpoint -> fp16 zoo file, scored on the "
+                                           "test split")
+    ex.add_argument("run", help="training run folder (its last checkpoint) or a checkpoint file")
+    ex.add_argument("--out", required=True, help="zoo file to write")
+    ex.add_argument("--base", help="zoo file whose tensors are left out where equal (the frozen backbone)")
+    ex.add_argument("--data-root", help="SynthCrowd folder whose test split scores it (default: the run's data)")
+    ex.add_argument("--command", help="the command that trained the run, recorded in the file")
+    ex.add_argument("--time", help="how long training took, and when, recorded in the file")
+    ex.add_argument("--machine", help="where it was trained, recorded in the file")
+    ex.set_defaults(func=_zoo_export)
 
     prior = sub.add_parser("prior", help="keypoint-completion priors (DiffusionRegPose Eq. 9-12)")
     prior_sub = prior.add_subparsers(dest="prior_command", required=True)

@@ -34,6 +34,15 @@ def get_recipe(name: str) -> Callable:
         raise KeyError(f"unknown model {name!r}; available: {sorted(_RECIPES)}") from None
 
 
-def create_model(name: str, **overrides):
-    """Build a registered recipe; keyword arguments override fields of its config."""
+def create_model(name: str, pretrained: str | None = None, **overrides):
+    """Build a registered recipe; keyword arguments override fields of its config.
+
+    ``pretrained="synthcrowd"`` loads the library's own zoo weights for that recipe (``posediff.zoo``;
+    shipped in the package, no network) and returns the model in eval mode.
+    """
+    if pretrained:
+        from .zoo import load_pretrained
+
+        get_recipe(name)
+        return load_pretrained(name, pretrained, **overrides)
     return get_recipe(name)(**overrides)

@@ -20,7 +20,8 @@ import torch
 
 from ..io import atomic_path, write_json
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "load_init_weights", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "load_init_weights", "init_from",
+           "FORMAT"]
 
 FORMAT = "posediff.checkpoint/1"
 
@@ -115,8 +116,8 @@ def load_model(path, use_ema: bool = True, **overrides):
 
 
 def load_init_weights(path) -> dict:
-    """Tensors to initialise a model from: a posediff checkpoint's weights, or a pretrained backbone
-    (``posediff pretrain-backbone``, fp16, names ``backbone.*``), cast to float32."""
+    """Tensors to initialise a model from, cast to float32: a posediff checkpoint's weights, a pretrained
+    backbone (``posediff pretrain-backbone``, fp16, names ``backbone.*``) or a zoo file (with its base)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -126,7 +127,27 @@ def load_init_weights(path) -> dict:
         fmt = (f.metadata() or {}).get("format")
     if fmt == FORMAT:
         return load_checkpoint(path)[0]
+    if fmt == "posediff.zoo/1":
+        from ..zoo import read_zoo_file
+
+        return read_zoo_file(path)
     if fmt == "posediff.backbone/1":
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118
-    raise ValueError(f"{path}: metadata field 'format' is {fmt!r}; expected {FORMAT!r} or 'posediff.backbone/1'")
+    raise ValueError(f"{path}: metadata field 'format' is {fmt!r}; expected {FORMAT!r}, 'posediff.zoo/1' or "
+                     f"'posediff.backbone/1'")
+
+
+def init_from(model, path) -> dict:
+    """Initialise ``model`` from ``path`` (any file :func:`load_init_weights` reads) where names and shapes fit.
+
+    Tensors the model has but the file lacks stay fresh (a new head); tensors whose shape differs (17 vs 14
+    keypoints) stay fresh too. Returns the counts and the names of both kinds.
+    """
+    weights = load_init_weights(path)
+    own = model.state_dict()
+    fits = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    reshaped = sorted(k for k, v in weights.items() if k in own and own[k].shape != v.shape)
+    missing, _ = model.load_state_dict(fits, strict=False)
+    return {"loaded": len(fits), "fresh": sorted(missing), "shape_mismatch": reshaped,
+            "unused": sorted(set(weights) - set(own))}

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from ..io import write_json
-from .checkpoint import latest_checkpoint, load_checkpoint, load_init_weights, save_checkpoint
+from .checkpoint import init_from, latest_checkpoint, load_checkpoint, save_checkpoint
 
-__all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "build_datasets", "evaluate"]
+__all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "build_datasets", "evaluate",
+           "predict_results", "coco_data", "crowdpose_data"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,29 @@ class DataConfig:
     flip: bool = True
     pixel_noise: float = 6.0
     max_val_images: int | None = None
+
+
+# ED-Pose's augmentation sizes for real photographs
+REAL_SIZES = dict(train_scales=(480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800), crop_scales=(400, 500, 600),
+                  crop_size=(384, 600), max_size=1333, eval_size=800, pixel_noise=0.0)
+
+
+def coco_data(root: str = "data/coco", **fields) -> DataConfig:
+    """COCO 2017 in its download layout: ROOT/{train2017,val2017}/ and ROOT/annotations/person_keypoints_*.json."""
+    r = Path(root)
+    return DataConfig(**{**dict(kind="coco", skeleton="coco17", train_images=str(r / "train2017"),
+                                train_ann=str(r / "annotations" / "person_keypoints_train2017.json"),
+                                val_images=str(r / "val2017"),
+                                val_ann=str(r / "annotations" / "person_keypoints_val2017.json"), **REAL_SIZES),
+                         **fields})
+
+
+def crowdpose_data(root: str = "data/crowdpose", **fields) -> DataConfig:
+    """CrowdPose in its download layout: ROOT/images/ and ROOT/json/crowdpose_{trainval,test}.json."""
+    r = Path(root)
+    return DataConfig(**{**dict(kind="coco", skeleton="crowdpose14", prior=None, train_images=str(r / "images"),
+                                train_ann=str(r / "json" / "crowdpose_trainval.json"), val_images=str(r / "images"),
+                                val_ann=str(r / "json" / "crowdpose_test.json"), **REAL_SIZES), **fields})
 
 
 @dataclass(frozen=True)
@@ -156,6 +180,14 @@ def _jsonable(cfg) -> dict:
 # Data
 # ----------------------------------------------------------------------------------------------------
 
+SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}  # of a SynthCrowd folder's num_images
+
+
+def split_size(num_images: int, split: str) -> int:
+    """Scenes in one split of a SynthCrowd folder of ``num_images``."""
+    return max(int(round(num_images * SPLIT_FRACTIONS[split])), 1)
+
+
 def build_datasets(cfg: TrainConfig, rank: int = 0):
     """(train dataset, val dataset, val annotation file, metric dataset name)."""
     from ..data import CocoKeypointDataset
@@ -180,9 +212,8 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
             if rank == 0:
                 from ..data.synthcrowd import SceneConfig, write_split
 
-                fractions = {"train": 0.8, "val": 0.1, "test": 0.1}
-                for split, frac in fractions.items():
-                    write_split(root, split, max(int(round(d.num_images * frac)), 1), seed=d.scene_seed,
+                for split in SPLIT_FRACTIONS:
+                    write_split(root, split, split_size(d.num_images, split), seed=d.scene_seed,
                                 config=SceneConfig(size=d.size))
                 write_json(wanted, stamp)
             if torch.distributed.is_initialized():
@@ -225,27 +256,38 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
 # ----------------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, device="cpu",
-             steps: int | None = None, progress: bool = False) -> dict:
-    """Predict over ``dataset`` in batches and score with ``evaluate_keypoints``."""
+def predict_results(model, dataset, batch_size: int = 4, device="cpu", steps: int | None = None,
+                    progress: bool = False, seed: int = 0) -> list[dict]:
+    """COCO keypoint results (original image pixels) for every image of ``dataset``, in batches.
+
+    Sampling noise comes from one generator seeded by ``seed``, so a diffusion model's results repeat.
+    """
     from tqdm import tqdm
 
     from ..data import collate
-    from ..evaluation import KeypointEvaluator
+    from ..evaluation import to_coco_results
 
     was_training = model.training
     model.eval()
-    ev = KeypointEvaluator(ann_file, dataset=metric)
+    results = []
     n = len(dataset)
-    gen = torch.Generator(device="cpu").manual_seed(0)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
         images, mask, targets = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
         kwargs = dict(steps=steps, generator=gen) if steps is not None else dict(generator=gen)
         outputs = model(images.to(device), mask.to(device), **kwargs)
-        ev.update(targets.image_ids.tolist(), outputs, scales=targets.scale_to_original.tolist())
-    metrics = ev.compute()
+        results += to_coco_results(targets.image_ids.tolist(), outputs, scales=targets.scale_to_original.tolist())
     model.train(was_training)
-    return metrics
+    return results
+
+
+def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, device="cpu",
+             steps: int | None = None, progress: bool = False) -> dict:
+    """Predict over ``dataset`` in batches and score with ``evaluate_keypoints``."""
+    from ..evaluation import evaluate_keypoints
+
+    results = predict_results(model, dataset, batch_size, device, steps, progress)
+    return evaluate_keypoints(ann_file, results, dataset=metric)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -296,10 +338,11 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     _seed_all(cfg.seed)
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
     model = create_model(cfg.recipe, **cfg.model).to(device)
-    if init:
-        weights = load_init_weights(init)
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        log.info("initialised from %s (%d new tensors, %d unused)", init, len(missing), len(unexpected))
+    resume_point = latest_checkpoint(out) if resume else None
+    if init and not resume_point:
+        done = init_from(model, init)
+        log.info("initialised from %s: %d tensors loaded, %d fresh, %d of another shape, %d unused", init,
+                 done["loaded"], len(done["fresh"]), len(done["shape_mismatch"]), len(done["unused"]))
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay))
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_drop), gamma=cfg.lr_gamma)
     ema = None
@@ -309,11 +352,10 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     step, epoch, pos, history = 0, 0, 0, []
     if resume:
-        found = latest_checkpoint(out)
-        if found is None:
+        if resume_point is None:
             log.warning("--resume: no checkpoint in %s; starting afresh", out)
         else:
-            weights_path, state_path = found
+            weights_path, state_path = resume_point
             weights, ema_w, _ = load_checkpoint(weights_path)
             model.load_state_dict(weights)
             if ema is not None and ema_w:

@@ -5,9 +5,10 @@ from .coco_eval import (
     CROWDPOSE_KEYS,
     KeypointEvaluator,
     evaluate_keypoints,
+    results_to_crowdpose14,
     to_coco_results,
     write_coco_results,
 )
 
-__all__ = ["COCO_KEYS", "CROWDPOSE_KEYS", "KeypointEvaluator", "evaluate_keypoints", "to_coco_results",
-           "write_coco_results"]
+__all__ = ["COCO_KEYS", "CROWDPOSE_KEYS", "KeypointEvaluator", "evaluate_keypoints", "results_to_crowdpose14",
+           "to_coco_results", "write_coco_results"]

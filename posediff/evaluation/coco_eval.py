@@ -28,7 +28,7 @@ from ..io import write_json
 from ..skeletons import COCO17, CROWDPOSE14
 
 __all__ = ["evaluate_keypoints", "KeypointEvaluator", "write_coco_results", "to_coco_results",
-           "COCO_KEYS", "CROWDPOSE_KEYS"]
+           "COCO_KEYS", "CROWDPOSE_KEYS", "results_to_crowdpose14"]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,24 @@ def to_coco_results(image_ids: Sequence[int], outputs: Sequence[dict], scales: S
             results.append(dict(image_id=int(image_id), category_id=1,
                                 keypoints=[round(float(v), 3) for v in person.reshape(-1)], score=float(score)))
     return results
+
+
+def results_to_crowdpose14(results: Sequence[dict]) -> list[dict]:
+    """COCO-17 keypoint results -> CrowdPose-14 results (``coco17_to_crowdpose14``: limbs copied, neck and head
+    top derived). Every predicted joint counts as labelled; joint scores do not enter OKS, so 1 is written."""
+    from ..skeletons import coco17_to_crowdpose14
+
+    out = []
+    for r in results:
+        if len(r["keypoints"]) != 51:
+            raise ValueError(f"results_to_crowdpose14: result for image {r.get('image_id')} has "
+                             f"{len(r['keypoints'])} values, expected 51 (COCO-17)")
+        kp = np.asarray(r["keypoints"], dtype=np.float64).reshape(17, 3).copy()
+        kp[:, 2] = 2.0
+        cp = coco17_to_crowdpose14(kp)
+        cp[:, 2] = 1.0
+        out.append(dict(r, keypoints=[round(float(v), 3) for v in cp.reshape(-1)]))
+    return out
 
 
 def _numpy(x):

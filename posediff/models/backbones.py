@@ -21,6 +21,8 @@ class TimmBackbone(nn.Module):
         strides: wanted output strides, e.g. (8, 16, 32).
         pretrained: passed to timm (downloads weights; no network on our test machines).
         frozen_bn: replace BatchNorm by FrozenBatchNorm (as ED-Pose trains with small batches).
+        freeze: no gradients for the backbone at all (a pretrained feature extractor; about a third less
+            compute per training step for ResNet-18 on CPU).
         **kwargs: passed to ``timm.create_model``.
 
     Attributes:
@@ -30,7 +32,7 @@ class TimmBackbone(nn.Module):
     """
 
     def __init__(self, name: str = "resnet50", strides: Sequence[int] = (8, 16, 32), pretrained: bool = False,
-                 frozen_bn: bool = True, **kwargs):
+                 frozen_bn: bool = True, freeze: bool = False, **kwargs):
         super().__init__()
         import timm
 
@@ -51,9 +53,16 @@ class TimmBackbone(nn.Module):
             from timm.layers import freeze_batch_norm_2d
 
             self.body = freeze_batch_norm_2d(self.body)
+        self.freeze = freeze
+        if freeze:
+            self.body.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        feats = self.body(images)
+        if self.freeze:
+            with torch.no_grad():
+                feats = self.body(images)
+        else:
+            feats = self.body(images)
         if self.nhwc:
             feats = [f.permute(0, 3, 1, 2).contiguous() for f in feats]
         return list(feats)

@@ -25,6 +25,7 @@ class OneStageConfig:
     strides: tuple[int, ...] = (8, 16, 32)
     pretrained_backbone: bool = False
     frozen_bn: bool = True
+    freeze_backbone: bool = False  # no backbone gradients (a pretrained feature extractor)
     dim: int = 256
     heads: int = 8
     levels: int = 4
@@ -94,7 +95,7 @@ def build_one_stage(cfg: OneStageConfig):
         raise ValueError(f"config field head must be 'regression' or 'diffusion', got {cfg.head!r}")
     return OneStagePoseModel(
         backbone=TimmBackbone(cfg.backbone, strides=cfg.strides, pretrained=cfg.pretrained_backbone,
-                              frozen_bn=cfg.frozen_bn),
+                              frozen_bn=cfg.frozen_bn, freeze=cfg.freeze_backbone),
         encoder=DeformableEncoder(layers=cfg.encoder_layers, **common),
         human_decoder=HumanDecoder(num_queries=cfg.num_queries, layers=cfg.human_layers, dn_groups=cfg.dn_groups,
                                    **common),

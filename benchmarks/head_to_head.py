@@ -1,0 +1,11 @@
+"""Head-to-head of pose recipes: the same code as ``posediff bench`` (see ``posediff.bench``).
+
+    python benchmarks/head_to_head.py --preset quick --out runs/bench/quick
+"""
+
+import sys
+
+from posediff.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main())

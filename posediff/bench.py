@@ -1,0 +1,683 @@
+"""``posediff bench``: a head-to-head of pose recipes, trained on the same data with the same budget and
+seeds, scored on the same test split. The same code runs as ``python benchmarks/head_to_head.py``.
+
+    posediff bench --preset quick                       # SynthCrowd, from the zoo, ~15 min on 2 CPU cores
+    posediff bench --preset standard --seeds 0 1 2      # both recipes from the pretrained backbone (hours on CPU)
+    posediff bench --preset full --dataset crowdpose --data-root /data/crowdpose   # ResNet-50, for a GPU
+
+Protocols (``--preset``):
+
+* ``quick``: the paper's protocol from the zoo. ``diffusion_regpose_tiny`` starts from the zoo's
+  ``edpose_tiny`` (SynthCrowd) with its new blocks (the denoiser) fresh, and ``edpose_tiny`` is trained
+  on from the same checkpoint for the same number of steps, with the same seeds and data order.
+* ``standard``: both recipes from the pretrained SynthCrowd backbone with the same budget (the fair
+  protocol; its ``edpose_tiny`` seed-0 run is the one that made the zoo's checkpoint).
+* ``full``: the ResNet-50 recipes from ImageNet weights (timm ``pretrained=True``), sized for GPUs.
+
+The output folder holds ``results.json`` (every run: recipe, seed, metrics per sampling step, latency,
+parameters, training time; with the config, versions and machine), ``report.md`` (the tables, the plots,
+the protocol), ``plots/*.png`` and ``predictions.png`` (the recipes side by side on the hardest test
+images). Each run lives in ``runs/RECIPE/seedS``: training resumes from its last checkpoint and every
+finished evaluation is kept, so an interrupted bench continues where it stopped and recomputes nothing.
+
+On SynthCrowd the models are trained on COCO-17 labels (the Gaussian completion prior is a COCO-17
+prior); their predictions are also converted to CrowdPose-14 (``coco17_to_crowdpose14``, the rule the
+SynthCrowd CrowdPose file is made with) and scored by the CrowdPose protocol, which gives AP per crowd
+level (AP_E / AP_M / AP_H). The table shows the CrowdPose-format metrics, results.json has both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import write_json
+
+__all__ = ["Preset", "PRESETS", "BenchSpec", "run_bench", "write_report", "main", "TABLE_KEYS"]
+
+log = logging.getLogger(__name__)
+
+# the table's columns, by the format of the data's ground truth
+TABLE_KEYS = {"crowdpose": ("AP", "AP50", "AP75", "AR", "AP_E", "AP_M", "AP_H"),
+              "coco": ("AP", "AP50", "AP75", "AP_M", "AP_L")}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One protocol: model size, training budget, what ``--init zoo`` means, the evaluation."""
+
+    name: str
+    recipes: tuple[str, ...]
+    train_steps: int
+    lr: float
+    lr_drop: tuple[int, ...] = ()
+    batch_size: int = 4
+    seeds: tuple[int, ...] = (0,)
+    sampling_steps: tuple[int, ...] = (1, 2, 4)
+    zoo: str = "backbone"  # --init zoo: "edpose_tiny" (the zoo model), "backbone" (SynthCrowd), "imagenet" (timm)
+    freeze_backbone: bool = True  # with a pretrained backbone
+    eval_every: int = 0  # training curve on the val split (0: end only)
+    curve_images: int = 100  # val images for the training curve
+    test_images: int | None = None  # None: the whole test split
+    latency_images: int = 20
+    synthcrowd_images: int = 4000  # scenes rendered in all (80/10/10 train/val/test)
+    real_sizes: dict = field(default_factory=dict)  # DataConfig fields for COCO / CrowdPose images
+
+
+_CPU_SIZES = dict(train_scales=(256, 288, 320), crop_scales=(224, 256), crop_size=(192, 288), max_size=512,
+                  eval_size=320)
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset("quick", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=300, lr=1e-4, seeds=(0, 1),
+                    zoo="edpose_tiny", eval_every=100, curve_images=40, real_sizes=_CPU_SIZES),
+    "standard": Preset("standard", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=7000, lr=2e-4,
+                       lr_drop=(5600,), seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="backbone",
+                       eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES),
+    "full": Preset("full", ("edpose", "diffusion_regpose"), train_steps=90000, lr=1e-4, lr_drop=(75000,),
+                   batch_size=8, seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="imagenet", freeze_backbone=False,
+                   eval_every=10000, curve_images=500, latency_images=50),
+}
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """What the command line asks for; ``None`` fields take the preset's value."""
+
+    preset: str = "quick"
+    recipes: tuple[str, ...] | None = None
+    dataset: str = "synthcrowd"
+    data_root: str | None = None
+    seeds: tuple[int, ...] | None = None
+    steps: tuple[int, ...] | None = None  # sampling steps to evaluate
+    init: str = "zoo"  # zoo | scratch | PATH
+    out: str | None = None
+    train_steps: int | None = None
+    test_images: int | None = None
+    workers: int = 0
+    overrides: tuple[str, ...] = ()  # key=value applied to every run's TrainConfig (``posediff train`` syntax)
+
+    def resolved(self) -> tuple[Preset, BenchSpec]:
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.dataset not in ("synthcrowd", "coco", "crowdpose"):
+            raise ValueError(f"--dataset must be synthcrowd, coco or crowdpose, got {self.dataset!r}")
+        if self.dataset != "synthcrowd" and not self.data_root:
+            raise ValueError(f"--dataset {self.dataset} needs --data-root (the folder of the real data)")
+        p = PRESETS[self.preset]
+        spec = dataclasses.replace(
+            self, recipes=tuple(self.recipes or p.recipes), seeds=tuple(self.seeds if self.seeds else p.seeds),
+            steps=tuple(sorted(set(self.steps or p.sampling_steps))),
+            out=self.out or f"runs/bench/{self.preset}_{self.dataset}",
+            train_steps=self.train_steps or p.train_steps,
+            test_images=self.test_images if self.test_images is not None else p.test_images)
+        from .registry import list_models
+
+        unknown = [r for r in spec.recipes if r not in list_models()]
+        if unknown:
+            raise ValueError(f"--recipes: unknown {unknown}; available: {list_models()}")
+        if any(s < 1 for s in spec.steps):
+            raise ValueError(f"--steps must be positive integers, got {spec.steps}")
+        return p, spec
+
+
+# ----------------------------------------------------------------------------------------------------
+# Planning: one TrainConfig per (recipe, seed)
+# ----------------------------------------------------------------------------------------------------
+
+def _data_config(preset: Preset, spec: BenchSpec):
+    from .engine.train import DataConfig, coco_data, crowdpose_data
+
+    if spec.dataset == "synthcrowd":
+        return DataConfig(kind="synthcrowd", root=spec.data_root or "data/synthcrowd",
+                          num_images=preset.synthcrowd_images, size=256, skeleton="coco17",
+                          max_val_images=preset.curve_images)
+    make = coco_data if spec.dataset == "coco" else crowdpose_data
+    return dataclasses.replace(make(spec.data_root), max_val_images=preset.curve_images, **preset.real_sizes)
+
+
+def _init(preset: Preset, spec: BenchSpec) -> tuple[str | None, dict]:
+    """(weights file to start from or None, model overrides) for ``--init``."""
+    if spec.init == "scratch":
+        return None, {}
+    if spec.init != "zoo":
+        if not Path(spec.init).is_file():
+            raise FileNotFoundError(f"--init {spec.init}: no such file (expected zoo, scratch or a weights file)")
+        return spec.init, {"freeze_backbone": preset.freeze_backbone}
+    from .zoo import PRETRAINED, zoo_path
+
+    if preset.zoo == "imagenet":
+        return None, {"pretrained_backbone": True}
+    if preset.zoo == "edpose_tiny":
+        return str(zoo_path(PRETRAINED[("edpose_tiny", "synthcrowd")])), {"freeze_backbone": preset.freeze_backbone}
+    return str(zoo_path("resnet18_synthcrowd_heatmaps.safetensors")), {"freeze_backbone": preset.freeze_backbone}
+
+
+def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
+    from .engine.train import TrainConfig, apply_overrides
+
+    data = _data_config(preset, spec)
+    init, model = _init(preset, spec)
+    if spec.dataset == "crowdpose":
+        model = dict(model, num_keypoints=14)
+    runs = []
+    for recipe in spec.recipes:
+        for seed in spec.seeds:
+            out = Path(spec.out) / "runs" / recipe / f"seed{seed}"
+            cfg = TrainConfig(recipe=recipe, model=model, data=data, out=str(out), seed=seed,
+                              batch_size=preset.batch_size, workers=spec.workers, lr=preset.lr,
+                              max_steps=spec.train_steps,
+                              lr_drop=tuple(s for s in preset.lr_drop if s < spec.train_steps),
+                              eval_every=min(preset.eval_every, spec.train_steps) if preset.eval_every else 0,
+                              ckpt_every=max(50, spec.train_steps // 10), keep_checkpoints=1)
+            cfg = apply_overrides(cfg, list(spec.overrides))
+            runs.append(dict(recipe=recipe, seed=seed, config=cfg, init=init))
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------------
+# One run: train (or continue), then evaluate at every sampling step not yet evaluated
+# ----------------------------------------------------------------------------------------------------
+
+def _test_set(cfg, spec: BenchSpec):
+    """(dataset, {format: ground-truth file}) of the split the bench scores on."""
+    from .engine.train import build_datasets
+
+    d = cfg.data
+    if d.kind == "synthcrowd":
+        d = dataclasses.replace(d, val_split="test", max_val_images=spec.test_images)
+    else:
+        d = dataclasses.replace(d, max_val_images=spec.test_images)
+    _, test_ds, ann, metric = build_datasets(dataclasses.replace(cfg, data=d))
+    gts = {metric: ann}
+    if d.kind == "synthcrowd":
+        gts["crowdpose"] = str(Path(d.root) / "test" / "crowdpose.json")
+    return test_ds, gts
+
+
+def _subset_gt(path: str, image_ids: list[int]) -> dict:
+    gt = json.loads(Path(path).read_text())
+    keep = set(image_ids)
+    gt["images"] = [im for im in gt["images"] if im["id"] in keep]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    return gt
+
+
+def score(results: list[dict], gts: dict, image_ids: list[int]) -> dict:
+    """Metrics of COCO-17 (or the model's own format) results against every ground truth in ``gts``."""
+    from .evaluation import evaluate_keypoints, results_to_crowdpose14
+
+    out = {}
+    for fmt, path in gts.items():
+        gt = _subset_gt(path, image_ids)
+        k = len(gt["categories"][0]["keypoints"])
+        res = results
+        if fmt == "crowdpose" and results and len(results[0]["keypoints"]) == 17 * 3 and k == 14:
+            res = results_to_crowdpose14(results)
+        out[fmt] = evaluate_keypoints(gt, res, dataset=fmt)
+    return out
+
+
+def showcase_ids(gts: dict, image_ids: list[int], n: int = 3) -> list[int]:
+    """The hardest images: highest crowd index (CrowdPose ground truth), else most persons."""
+    keep = set(image_ids)
+    if "crowdpose" in gts:
+        gt = json.loads(Path(gts["crowdpose"]).read_text())
+        ranked = sorted((im for im in gt["images"] if im["id"] in keep), key=lambda im: (-im["crowdIndex"], im["id"]))
+        return [im["id"] for im in ranked[:n]]
+    gt = json.loads(Path(next(iter(gts.values()))).read_text())
+    count: dict[int, int] = {}
+    for a in gt["annotations"]:
+        if a["image_id"] in keep and a.get("num_keypoints", 0) > 0:
+            count[a["image_id"]] = count.get(a["image_id"], 0) + 1
+    return sorted(count, key=lambda i: (-count[i], i))[:n]
+
+
+@torch.no_grad()
+def latency_ms(model, dataset, n: int, steps: int | None = None, warmup: int = 2) -> dict:
+    """Milliseconds per image, batch 1, over the first ``n`` test images (after ``warmup`` passes)."""
+    from .data import collate
+
+    model.eval()
+    n = min(n, len(dataset))
+    items = [collate([dataset[i]]) for i in range(n)]
+    gen = torch.Generator().manual_seed(0)
+    kwargs = dict(steps=steps, generator=gen) if steps is not None else dict(generator=gen)
+    for images, mask, _ in items[:warmup]:
+        model(images, mask, **kwargs)
+    times = []
+    for images, mask, _ in items:
+        t0 = time.perf_counter()
+        model(images, mask, **kwargs)
+        times.append(1000 * (time.perf_counter() - t0))
+    return dict(median=float(np.median(times)), mean=float(np.mean(times)), images=n,
+                threads=torch.get_num_threads())
+
+
+def _is_diffusion(model) -> bool:
+    return hasattr(model.head, "sampling_steps")
+
+
+def run_one(run: dict, spec: BenchSpec) -> dict:
+    """Train (resuming) and evaluate one (recipe, seed); everything finished is kept in ``bench.json``."""
+    from .engine.checkpoint import latest_checkpoint, load_model
+    from .engine.train import predict_results, train
+
+    cfg, out = run["config"], Path(run["config"].out)
+    record_path = out / "bench.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    done = out / "result.json"
+    finished = done.is_file() and json.loads(done.read_text()).get("steps") == cfg.max_steps
+    if not finished:
+        log.info("training %s seed %d (%d steps) in %s", run["recipe"], run["seed"], cfg.max_steps, out)
+        train(cfg, resume=True, init=run["init"])
+    result = json.loads(done.read_text())
+    record.update(recipe=run["recipe"], seed=run["seed"], init=run["init"], train_steps=result["steps"],
+                  history=[dict(step=h["step"], **{k: h["eval"][k] for k in ("AP", "AP50", "AP75")})
+                           for h in result["history"] if h.get("eval")],
+                  loss=[[h["step"], h["loss"]] for h in result["history"][:: max(1, len(result["history"]) // 200)]])
+    record.setdefault("train_seconds", result["seconds"])  # the first (uninterrupted) figure is kept
+    record.setdefault("evals", {})
+    weights, _ = latest_checkpoint(out)
+    model = load_model(weights)
+    diffusion = _is_diffusion(model)
+    record["params_M"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    record["default_steps"] = int(model.head.sampling_steps) if diffusion else None
+    test_ds, gts = _test_set(cfg, spec)
+    image_ids = [int(i) for i in test_ds.ids]
+    record["test_images"] = len(image_ids)
+    wanted = list(spec.steps) if diffusion else [None]
+    if diffusion and record["default_steps"] not in wanted:
+        wanted.append(record["default_steps"])
+    show = showcase_ids(gts, image_ids)
+    record["showcase_ids"] = show
+    for steps in wanted:
+        key = str(steps) if steps is not None else "-"
+        if key in record["evals"]:
+            continue
+        t0 = time.time()
+        results = predict_results(model, test_ds, batch_size=4, steps=steps, progress=True, seed=run["seed"])
+        metrics = score(results, gts, image_ids)
+        record["evals"][key] = dict(steps=steps, metrics=metrics, seconds=round(time.time() - t0, 1),
+                                    showcase=[r for r in results if r["image_id"] in show and r["score"] >= 0.3])
+        write_json(record, record_path)  # after every evaluation: an interruption loses at most this one
+        log.info("%s seed %d steps %s: %s", run["recipe"], run["seed"], key,
+                 {k: round(v, 3) for k, v in metrics[_table_format(gts)].items()})
+    if "latency_ms" not in record:
+        record["latency_ms"] = latency_ms(model, test_ds, PRESETS[spec.preset].latency_images,
+                                          steps=record["default_steps"])
+        write_json(record, record_path)
+    return record
+
+
+def _table_format(gts: dict) -> str:
+    return "crowdpose" if "crowdpose" in gts else next(iter(gts))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The whole bench
+# ----------------------------------------------------------------------------------------------------
+
+def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
+    from . import __version__
+    from .env import machine_info
+
+    preset, spec = spec.resolved()
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = plan_runs(preset, spec)
+    wanted = dict(preset=preset.name, dataset=spec.dataset, recipes=list(spec.recipes), init=spec.init,
+                  train_steps=spec.train_steps, overrides=list(spec.overrides),
+                  data=dataclasses.asdict(runs[0]["config"].data))
+    stamp = out / "bench_config.json"
+    if stamp.is_file():
+        have = json.loads(stamp.read_text())
+        diff = sorted(k for k in wanted if json.dumps(have.get(k), default=str) != json.dumps(wanted[k], default=str))
+        if diff:
+            raise ValueError(f"{stamp}: this folder holds a bench run with other settings ({', '.join(diff)}: "
+                             f"{ {k: have.get(k) for k in diff} }); use another --out or delete the folder")
+    write_json(json.loads(json.dumps(wanted, default=str)), stamp)
+    t0 = time.time()
+    records = []
+    for i, run in enumerate(runs):
+        print(f"[{i + 1}/{len(runs)}] {run['recipe']} seed {run['seed']}", flush=True)
+        records.append(run_one(run, spec))
+    gts = _test_set(runs[0]["config"], spec)[1]
+    fmt = _table_format(gts)
+    results = dict(
+        bench=dict(dataclasses.asdict(spec), table_format=fmt, command=command),
+        preset=dataclasses.asdict(preset),
+        config={r["recipe"]: json.loads(json.dumps(dataclasses.asdict(r["config"]), default=str)) for r in runs},
+        runs=[_public(r, fmt) for r in records],
+        summary=summarise(records, fmt),
+        wall_seconds_this_call=round(time.time() - t0, 1),
+        machine=machine_info(), posediff=__version__, date=time.strftime("%Y-%m-%d %H:%M"))
+    write_json(results, out / "results.json")
+    write_report(out, results, records, gts)
+    print(format_table(results))
+    print(f"wrote {out / 'results.json'}, {out / 'report.md'}")
+    return results
+
+
+def _public(record: dict, fmt: str) -> dict:
+    """A run as results.json shows it: metrics at the recipe's default sampling steps, and per step."""
+    key = str(record["default_steps"]) if record["default_steps"] is not None else "-"
+    return dict(recipe=record["recipe"], seed=record["seed"], metrics=record["evals"][key]["metrics"][fmt],
+                metrics_all_formats=record["evals"][key]["metrics"], sampling_steps=record["default_steps"],
+                per_sampling_steps={k: v["metrics"][fmt] for k, v in record["evals"].items() if k != "-"},
+                latency_ms=record["latency_ms"], params_M=record["params_M"], train_steps=record["train_steps"],
+                train_seconds=record["train_seconds"], init=record["init"], test_images=record["test_images"],
+                curve=record["history"])
+
+
+def summarise(records: list[dict], fmt: str) -> dict:
+    """Per recipe: mean and std (over seeds) of every metric, latency and parameters."""
+    out: dict[str, dict] = {}
+    for recipe in dict.fromkeys(r["recipe"] for r in records):
+        mine = [_public(r, fmt) for r in records if r["recipe"] == recipe]
+        row = {"seeds": [m["seed"] for m in mine]}
+        for k in mine[0]["metrics"]:
+            row[k] = _mean_std([m["metrics"][k] for m in mine])
+        row["latency_ms"] = _mean_std([m["latency_ms"]["median"] for m in mine])
+        row["params_M"] = mine[0]["params_M"]
+        row["sampling_steps"] = mine[0]["sampling_steps"]
+        steps = sorted({int(k) for m in mine for k in m["per_sampling_steps"]})
+        row["per_sampling_steps"] = {
+            str(s): {k: float(np.mean([m["per_sampling_steps"][str(s)][k] for m in mine]))
+                     for k in mine[0]["metrics"]} for s in steps}
+        out[recipe] = row
+    return out
+
+
+def _mean_std(values) -> dict:
+    """Mean and sample std over seeds; the evaluators' -1 (no image of that kind) gives None."""
+    vals = np.array([v for v in values if v >= 0], dtype=np.float64)
+    if len(vals) == 0:
+        return dict(mean=None, std=None)
+    return dict(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
+
+
+def _pm(v: dict, scale: float = 100.0, digits: int = 1) -> str:
+    if v["mean"] is None:
+        return "n/a"
+    return f"{scale * v['mean']:.{digits}f} ± {scale * v['std']:.{digits}f}"
+
+
+def format_table(results: dict) -> str:
+    """The markdown table: metrics (×100) mean ± std over seeds, latency, parameters."""
+    fmt = results["bench"]["table_format"]
+    keys = TABLE_KEYS[fmt]
+    head = ["recipe", "steps", *keys, "latency (ms/img)", "params (M)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for recipe, row in results["summary"].items():
+        cells = [recipe, str(row["sampling_steps"] or "-"), *(_pm(row[k]) for k in keys),
+                 _pm(row["latency_ms"], 1.0, 0), f"{row['params_M']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Report and plots
+# ----------------------------------------------------------------------------------------------------
+
+def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    (out / "plots").mkdir(exist_ok=True)
+    made = {}
+
+    def save(fig, name):
+        with atomic_path(out / "plots" / name) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        made[name] = f"plots/{name}"
+
+    recipes = list(results["summary"])
+    colours = dict(zip(recipes, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    # 1. AP against training step (val split), each seed thin, mean thick
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for recipe in recipes:
+        curves = [r["history"] for r in records if r["recipe"] == recipe and r["history"]]
+        for c in curves:
+            ax.plot([h["step"] for h in c], [100 * h["AP"] for h in c], color=colours[recipe], alpha=0.3, lw=1)
+        if curves:
+            n = min(len(c) for c in curves)
+            ax.plot([h["step"] for h in curves[0][:n]], [100 * np.mean([c[i]["AP"] for c in curves]) for i in range(n)],
+                    color=colours[recipe], lw=2, marker="o", label=recipe)
+    ax.set(xlabel="training step (from the starting weights)", ylabel="val AP (COCO-17, ×100)",
+           title="AP during training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, "ap_vs_train_step.png")
+    # 2. AP against sampling steps
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for recipe, row in results["summary"].items():
+        if row["per_sampling_steps"]:
+            s = sorted(int(k) for k in row["per_sampling_steps"])
+            ax.plot(s, [100 * row["per_sampling_steps"][str(k)]["AP"] for k in s], marker="o", color=colours[recipe],
+                    label=recipe)
+        else:
+            ax.axhline(100 * row["AP"]["mean"], ls="--", color=colours[recipe], label=f"{recipe} (one pass)")
+    ax.set(xlabel="DDIM sampling steps", ylabel=f"test AP ({fmt}, ×100)", title="AP against sampling steps")
+    ax.set_xscale("log", base=2)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, "ap_vs_sampling_steps.png")
+    # 3. AP per crowd level (CrowdPose format) or per person size (COCO)
+    levels = ("AP_E", "AP_M", "AP_H") if fmt == "crowdpose" else ("AP_M", "AP_L")
+    names = {"AP_E": "easy", "AP_M": "medium" if fmt == "crowdpose" else "medium persons", "AP_H": "hard",
+             "AP_L": "large persons"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / len(recipes)
+    for j, (recipe, row) in enumerate(results["summary"].items()):
+        x = np.arange(len(levels)) + (j - (len(recipes) - 1) / 2) * width
+        ax.bar(x, [100 * (row[k]["mean"] or 0.0) for k in levels], width,
+               yerr=[100 * (row[k]["std"] or 0.0) for k in levels], color=colours[recipe], label=recipe, capsize=3)
+    ax.set_xticks(np.arange(len(levels)), [f"{names[k]}\n({k})" for k in levels])
+    ax.set(ylabel="test AP (×100)", title="AP per crowd level" if fmt == "crowdpose" else "AP per person size")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    save(fig, "ap_per_crowd_level.png")
+    return made
+
+
+def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str) -> str | None:
+    """Ground truth and each recipe's seed-0 predictions (score >= 0.3) side by side on the hardest images."""
+    from PIL import Image, ImageDraw
+
+    from .engine.infer import read_image
+    from .io import atomic_path
+    from .viz import draw_poses
+
+    first = {}
+    for r in records:
+        first.setdefault(r["recipe"], r)
+    shown = [r["evals"][str(r["default_steps"]) if r["default_steps"] is not None else "-"]["showcase"]
+             for r in first.values()]
+    gt_path = gts[fmt]
+    gt = json.loads(Path(gt_path).read_text())
+    k = len(gt["categories"][0]["keypoints"])
+    by_id = {im["id"]: im for im in gt["images"]}
+    rows = []
+    for image_id in next(iter(first.values()))["showcase_ids"]:
+        info = by_id[image_id]
+        img = read_image(Path(gt_path).parent / "images" / info["file_name"])
+        zoom = max(1.0, 320 / img.shape[1])  # small scenes are drawn larger
+        img = np.asarray(Image.fromarray(img).resize((round(img.shape[1] * zoom), round(img.shape[0] * zoom)),
+                                                     Image.BILINEAR))
+        anns = [a for a in gt["annotations"] if a["image_id"] == image_id and a.get("num_keypoints", 1) > 0]
+        gt_kp = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(-1, k, 3)
+        gt_kp[..., :2] *= zoom
+        cells = [draw_poses(img, gt_kp, "crowdpose14" if k == 14 else "coco17")]
+        for s in shown:
+            kp = np.array([p["keypoints"] for p in s if p["image_id"] == image_id], dtype=np.float64)
+            if len(kp):
+                kp = kp.reshape(len(kp), -1, 3)
+                kp[..., :2] *= zoom
+                kp[..., 2] = 2.0  # draw every joint of a kept person, solid
+                cells.append(draw_poses(img, kp, "coco17" if kp.shape[1] == 17 else "crowdpose14"))
+            else:
+                cells.append(img)
+        crowd = f", crowd index {info['crowdIndex']:.2f}" if "crowdIndex" in info else ""
+        rows.append((f"test image {image_id}{crowd}", cells))
+    if not rows:
+        return None
+    titles = ["ground truth", *first]
+    h, w = rows[0][1][0].shape[:2]
+    pad, top = 6, 22
+    sheet = Image.new("RGB", (len(titles) * (w + pad) + pad, len(rows) * (h + top + pad) + pad + top), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, t in enumerate(titles):
+        draw.text((pad + c * (w + pad) + 4, 4), t, fill=(0, 0, 0))
+    for r, (label, cells) in enumerate(rows):
+        y = top + pad + r * (h + top + pad)
+        draw.text((pad + 4, y), label, fill=(60, 60, 60))
+        for c, cell in enumerate(cells):
+            tile = Image.fromarray(np.asarray(cell, dtype=np.uint8)).resize((w, h))
+            sheet.paste(tile, (pad + c * (w + pad), y + top - 6))
+    with atomic_path(out / "predictions.png") as tmp:
+        sheet.save(tmp, format="PNG")
+    return "predictions.png"
+
+
+def write_report(out: Path, results: dict, records: list[dict], gts: dict) -> None:
+    from .io import atomic_path
+
+    fmt = results["bench"]["table_format"]
+    plots = _plots(out, results, records, fmt)
+    png = predictions_png(out, records, gts, fmt)
+    b, p = results["bench"], results["preset"]
+    m = results["machine"]
+    seeds = ", ".join(str(s) for s in b["seeds"])
+    n_test = results["runs"][0]["test_images"]
+    lines = [f"# posediff bench: `{b['preset']}` on {b['dataset']}", "",
+             f"{results['date']}; {m['cpu']} ({m['cpus']} CPUs, {m['torch_threads']} torch threads)"
+             + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+             + f"; torch {m['torch']}, posediff {results['posediff']}.", ""]
+    if b.get("command"):
+        lines += ["```", b["command"], "```", ""]
+    what = ("CrowdPose-format metrics (COCO-17 predictions converted to CrowdPose-14); AP_E / AP_M / AP_H are the "
+            "APs on images of easy (crowd index ≤ 0.1), medium and hard (> 0.8) crowding") if (
+        fmt == "crowdpose" and b["dataset"] == "synthcrowd") else f"{fmt.upper()} metrics"
+    lines += [f"## Results: test split ({n_test} images), mean ± std over seeds {seeds}", "",
+              f"{what}, ×100. Latency: median milliseconds per image, batch 1, on this machine; diffusion "
+              f"recipes at their default number of sampling steps (column *steps*).", "",
+              format_table(results), ""]
+    lines += _verdict(results, fmt)
+    steps_rows = {r: row["per_sampling_steps"] for r, row in results["summary"].items() if row["per_sampling_steps"]}
+    if steps_rows:
+        all_steps = sorted({int(s) for v in steps_rows.values() for s in v})
+        lines += ["## AP against sampling steps", "", "Mean over seeds, ×100.", "",
+                  "| recipe | " + " | ".join(f"{s} step{'s' if s > 1 else ''}" for s in all_steps) + " |",
+                  "|---|" + "---|" * len(all_steps)]
+        for r, v in steps_rows.items():
+            lines.append(f"| {r} | " + " | ".join(f"{100 * v[str(s)]['AP']:.1f}" if str(s) in v else "-"
+                                                  for s in all_steps) + " |")
+        lines += ["", f"![AP against sampling steps]({plots['ap_vs_sampling_steps.png']})", ""]
+    lines += ["## AP per crowd level" if fmt == "crowdpose" else "## AP per person size", "",
+              f"![AP per level]({plots['ap_per_crowd_level.png']})", "",
+              "## Training", "",
+              f"Each recipe trained {b['train_steps']} steps (batch {p['batch_size']}, lr {p['lr']}) per seed, "
+              f"from `--init {b['init']}`. Validation AP on {p['curve_images']} val images during training:", "",
+              f"![AP against training step]({plots['ap_vs_train_step.png']})", "",
+              "| recipe | seed | training time (s) | final val AP |", "|---|---|---|---|"]
+    for r in results["runs"]:
+        last = f"{100 * r['curve'][-1]['AP']:.1f}" if r["curve"] else "-"
+        lines.append(f"| {r['recipe']} | {r['seed']} | {r['train_seconds']:.0f} | {last} |")
+    if png:
+        lines += ["", "## Predictions on the hardest test images", "",
+                  "Ground truth, then each recipe (seed 0; persons scoring ≥ 0.3), on the test images with the highest "
+                  "crowd index.", "", f"![predictions]({png})"]
+    lines += ["", "## Protocol", "", _protocol(b, p), "",
+              "Every number here is in `results.json` beside this file (per run, per sampling step, both metric "
+              "formats), with the full training config, versions and machine.", ""]
+    with atomic_path(out / "report.md") as tmp:
+        Path(tmp).write_text("\n".join(lines))
+
+
+def _verdict(results: dict, fmt: str) -> list[str]:
+    """One sentence: does the diffusion recipe beat the baseline, overall and in the hardest crowds."""
+    rows = results["summary"]
+    diff = [r for r in rows if "diffusion" in r]
+    base = [r for r in rows if "diffusion" not in r]
+    if not diff or not base:
+        return []
+    d, e = rows[diff[0]], rows[base[0]]
+    out = []
+    for key, what in (("AP", "overall"), ("AP_H", "in hard crowds")) if fmt == "crowdpose" else (("AP", "overall"),):
+        if d[key]["mean"] is None or e[key]["mean"] is None:
+            continue
+        delta = 100 * (d[key]["mean"] - e[key]["mean"])
+        noise = 100 * max(d[key]["std"], e[key]["std"])
+        verdict = "within the seed spread" if abs(delta) <= noise else ("better" if delta > 0 else "worse")
+        out.append(f"{what}: {diff[0]} − {base[0]} = {delta:+.1f} AP ({verdict}; seed std up to {noise:.1f})")
+    return ["**Diffusion against the baseline**, " + "; ".join(out) + ".", ""] if out else []
+
+
+def _protocol(b: dict, p: dict) -> str:
+    if b["preset"] == "quick" and b["init"] == "zoo":
+        return ("The paper's protocol from the zoo: both recipes start from the zoo's `edpose_tiny` (trained on the "
+                "SynthCrowd train split with a frozen SynthCrowd-pretrained ResNet-18). `diffusion_regpose_tiny` "
+                "loads every block they share (backbone, encoder, human decoder, keypoint decoder) and trains its "
+                "new denoiser (K-SA, K-CA, time embedding) from scratch; `edpose_tiny` is trained on for the same "
+                "steps, seeds and data order. The backbone stays frozen. The test split's poses come from COCO "
+                "persons never used for training scenes.")
+    if b["init"] == "zoo" and p["zoo"] == "backbone":
+        return ("The fair protocol: both recipes start from the SynthCrowd-pretrained ResNet-18 "
+                "(`posediff/assets/zoo/resnet18_synthcrowd_heatmaps.safetensors`, kept frozen) with every other "
+                "block fresh, and train for the same steps, seeds and data order.")
+    return f"Both recipes start from `--init {b['init']}` and train for the same steps, seeds and data order."
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                        help="quick: from the zoo, ~15 min on 2 CPU cores; standard: from the pretrained backbone "
+                             "(hours on CPU); full: ResNet-50 recipes, for GPUs")
+    parser.add_argument("--recipes", nargs="+", help="recipes to compare (default: the preset's pair)")
+    parser.add_argument("--dataset", default="synthcrowd", choices=["synthcrowd", "coco", "crowdpose"])
+    parser.add_argument("--data-root", help="SynthCrowd folder (rendered there if missing; default data/synthcrowd), "
+                                            "or the COCO / CrowdPose folder")
+    parser.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: the preset's)")
+    parser.add_argument("--steps", nargs="+", type=int, help="DDIM sampling steps to evaluate (AP against steps)")
+    parser.add_argument("--init", default="zoo", help="zoo (the preset's starting weights), scratch, or a weights file")
+    parser.add_argument("--out", help="output folder (default runs/bench/PRESET_DATASET); a rerun continues it")
+    parser.add_argument("--train-steps", type=int, help="training steps per run (default: the preset's)")
+    parser.add_argument("--test-images", type=int, help="score on the first N test images only (default: all)")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="training-config overrides for every run, as for posediff train (data.num_images=500)")
+
+
+def spec_from_args(args: argparse.Namespace) -> BenchSpec:
+    return BenchSpec(preset=args.preset, recipes=tuple(args.recipes) if args.recipes else None, dataset=args.dataset,
+                     data_root=args.data_root, seeds=tuple(args.seeds) if args.seeds else None,
+                     steps=tuple(args.steps) if args.steps else None, init=args.init, out=args.out,
+                     train_steps=args.train_steps, test_images=args.test_images, workers=args.workers,
+                     overrides=tuple(args.set))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="posediff bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    command = "posediff bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    run_bench(spec_from_args(args), command=command.strip())
+    return 0

@@ -1,0 +1,195 @@
+"""The model zoo: weights the library made itself, shipped in ``posediff/assets/zoo`` (no network needed).
+
+A zoo file is safetensors (fp16) whose metadata names its ``format``, its ``recipe`` and the recipe's
+``overrides``, and optionally a ``base``: another zoo file that holds the rest of the tensors. The
+``edpose_tiny`` SynthCrowd model was trained with its backbone frozen at the pretrained SynthCrowd
+backbone, so it ships only what training changed (about 4 MB) on top of that backbone file.
+
+    >>> model = posediff.create_model("edpose_tiny", pretrained="synthcrowd")   # eval mode, CPU
+    >>> weights = zoo_weights("edpose_tiny", "synthcrowd")                     # float32 state dict
+
+``posediff zoo export RUN_DIR --name NAME`` makes such a file from a training run; the
+``README.md`` beside the files records each one's command, time, machine and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+__all__ = ["ZOO_DIR", "PRETRAINED", "FORMAT", "zoo_path", "zoo_weights", "zoo_metadata", "load_pretrained",
+           "export_zoo", "read_zoo_file"]
+
+ZOO_DIR = Path(__file__).parent / "assets" / "zoo"
+FORMAT = "posediff.zoo/1"
+
+# (recipe, tag) -> file in ZOO_DIR
+PRETRAINED: dict[tuple[str, str], str] = {
+    ("edpose_tiny", "synthcrowd"): "edpose_tiny_synthcrowd.safetensors",
+}
+
+
+def zoo_path(name: str) -> Path:
+    """The path of a zoo file, by its file name (``"resnet18_synthcrowd_heatmaps.safetensors"``)."""
+    path = ZOO_DIR / name
+    if not path.is_file():
+        have = sorted(p.name for p in ZOO_DIR.glob("*.safetensors"))
+        raise FileNotFoundError(f"zoo file {name!r} not found in {ZOO_DIR}; the zoo has {have}")
+    return path
+
+
+def _entry(recipe: str, tag: str) -> Path:
+    try:
+        return zoo_path(PRETRAINED[(recipe, tag)])
+    except KeyError:
+        tags = sorted(t for r, t in PRETRAINED if r == recipe)
+        raise KeyError(f"no pretrained weights {tag!r} for recipe {recipe!r}; available for it: {tags or 'none'}; "
+                       f"the zoo: {sorted(PRETRAINED)}") from None
+
+
+def zoo_metadata(path) -> dict:
+    """A zoo file's metadata, with the JSON fields (``overrides``, ``metrics``) decoded."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    for key in ("overrides", "metrics", "made_by"):
+        if key in meta:
+            meta[key] = json.loads(meta[key])
+    return meta
+
+
+def read_zoo_file(path: Path, seen: tuple = ()) -> dict[str, torch.Tensor]:
+    """All tensors of a zoo file and of its ``base`` chain, as float32 (integer tensors kept as they are)."""
+    from safetensors import safe_open
+
+    if path.name in seen:
+        raise ValueError(f"{path}: its 'base' chain loops ({' -> '.join(seen)})")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    base = meta.get("base")
+    out = read_zoo_file(zoo_path(base), seen + (path.name,)) if base else {}
+    out.update(tensors)
+    return {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
+
+
+def zoo_weights(recipe: str, tag: str) -> dict[str, torch.Tensor]:
+    """The float32 state dict of a pretrained recipe (its base file's tensors included)."""
+    return read_zoo_file(_entry(recipe, tag))
+
+
+def load_pretrained(recipe: str, tag: str, **overrides):
+    """Build ``recipe`` with the overrides it was trained with (and ``overrides``), load the zoo weights
+    strictly, return it in eval mode."""
+    from .registry import create_model
+
+    path = _entry(recipe, tag)
+    meta = zoo_metadata(path)
+    if meta.get("format") != FORMAT or meta.get("recipe") != recipe:
+        raise ValueError(f"{path}: metadata says format {meta.get('format')!r}, recipe {meta.get('recipe')!r}; "
+                         f"expected {FORMAT!r} and {recipe!r}")
+    model = create_model(recipe, **{**meta.get("overrides", {}), **overrides})
+    missing, unexpected = model.load_state_dict(zoo_weights(recipe, tag), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit recipe {recipe!r} with overrides {overrides}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval()
+
+
+def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
+               made_by: dict | None = None, use_ema: bool = True) -> dict:
+    """Write a training checkpoint as an fp16 zoo file.
+
+    With ``base`` (a zoo file name), tensors whose fp16 values equal the base's are left out (a frozen
+    backbone); a tensor of the base that training changed is an error, since the file would then not
+    reproduce the model. Returns a summary (tensors kept, bytes).
+    """
+    from safetensors.torch import save_file
+
+    from .engine.checkpoint import load_checkpoint
+    from .io import atomic_path
+
+    weights, ema, meta = load_checkpoint(checkpoint)
+    state = ema if (use_ema and ema) else weights
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    dropped = 0
+    if base:
+        base_tensors = read_zoo_file(zoo_path(base))
+        changed = []
+        for k, v in base_tensors.items():
+            if k not in half:
+                continue
+            b = v.half() if v.is_floating_point() else v
+            if b.shape == half[k].shape and torch.equal(b, half[k]):
+                del half[k]
+                dropped += 1
+            else:
+                changed.append(k)
+        if changed:
+            raise ValueError(f"{checkpoint}: {len(changed)} tensors of base {base!r} differ in the checkpoint "
+                             f"(e.g. {changed[:3]}); was the backbone frozen in training?")
+    out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": meta.get("overrides", "{}"),
+                "step": meta.get("step", ""), "metrics": json.dumps(metrics or {}),
+                "made_by": json.dumps(made_by or {})}
+    if base:
+        out_meta["base"] = base
+    with atomic_path(out) as tmp:
+        save_file(half, str(tmp), metadata=out_meta)
+    return {"tensors": len(half), "from_base": dropped, "bytes": Path(out).stat().st_size}
+
+
+def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
+                             steps: int | None = None, progress: bool = False) -> dict:
+    """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split.
+
+    ``root``: a SynthCrowd folder holding ``test/`` (as ``posediff train`` writes it); without one, the test
+    split of ``num_images`` scenes of ``size`` pixels and ``scene_seed`` is rendered into a temporary folder
+    (scenes are deterministic, so this is the same split).
+    """
+    import tempfile
+
+    from .bench import score
+    from .data.synthcrowd import SceneConfig, synthcrowd_split, write_split
+    from .data.transforms import eval_transforms
+    from .engine.train import predict_results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if root is None:
+            root = tmp
+            write_split(root, "test", num_images, seed=scene_seed, config=SceneConfig(size=size), progress=progress)
+        ds = synthcrowd_split(root, "test", transforms=eval_transforms(size, 400))
+        results = predict_results(model, ds, batch_size=4, steps=steps, progress=progress)
+        gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
+        metrics = score(results, gts, [int(i) for i in ds.ids])
+    return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed))
+
+
+def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None) -> dict:
+    """``posediff zoo export``: write the run's last checkpoint as a zoo file, load the file back (fp16 weights,
+    as users get them), score it on the SynthCrowd test split and record the metrics in the file."""
+    from .engine.checkpoint import latest_checkpoint, load_checkpoint
+    from .engine.train import split_size
+    from .registry import create_model
+
+    run = Path(run)
+    if run.is_dir():
+        found = latest_checkpoint(run)
+        if found is None:
+            raise FileNotFoundError(f"{run}: no checkpoint (last.json) in this folder")
+        checkpoint = found[0]
+    else:
+        checkpoint = run
+    meta = load_checkpoint(checkpoint)[2]
+    data = json.loads(meta.get("config", "{}")).get("data", {})
+    export_zoo(checkpoint, out, base=base, made_by=made_by)
+    written = zoo_metadata(out)
+    model = create_model(written["recipe"], **written["overrides"])
+    model.load_state_dict(read_zoo_file(Path(out)), strict=True)
+    metrics = score_on_synthcrowd_test(model.eval(), root=data_root or data.get("root"),
+                                       num_images=split_size(data.get("num_images", 4000), "test"),
+                                       size=data.get("size", 256), scene_seed=data.get("scene_seed", 0))
+    summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
+    return dict(summary, checkpoint=str(checkpoint), metrics=metrics)

@@ -1,0 +1,94 @@
+"""``posediff bench`` end to end on a tiny SynthCrowd: tables, JSON, report, plots, resumption."""
+
+import json
+
+import pytest
+
+from posediff.bench import BenchSpec, main, run_bench
+
+TINY = ("data.num_images=30", "data.size=96", "data.train_scales=(96,)", "data.crop_scales=(96,)",
+        "data.crop_size=(64,96)", "data.max_size=128", "data.eval_size=96")
+
+
+def spec(tmp_path, **kw):
+    base = dict(preset="quick", init="scratch", seeds=(0, 1), steps=(1, 2), train_steps=3, out=str(tmp_path / "b"),
+                data_root=str(tmp_path / "sc"), overrides=TINY)
+    return BenchSpec(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    return tmp, run_bench(spec(tmp))
+
+
+def test_results_json(bench):
+    tmp, results = bench
+    saved = json.loads((tmp / "b" / "results.json").read_text())
+    assert saved["summary"] == json.loads(json.dumps(results["summary"]))
+    runs = saved["runs"]
+    assert sorted((r["recipe"], r["seed"]) for r in runs) == [
+        ("diffusion_regpose_tiny", 0), ("diffusion_regpose_tiny", 1), ("edpose_tiny", 0), ("edpose_tiny", 1)]
+    for r in runs:
+        assert {"AP", "AP50", "AP75", "AR", "AP_E", "AP_M", "AP_H"} <= set(r["metrics"])
+        assert set(r["metrics_all_formats"]) == {"coco", "crowdpose"}
+        assert r["train_steps"] == 3 and r["latency_ms"]["median"] > 0 and r["params_M"] > 1
+        if r["recipe"].startswith("diffusion"):
+            assert set(r["per_sampling_steps"]) == {"1", "2", "4"}  # asked for 1, 2; 4 is the recipe's default
+            assert r["sampling_steps"] == 4
+        else:
+            assert r["per_sampling_steps"] == {} and r["sampling_steps"] is None
+    row = saved["summary"]["edpose_tiny"]
+    assert row["seeds"] == [0, 1] and set(row["AP"]) == {"mean", "std"}
+    assert {"machine", "config", "preset", "bench"} <= set(saved)
+
+
+def test_report_and_plots(bench):
+    tmp, _ = bench
+    out = tmp / "b"
+    report = (out / "report.md").read_text()
+    assert "| recipe | steps | AP | AP50 | AP75 | AR | AP_E | AP_M | AP_H |" in report
+    assert "| edpose_tiny |" in report and "| diffusion_regpose_tiny | 4 |" in report
+    for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png"):
+        assert (out / "plots" / name).stat().st_size > 5000
+        assert f"plots/{name}" in report
+    assert (out / "predictions.png").stat().st_size > 5000
+
+
+def test_rerun_recomputes_nothing_and_interrupted_eval_continues(bench, monkeypatch):
+    tmp, results = bench
+    import sys
+
+    train_mod = sys.modules["posediff.engine.train"]  # the module (the package exports a function of that name)
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(train_mod, "train", no_training)
+    # an interruption after the first evaluation of one run: only the missing ones are computed
+    record_path = tmp / "b" / "runs" / "diffusion_regpose_tiny" / "seed1" / "bench.json"
+    record = json.loads(record_path.read_text())
+    kept = record["evals"]["1"]
+    del record["evals"]["2"], record["evals"]["4"]
+    record_path.write_text(json.dumps(record))
+    again = run_bench(spec(tmp))
+    redone = json.loads(record_path.read_text())
+    assert redone["evals"]["1"] == kept and set(redone["evals"]) == {"1", "2", "4"}
+    assert again["summary"] == results["summary"]  # sampling is seeded: the recomputed ones are equal
+
+
+def test_other_settings_in_the_same_folder_are_refused(bench):
+    tmp, _ = bench
+    with pytest.raises(ValueError, match="train_steps"):
+        run_bench(spec(tmp, train_steps=5))
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="--data-root"):
+        run_bench(BenchSpec(dataset="coco"))
+    with pytest.raises(ValueError, match="unknown"):
+        run_bench(BenchSpec(recipes=("nope",)))
+    with pytest.raises(FileNotFoundError, match="--init"):
+        run_bench(spec(tmp_path, init=str(tmp_path / "missing.safetensors")))
+    with pytest.raises(SystemExit):
+        main(["--preset", "huge"])
