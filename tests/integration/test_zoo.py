@@ -1,0 +1,75 @@
+"""The model zoo: the shipped edpose_tiny scores its recorded AP; export and loading."""
+
+import pytest
+import torch
+
+from posediff import create_model
+from posediff.engine.checkpoint import init_from, save_checkpoint
+from posediff.zoo import (
+    PRETRAINED,
+    ZOO_DIR,
+    export_zoo,
+    read_zoo_file,
+    score_on_synthcrowd_test,
+    zoo_metadata,
+    zoo_path,
+)
+
+BACKBONE = "resnet18_synthcrowd_heatmaps.safetensors"
+
+
+def test_shipped_edpose_tiny_scores_its_recorded_ap():
+    model = create_model("edpose_tiny", pretrained="synthcrowd")  # no network: files in the package
+    assert not model.training
+    recorded = zoo_metadata(zoo_path(PRETRAINED[("edpose_tiny", "synthcrowd")]))["metrics"]
+    split = recorded["test_split"]
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    got = score_on_synthcrowd_test(model, num_images=split["images"], size=split["size"],
+                                   scene_seed=split["scene_seed"])  # rendered afresh: the same scenes
+    for fmt in ("coco", "crowdpose"):
+        for key in ("AP", "AP50", "AR"):
+            assert got[fmt][key] == pytest.approx(recorded[fmt][key], abs=2e-3), (fmt, key)
+    assert recorded["crowdpose"]["AP"] >= 0.3  # a trained model, not a placeholder
+
+
+def test_zoo_stays_small():
+    total = sum(p.stat().st_size for p in ZOO_DIR.glob("*.safetensors"))
+    assert total < 28e6, f"the zoo is {total / 1e6:.1f} MB"
+
+
+def test_unknown_pretrained_tag_names_what_exists():
+    with pytest.raises(KeyError, match="synthcrowd"):
+        create_model("edpose_tiny", pretrained="imagenet")
+    with pytest.raises(KeyError, match="none"):
+        create_model("edpose", pretrained="synthcrowd")
+
+
+def test_export_leaves_out_the_frozen_base_and_refuses_a_changed_one(tmp_path):
+    model = create_model("edpose_tiny")
+    done = init_from(model, zoo_path(BACKBONE))
+    assert done["loaded"] > 50 and not done["shape_mismatch"]
+    ckpt = save_checkpoint(tmp_path / "run", 1, model, "edpose_tiny", {"freeze_backbone": True})
+    summary = export_zoo(ckpt, tmp_path / "z.safetensors", base=BACKBONE)
+    assert summary["from_base"] == done["loaded"] and summary["bytes"] < 6e6
+    back = read_zoo_file(tmp_path / "z.safetensors")
+    own = model.state_dict()
+    assert set(back) == set(own)
+    for k, v in own.items():
+        expected = v.half().float() if v.is_floating_point() else v
+        assert torch.equal(back[k], expected), k
+    assert zoo_metadata(tmp_path / "z.safetensors")["overrides"] == {"freeze_backbone": True}
+    with torch.no_grad():
+        next(model.backbone.parameters()).add_(0.5)  # trained, not frozen: the base no longer fits
+    ckpt = save_checkpoint(tmp_path / "run", 2, model, "edpose_tiny", {})
+    with pytest.raises(ValueError, match="differ"):
+        export_zoo(ckpt, tmp_path / "z2.safetensors", base=BACKBONE)
+
+
+def test_init_skips_tensors_of_another_shape(tmp_path):
+    model = create_model("edpose_tiny", num_keypoints=14)
+    source = create_model("edpose_tiny")
+    ckpt = save_checkpoint(tmp_path / "run", 1, source, "edpose_tiny", {})
+    done = init_from(model, ckpt)
+    assert done["shape_mismatch"] and done["loaded"] > 100
+    key = "backbone.body.conv1.weight"
+    assert torch.equal(model.state_dict()[key], source.state_dict()[key])
