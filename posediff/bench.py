@@ -82,7 +82,8 @@ PRESETS: dict[str, Preset] = {
     "standard": Preset("standard", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=7000, lr=2e-4,
                        lr_drop=(5600,), seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="backbone",
                        eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES),
-    "full": Preset("full", ("edpose", "diffusion_regpose"), train_steps=90000, lr=1e-4, lr_drop=(75000,),
+    # 60 epochs of COCO's 56,599 keypoint images at 8 GPUs x batch 8 (ED-Pose's schedule; lr drop at epoch 55)
+    "full": Preset("full", ("edpose", "diffusion_regpose"), train_steps=53000, lr=1e-4, lr_drop=(48600,),
                    batch_size=8, seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="imagenet", freeze_backbone=False,
                    eval_every=10000, curve_images=500, latency_images=50),
 }
@@ -117,7 +118,7 @@ class BenchSpec:
             self, recipes=tuple(self.recipes or p.recipes), seeds=tuple(self.seeds if self.seeds else p.seeds),
             steps=tuple(sorted(set(self.steps or p.sampling_steps))),
             out=self.out or f"runs/bench/{self.preset}_{self.dataset}",
-            train_steps=self.train_steps or p.train_steps,
+            train_steps=p.train_steps if self.train_steps is None else self.train_steps,
             test_images=self.test_images if self.test_images is not None else p.test_images)
         from .registry import list_models
 
@@ -126,6 +127,12 @@ class BenchSpec:
             raise ValueError(f"--recipes: unknown {unknown}; available: {list_models()}")
         if any(s < 1 for s in spec.steps):
             raise ValueError(f"--steps must be positive integers, got {spec.steps}")
+        if spec.train_steps < 1:
+            raise ValueError(f"--train-steps must be at least 1, got {spec.train_steps}")
+        if spec.test_images is not None and spec.test_images < 1:
+            raise ValueError(f"--test-images must be at least 1, got {spec.test_images}")
+        if len(set(spec.seeds)) != len(spec.seeds):
+            raise ValueError(f"--seeds must be distinct, got {spec.seeds}")
         return p, spec
 
 
@@ -216,12 +223,15 @@ def score(results: list[dict], gts: dict, image_ids: list[int]) -> dict:
     from .evaluation import evaluate_keypoints, results_to_crowdpose14
 
     out = {}
+    k_pred = len(results[0]["keypoints"]) // 3 if results else None
     for fmt, path in gts.items():
         gt = _subset_gt(path, image_ids)
         k = len(gt["categories"][0]["keypoints"])
         res = results
-        if fmt == "crowdpose" and results and len(results[0]["keypoints"]) == 17 * 3 and k == 14:
+        if k_pred == 17 and k == 14:
             res = results_to_crowdpose14(results)
+        elif k_pred is not None and k_pred != k:
+            continue  # a 14-joint model has no COCO-17 score
         out[fmt] = evaluate_keypoints(gt, res, dataset=fmt)
     return out
 
@@ -231,7 +241,8 @@ def showcase_ids(gts: dict, image_ids: list[int], n: int = 3) -> list[int]:
     keep = set(image_ids)
     if "crowdpose" in gts:
         gt = json.loads(Path(gts["crowdpose"]).read_text())
-        ranked = sorted((im for im in gt["images"] if im["id"] in keep), key=lambda im: (-im["crowdIndex"], im["id"]))
+        ranked = sorted((im for im in gt["images"] if im["id"] in keep),
+                        key=lambda im: (-im.get("crowdIndex", 0.0), im["id"]))
         return [im["id"] for im in ranked[:n]]
     gt = json.loads(Path(next(iter(gts.values()))).read_text())
     count: dict[int, int] = {}
@@ -243,20 +254,25 @@ def showcase_ids(gts: dict, image_ids: list[int], n: int = 3) -> list[int]:
 
 @torch.no_grad()
 def latency_ms(model, dataset, n: int, steps: int | None = None, warmup: int = 2) -> dict:
-    """Milliseconds per image, batch 1, over the first ``n`` test images (after ``warmup`` passes)."""
+    """Milliseconds per image, batch 1, over the first ``n`` test images (after ``warmup`` passes), on the
+    model's device (CUDA synchronised around each pass)."""
     from .data import collate
 
     model.eval()
+    device = next(model.parameters()).device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n = min(n, len(dataset))
-    items = [collate([dataset[i]]) for i in range(n)]
+    items = [tuple(x.to(device) for x in collate([dataset[i]])[:2]) for i in range(n)]
     gen = torch.Generator().manual_seed(0)
     kwargs = dict(steps=steps, generator=gen) if steps is not None else dict(generator=gen)
-    for images, mask, _ in items[:warmup]:
+    for images, mask in items[:warmup]:
         model(images, mask, **kwargs)
     times = []
-    for images, mask, _ in items:
+    for images, mask in items:
+        sync()
         t0 = time.perf_counter()
         model(images, mask, **kwargs)
+        sync()
         times.append(1000 * (time.perf_counter() - t0))
     return dict(median=float(np.median(times)), mean=float(np.mean(times)), images=n,
                 threads=torch.get_num_threads())
@@ -269,9 +285,11 @@ def _is_diffusion(model) -> bool:
 def run_one(run: dict, spec: BenchSpec) -> dict:
     """Train (resuming) and evaluate one (recipe, seed); everything finished is kept in ``bench.json``."""
     from .engine.checkpoint import latest_checkpoint, load_model
-    from .engine.train import predict_results, train
+    from .engine.train import distributed, predict_results, train
 
     cfg, out = run["config"], Path(run["config"].out)
+    rank, local, _ = distributed()
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     record_path = out / "bench.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     done = out / "result.json"
@@ -279,15 +297,18 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     if not finished:
         log.info("training %s seed %d (%d steps) in %s", run["recipe"], run["seed"], cfg.max_steps, out)
         train(cfg, resume=True, init=run["init"])
+    if rank != 0:  # under torchrun every rank trains; rank 0 alone evaluates and reports
+        return {}
     result = json.loads(done.read_text())
     record.update(recipe=run["recipe"], seed=run["seed"], init=run["init"], train_steps=result["steps"],
                   history=[dict(step=h["step"], **{k: h["eval"][k] for k in ("AP", "AP50", "AP75")})
                            for h in result["history"] if h.get("eval")],
+                  final_val=result.get("metrics", {}),
                   loss=[[h["step"], h["loss"]] for h in result["history"][:: max(1, len(result["history"]) // 200)]])
-    record.setdefault("train_seconds", result["seconds"])  # the first (uninterrupted) figure is kept
+    record["train_seconds"] = result["seconds"]  # over every call that trained it (train() adds them up)
     record.setdefault("evals", {})
     weights, _ = latest_checkpoint(out)
-    model = load_model(weights)
+    model = load_model(weights).to(device)
     diffusion = _is_diffusion(model)
     record["params_M"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     record["default_steps"] = int(model.head.sampling_steps) if diffusion else None
@@ -304,7 +325,8 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         if key in record["evals"]:
             continue
         t0 = time.time()
-        results = predict_results(model, test_ds, batch_size=4, steps=steps, progress=True, seed=run["seed"])
+        results = predict_results(model, test_ds, batch_size=4, device=device, steps=steps, progress=True,
+                                  seed=run["seed"])
         metrics = score(results, gts, image_ids)
         record["evals"][key] = dict(steps=steps, metrics=metrics, seconds=round(time.time() - t0, 1),
                                     showcase=[r for r in results if r["image_id"] in show and r["score"] >= 0.3])
@@ -328,14 +350,16 @@ def _table_format(gts: dict) -> str:
 
 def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     from . import __version__
+    from .engine.train import distributed, jsonable
     from .env import machine_info
 
     preset, spec = spec.resolved()
+    rank, _, world = distributed()
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_runs(preset, spec)
     wanted = dict(preset=preset.name, dataset=spec.dataset, recipes=list(spec.recipes), init=spec.init,
-                  train_steps=spec.train_steps, overrides=list(spec.overrides),
+                  train_steps=spec.train_steps, test_images=spec.test_images, overrides=list(spec.overrides),
                   data=dataclasses.asdict(runs[0]["config"].data))
     stamp = out / "bench_config.json"
     if stamp.is_file():
@@ -344,27 +368,38 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
         if diff:
             raise ValueError(f"{stamp}: this folder holds a bench run with other settings ({', '.join(diff)}: "
                              f"{ {k: have.get(k) for k in diff} }); use another --out or delete the folder")
-    write_json(json.loads(json.dumps(wanted, default=str)), stamp)
+    if rank == 0:
+        write_json(jsonable_dict(wanted), stamp)
     t0 = time.time()
     records = []
     for i, run in enumerate(runs):
-        print(f"[{i + 1}/{len(runs)}] {run['recipe']} seed {run['seed']}", flush=True)
+        if rank == 0:
+            print(f"[{i + 1}/{len(runs)}] {run['recipe']} seed {run['seed']}", flush=True)
         records.append(run_one(run, spec))
-    gts = _test_set(runs[0]["config"], spec)[1]
+        if world > 1:
+            torch.distributed.barrier()  # the others wait while rank 0 evaluates
+    if rank != 0:
+        return {}
+    test_ds, gts = _test_set(runs[0]["config"], spec)
     fmt = _table_format(gts)
+    val_metric = "coco" if runs[0]["config"].data.skeleton == "coco17" else "crowdpose"  # as build_datasets
     results = dict(
-        bench=dict(dataclasses.asdict(spec), table_format=fmt, command=command),
+        bench=dict(dataclasses.asdict(spec), table_format=fmt, val_metric=val_metric, command=command),
         preset=dataclasses.asdict(preset),
-        config={r["recipe"]: json.loads(json.dumps(dataclasses.asdict(r["config"]), default=str)) for r in runs},
+        config={f"{r['recipe']}/seed{r['seed']}": jsonable(r["config"]) for r in runs},
         runs=[_public(r, fmt) for r in records],
         summary=summarise(records, fmt),
         wall_seconds_this_call=round(time.time() - t0, 1),
         machine=machine_info(), posediff=__version__, date=time.strftime("%Y-%m-%d %H:%M"))
     write_json(results, out / "results.json")
-    write_report(out, results, records, gts)
+    write_report(out, results, records, gts, test_ds)
     print(format_table(results))
     print(f"wrote {out / 'results.json'}, {out / 'report.md'}")
     return results
+
+
+def jsonable_dict(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))
 
 
 def _public(record: dict, fmt: str) -> dict:
@@ -375,7 +410,7 @@ def _public(record: dict, fmt: str) -> dict:
                 per_sampling_steps={k: v["metrics"][fmt] for k, v in record["evals"].items() if k != "-"},
                 latency_ms=record["latency_ms"], params_M=record["params_M"], train_steps=record["train_steps"],
                 train_seconds=record["train_seconds"], init=record["init"], test_images=record["test_images"],
-                curve=record["history"])
+                curve=record["history"], final_val=record.get("final_val", {}))
 
 
 def summarise(records: list[dict], fmt: str) -> dict:
@@ -390,9 +425,10 @@ def summarise(records: list[dict], fmt: str) -> dict:
         row["params_M"] = mine[0]["params_M"]
         row["sampling_steps"] = mine[0]["sampling_steps"]
         steps = sorted({int(k) for m in mine for k in m["per_sampling_steps"]})
-        row["per_sampling_steps"] = {
-            str(s): {k: float(np.mean([m["per_sampling_steps"][str(s)][k] for m in mine]))
-                     for k in mine[0]["metrics"]} for s in steps}
+        row["per_sampling_steps"] = {  # mean over the seeds evaluated at that many steps
+            str(s): {k: _mean_std([m["per_sampling_steps"][str(s)][k] for m in mine
+                                   if str(s) in m["per_sampling_steps"]])["mean"] for k in mine[0]["metrics"]}
+            for s in steps}
         out[recipe] = row
     return out
 
@@ -402,12 +438,14 @@ def _mean_std(values) -> dict:
     vals = np.array([v for v in values if v >= 0], dtype=np.float64)
     if len(vals) == 0:
         return dict(mean=None, std=None)
-    return dict(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
+    return dict(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if len(vals) > 1 else None)
 
 
 def _pm(v: dict, scale: float = 100.0, digits: int = 1) -> str:
     if v["mean"] is None:
         return "n/a"
+    if v["std"] is None:  # one seed
+        return f"{scale * v['mean']:.{digits}f}"
     return f"{scale * v['mean']:.{digits}f} ± {scale * v['std']:.{digits}f}"
 
 
@@ -457,8 +495,8 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
             n = min(len(c) for c in curves)
             ax.plot([h["step"] for h in curves[0][:n]], [100 * np.mean([c[i]["AP"] for c in curves]) for i in range(n)],
                     color=colours[recipe], lw=2, marker="o", label=recipe)
-    ax.set(xlabel="training step (from the starting weights)", ylabel="val AP (COCO-17, ×100)",
-           title="AP during training")
+    ax.set(xlabel="training step (from the starting weights)",
+           ylabel=f"val AP ({results['bench']['val_metric']}, ×100)", title="AP during training")
     ax.grid(alpha=0.3)
     ax.legend()
     save(fig, "ap_vs_train_step.png")
@@ -467,8 +505,8 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
     for recipe, row in results["summary"].items():
         if row["per_sampling_steps"]:
             s = sorted(int(k) for k in row["per_sampling_steps"])
-            ax.plot(s, [100 * row["per_sampling_steps"][str(k)]["AP"] for k in s], marker="o", color=colours[recipe],
-                    label=recipe)
+            ap = [row["per_sampling_steps"][str(k)]["AP"] for k in s]
+            ax.plot(s, [np.nan if v is None else 100 * v for v in ap], marker="o", color=colours[recipe], label=recipe)
         else:
             ax.axhline(100 * row["AP"]["mean"], ls="--", color=colours[recipe], label=f"{recipe} (one pass)")
     ax.set(xlabel="DDIM sampling steps", ylabel=f"test AP ({fmt}, ×100)", title="AP against sampling steps")
@@ -484,7 +522,7 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
     width = 0.8 / len(recipes)
     for j, (recipe, row) in enumerate(results["summary"].items()):
         x = np.arange(len(levels)) + (j - (len(recipes) - 1) / 2) * width
-        ax.bar(x, [100 * (row[k]["mean"] or 0.0) for k in levels], width,
+        ax.bar(x, [np.nan if row[k]["mean"] is None else 100 * row[k]["mean"] for k in levels], width,
                yerr=[100 * (row[k]["std"] or 0.0) for k in levels], color=colours[recipe], label=recipe, capsize=3)
     ax.set_xticks(np.arange(len(levels)), [f"{names[k]}\n({k})" for k in levels])
     ax.set(ylabel="test AP (×100)", title="AP per crowd level" if fmt == "crowdpose" else "AP per person size")
@@ -494,8 +532,9 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
     return made
 
 
-def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str) -> str | None:
-    """Ground truth and each recipe's seed-0 predictions (score >= 0.3) side by side on the hardest images."""
+def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str, test_ds) -> str | None:
+    """Ground truth and each recipe's predictions (its first seed; score >= 0.3) side by side on the hardest
+    test images (``test_ds`` knows where the image files are)."""
     from PIL import Image, ImageDraw
 
     from .engine.infer import read_image
@@ -514,7 +553,7 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str) -> str 
     rows = []
     for image_id in next(iter(first.values()))["showcase_ids"]:
         info = by_id[image_id]
-        img = read_image(Path(gt_path).parent / "images" / info["file_name"])
+        img = read_image(test_ds.image_path(image_id))
         zoom = max(1.0, 320 / img.shape[1])  # small scenes are drawn larger
         img = np.asarray(Image.fromarray(img).resize((round(img.shape[1] * zoom), round(img.shape[0] * zoom)),
                                                      Image.BILINEAR))
@@ -535,7 +574,7 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str) -> str 
         rows.append((f"test image {image_id}{crowd}", cells))
     if not rows:
         return None
-    titles = ["ground truth", *first]
+    titles = ["ground truth", *(f"{name} (seed {r['seed']})" for name, r in first.items())]
     h, w = rows[0][1][0].shape[:2]
     pad, top = 6, 22
     sheet = Image.new("RGB", (len(titles) * (w + pad) + pad, len(rows) * (h + top + pad) + pad + top), "white")
@@ -553,12 +592,12 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str) -> str 
     return "predictions.png"
 
 
-def write_report(out: Path, results: dict, records: list[dict], gts: dict) -> None:
+def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_ds) -> None:
     from .io import atomic_path
 
     fmt = results["bench"]["table_format"]
     plots = _plots(out, results, records, fmt)
-    png = predictions_png(out, records, gts, fmt)
+    png = predictions_png(out, records, gts, fmt, test_ds)
     b, p = results["bench"], results["preset"]
     m = results["machine"]
     seeds = ", ".join(str(s) for s in b["seeds"])
@@ -572,7 +611,8 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict) -> No
     what = ("CrowdPose-format metrics (COCO-17 predictions converted to CrowdPose-14); AP_E / AP_M / AP_H are the "
             "APs on images of easy (crowd index ≤ 0.1), medium and hard (> 0.8) crowding") if (
         fmt == "crowdpose" and b["dataset"] == "synthcrowd") else f"{fmt.upper()} metrics"
-    lines += [f"## Results: test split ({n_test} images), mean ± std over seeds {seeds}", "",
+    over = f"mean ± std over seeds {seeds}" if len(b["seeds"]) > 1 else f"seed {seeds}"
+    lines += [f"## Results: test split ({n_test} images), {over}", "",
               f"{what}, ×100. Latency: median milliseconds per image, batch 1, on this machine; diffusion "
               f"recipes at their default number of sampling steps (column *steps*).", "",
               format_table(results), ""]
@@ -584,8 +624,9 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict) -> No
                   "| recipe | " + " | ".join(f"{s} step{'s' if s > 1 else ''}" for s in all_steps) + " |",
                   "|---|" + "---|" * len(all_steps)]
         for r, v in steps_rows.items():
-            lines.append(f"| {r} | " + " | ".join(f"{100 * v[str(s)]['AP']:.1f}" if str(s) in v else "-"
-                                                  for s in all_steps) + " |")
+            lines.append(f"| {r} | " + " | ".join(
+                f"{100 * v[str(s)]['AP']:.1f}" if str(s) in v and v[str(s)]["AP"] is not None else "-"
+                for s in all_steps) + " |")
         lines += ["", f"![AP against sampling steps]({plots['ap_vs_sampling_steps.png']})", ""]
     lines += ["## AP per crowd level" if fmt == "crowdpose" else "## AP per person size", "",
               f"![AP per level]({plots['ap_per_crowd_level.png']})", "",
@@ -595,12 +636,12 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict) -> No
               f"![AP against training step]({plots['ap_vs_train_step.png']})", "",
               "| recipe | seed | training time (s) | final val AP |", "|---|---|---|---|"]
     for r in results["runs"]:
-        last = f"{100 * r['curve'][-1]['AP']:.1f}" if r["curve"] else "-"
+        last = f"{100 * r['final_val']['AP']:.1f}" if r["final_val"].get("AP") is not None else "-"
         lines.append(f"| {r['recipe']} | {r['seed']} | {r['train_seconds']:.0f} | {last} |")
     if png:
         lines += ["", "## Predictions on the hardest test images", "",
-                  "Ground truth, then each recipe (seed 0; persons scoring ≥ 0.3), on the test images with the highest "
-                  "crowd index.", "", f"![predictions]({png})"]
+                  "Ground truth, then each recipe (its first seed; persons scoring ≥ 0.3), on the test images with the "
+                  "highest crowd index (most persons where there is none).", "", f"![predictions]({png})"]
     lines += ["", "## Protocol", "", _protocol(b, p), "",
               "Every number here is in `results.json` beside this file (per run, per sampling step, both metric "
               "formats), with the full training config, versions and machine.", ""]
@@ -621,6 +662,9 @@ def _verdict(results: dict, fmt: str) -> list[str]:
         if d[key]["mean"] is None or e[key]["mean"] is None:
             continue
         delta = 100 * (d[key]["mean"] - e[key]["mean"])
+        if d[key]["std"] is None or e[key]["std"] is None:
+            out.append(f"{what}: {diff[0]} − {base[0]} = {delta:+.1f} AP (one seed: more seeds show the spread)")
+            continue
         noise = 100 * max(d[key]["std"], e[key]["std"])
         verdict = "within the seed spread" if abs(delta) <= noise else ("better" if delta > 0 else "worse")
         out.append(f"{what}: {diff[0]} − {base[0]} = {delta:+.1f} AP ({verdict}; seed std up to {noise:.1f})")
@@ -628,13 +672,20 @@ def _verdict(results: dict, fmt: str) -> list[str]:
 
 
 def _protocol(b: dict, p: dict) -> str:
-    if b["preset"] == "quick" and b["init"] == "zoo":
+    if b["preset"] == "quick" and b["init"] == "zoo" and b["dataset"] == "synthcrowd" and all(
+            r.endswith("_tiny") for r in b["recipes"]):
         return ("The paper's protocol from the zoo: both recipes start from the zoo's `edpose_tiny` (trained on the "
                 "SynthCrowd train split with a frozen SynthCrowd-pretrained ResNet-18). `diffusion_regpose_tiny` "
                 "loads every block they share (backbone, encoder, human decoder, keypoint decoder) and trains its "
                 "new denoiser (K-SA, K-CA, time embedding) from scratch; `edpose_tiny` is trained on for the same "
                 "steps, seeds and data order. The backbone stays frozen. The test split's poses come from COCO "
                 "persons never used for training scenes.")
+    if b["init"] == "zoo" and p["zoo"] == "edpose_tiny":
+        return ("Both recipes start from the zoo's `edpose_tiny` (SynthCrowd) where names and shapes fit; every other "
+                "tensor is fresh. They train for the same steps, seeds and data order.")
+    if b["init"] == "zoo" and p["zoo"] == "imagenet":
+        return ("Both recipes start from timm's ImageNet weights for the backbone, every other block fresh, and "
+                "train for the same steps, seeds and data order.")
     if b["init"] == "zoo" and p["zoo"] == "backbone":
         return ("The fair protocol: both recipes start from the SynthCrowd-pretrained ResNet-18 "
                 "(`posediff/assets/zoo/resnet18_synthcrowd_heatmaps.safetensors`, kept frozen) with every other "
@@ -673,11 +724,15 @@ def spec_from_args(args: argparse.Namespace) -> BenchSpec:
                      overrides=tuple(args.set))
 
 
+def run_from_args(args: argparse.Namespace, command: str) -> int:
+    """What ``posediff bench`` and ``benchmarks/head_to_head.py`` do with their parsed arguments."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_bench(spec_from_args(args), command=command.strip())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="posediff bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    command = "posediff bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    run_bench(spec_from_args(args), command=command.strip())
-    return 0
+    return run_from_args(args, "posediff bench " + " ".join(sys.argv[1:] if argv is None else argv))

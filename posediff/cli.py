@@ -96,13 +96,9 @@ def _pretrain_backbone(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import logging
+    from .bench import run_from_args
 
-    from .bench import run_bench, spec_from_args
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_bench(spec_from_args(args), command="posediff " + " ".join(sys.argv[1:]))
-    return 0
+    return run_from_args(args, "posediff " + " ".join(sys.argv[1:]))
 
 
 def _zoo_export(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["ZOO_DIR", "PRETRAINED", "FORMAT", "zoo_path", "zoo_weights", "zoo_metadata", "load_pretrained",
-           "export_zoo", "read_zoo_file"]
+           "export_zoo", "read_zoo_file", "zoo_tensors", "export_and_score", "score_on_synthcrowd_test"]
 
 ZOO_DIR = Path(__file__).parent / "assets" / "zoo"
 FORMAT = "posediff.zoo/1"
@@ -99,50 +99,59 @@ def load_pretrained(recipe: str, tag: str, **overrides):
     return model.eval()
 
 
-def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
-               made_by: dict | None = None, use_ema: bool = True) -> dict:
-    """Write a training checkpoint as an fp16 zoo file.
+def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tuple[dict, dict]:
+    """A training checkpoint's tensors in fp16, less those equal to ``base``'s (a zoo file name): (tensors, meta).
 
-    With ``base`` (a zoo file name), tensors whose fp16 values equal the base's are left out (a frozen
-    backbone); a tensor of the base that training changed is an error, since the file would then not
-    reproduce the model. Returns a summary (tensors kept, bytes).
+    A tensor of the base that training changed is an error, since the file would then not reproduce the
+    model (was the backbone frozen?).
     """
-    from safetensors.torch import save_file
-
     from .engine.checkpoint import load_checkpoint
-    from .io import atomic_path
 
     weights, ema, meta = load_checkpoint(checkpoint)
     state = ema if (use_ema and ema) else weights
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-    dropped = 0
     if base:
-        base_tensors = read_zoo_file(zoo_path(base))
         changed = []
-        for k, v in base_tensors.items():
+        for k, v in read_zoo_file(zoo_path(base)).items():
             if k not in half:
                 continue
             b = v.half() if v.is_floating_point() else v
             if b.shape == half[k].shape and torch.equal(b, half[k]):
                 del half[k]
-                dropped += 1
             else:
                 changed.append(k)
         if changed:
             raise ValueError(f"{checkpoint}: {len(changed)} tensors of base {base!r} differ in the checkpoint "
                              f"(e.g. {changed[:3]}); was the backbone frozen in training?")
-    out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": meta.get("overrides", "{}"),
+    return half, meta
+
+
+def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
+               made_by: dict | None = None, use_ema: bool = True) -> dict:
+    """Write a training checkpoint as an fp16 zoo file (see :func:`zoo_tensors`); returns a summary.
+
+    The recipe's overrides are kept but ``pretrained_backbone`` (zoo models load without any network).
+    """
+    from safetensors.torch import save_file
+
+    from .io import atomic_path
+
+    half, meta = zoo_tensors(checkpoint, base, use_ema)
+    overrides = {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
+    out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": json.dumps(overrides, sort_keys=True),
                 "step": meta.get("step", ""), "metrics": json.dumps(metrics or {}),
                 "made_by": json.dumps(made_by or {})}
     if base:
         out_meta["base"] = base
     with atomic_path(out) as tmp:
         save_file(half, str(tmp), metadata=out_meta)
-    return {"tensors": len(half), "from_base": dropped, "bytes": Path(out).stat().st_size}
+    n_base = len(read_zoo_file(zoo_path(base))) if base else 0
+    return {"tensors": len(half), "from_base": n_base, "bytes": Path(out).stat().st_size}
 
 
 def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
-                             steps: int | None = None, progress: bool = False) -> dict:
+                             eval_size: int = 256, max_size: int = 400, steps: int | None = None,
+                             progress: bool = False) -> dict:
     """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split.
 
     ``root``: a SynthCrowd folder holding ``test/`` (as ``posediff train`` writes it); without one, the test
@@ -160,16 +169,18 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
         if root is None:
             root = tmp
             write_split(root, "test", num_images, seed=scene_seed, config=SceneConfig(size=size), progress=progress)
-        ds = synthcrowd_split(root, "test", transforms=eval_transforms(size, 400))
+        ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
         results = predict_results(model, ds, batch_size=4, steps=steps, progress=progress)
         gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
         metrics = score(results, gts, [int(i) for i in ds.ids])
-    return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed))
+    return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed, eval_size=eval_size,
+                                         max_size=max_size))
 
 
 def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None) -> dict:
-    """``posediff zoo export``: write the run's last checkpoint as a zoo file, load the file back (fp16 weights,
-    as users get them), score it on the SynthCrowd test split and record the metrics in the file."""
+    """``posediff zoo export``: score the run's last checkpoint, with its weights rounded to fp16 as users get
+    them, on the SynthCrowd test split of the data it was trained on, then write the zoo file (once) with
+    the metrics in its metadata."""
     from .engine.checkpoint import latest_checkpoint, load_checkpoint
     from .engine.train import split_size
     from .registry import create_model
@@ -184,12 +195,18 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
         checkpoint = run
     meta = load_checkpoint(checkpoint)[2]
     data = json.loads(meta.get("config", "{}")).get("data", {})
-    export_zoo(checkpoint, out, base=base, made_by=made_by)
-    written = zoo_metadata(out)
-    model = create_model(written["recipe"], **written["overrides"])
-    model.load_state_dict(read_zoo_file(Path(out)), strict=True)
+    if data.get("kind") != "synthcrowd":
+        raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
+                         f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
+    half, _ = zoo_tensors(checkpoint, base)
+    state = {**(read_zoo_file(zoo_path(base)) if base else {}),
+             **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}
+    overrides = {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
+    model = create_model(meta["recipe"], **overrides)
+    model.load_state_dict(state, strict=True)
     metrics = score_on_synthcrowd_test(model.eval(), root=data_root or data.get("root"),
                                        num_images=split_size(data.get("num_images", 4000), "test"),
-                                       size=data.get("size", 256), scene_seed=data.get("scene_seed", 0))
+                                       size=data.get("size", 256), scene_seed=data.get("scene_seed", 0),
+                                       eval_size=data.get("eval_size", 256), max_size=data.get("max_size", 400))
     summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
     return dict(summary, checkpoint=str(checkpoint), metrics=metrics)

@@ -172,7 +172,7 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     return cfg
 
 
-def _jsonable(cfg) -> dict:
+def jsonable(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
@@ -294,11 +294,18 @@ def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, de
 # The loop
 # ----------------------------------------------------------------------------------------------------
 
-def _distributed() -> tuple[int, int, int]:
+def distributed() -> tuple[int, int, int]:
+    """(rank, local rank, world size) under torchrun (the process group started on first use), else (0, 0, 1).
+
+    The group waits up to two hours at a barrier: under ``posediff bench`` rank 0 evaluates a finished run
+    while the others wait for the next one.
+    """
+    import datetime
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
+        torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(hours=2))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return rank, local, world
@@ -327,14 +334,14 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     from ..env import machine_info
     from ..registry import create_model
 
-    rank, local, world = _distributed()
+    rank, local, world = distributed()
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(dict(config=_jsonable(cfg), machine=machine_info(), world_size=world), out / "config.json")
+        write_json(dict(config=jsonable(cfg), machine=machine_info(), world_size=world), out / "config.json")
     _seed_all(cfg.seed)
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
     model = create_model(cfg.recipe, **cfg.model).to(device)
@@ -350,7 +357,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    step, epoch, pos, history = 0, 0, 0, []
+    step, epoch, pos, history, seconds_before = 0, 0, 0, [], 0.0
     if resume:
         if resume_point is None:
             log.warning("--resume: no checkpoint in %s; starting afresh", out)
@@ -371,6 +378,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             np.random.set_state(state["numpy_rng"])
             random.setstate(state["python_rng"])
             history = [h for h in state["history"] if h["step"] <= step]
+            seconds_before = float(state.get("seconds", 0.0))  # training time of the earlier calls
             log.info("resumed %s at step %d", out, step)
     net = model
     if world > 1:
@@ -427,19 +435,21 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
                 rngs = _gather_rng_states(world)  # every rank's RNG, for an exact resume
                 if rank == 0:
-                    _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs)
+                    _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs,
+                                seconds_before + time.time() - t_start)
                 if world > 1:
                     torch.distributed.barrier()
         if pos >= len(batches):
             epoch, pos = epoch + 1, 0
     bar.close()
-    result = {"steps": step, "seconds": round(time.time() - t_start, 1), "history": history}
+    # seconds: training time over every call that made this run (an interrupted run adds up its parts)
+    result = {"steps": step, "seconds": round(seconds_before + time.time() - t_start, 1), "history": history}
     if rank == 0:
         if not last_eval or history[-1].get("eval") is None:
             last_eval = evaluate(ema.module if ema is not None else model, val_ds, val_ann, metric,
                                  cfg.batch_size, device)
         result["metrics"] = last_eval
-        write_json(dict(result, config=_jsonable(cfg)), out / "result.json")
+        write_json(dict(result, config=jsonable(cfg)), out / "result.json")
         _write_history(out, history)
     if world > 1:
         torch.distributed.barrier()
@@ -463,10 +473,11 @@ def _gather_rng_states(world: int):
     return states
 
 
-def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rng):
+def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rng, seconds):
     state = dict(step=step, epoch=epoch, pos=pos, optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
-                 torch_rng=rng, numpy_rng=np.random.get_state(), python_rng=random.getstate(), history=history)
+                 seconds=seconds, torch_rng=rng, numpy_rng=np.random.get_state(), python_rng=random.getstate(),
+                 history=history)
     save_checkpoint(out, step, model, cfg.recipe, cfg.model, state=state, ema=ema.module if ema is not None else None,
-                    extra_meta={"config": _jsonable(cfg)}, keep=cfg.keep_checkpoints)
+                    extra_meta={"config": jsonable(cfg)}, keep=cfg.keep_checkpoints)
     _write_history(out, history)
 

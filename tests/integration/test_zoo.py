@@ -25,7 +25,8 @@ def test_shipped_edpose_tiny_scores_its_recorded_ap():
     split = recorded["test_split"]
     torch.set_num_threads(min(2, torch.get_num_threads()))
     got = score_on_synthcrowd_test(model, num_images=split["images"], size=split["size"],
-                                   scene_seed=split["scene_seed"])  # rendered afresh: the same scenes
+                                   scene_seed=split["scene_seed"], eval_size=split["eval_size"],
+                                   max_size=split["max_size"])  # rendered afresh: the same scenes
     for fmt in ("coco", "crowdpose"):
         for key in ("AP", "AP50", "AR"):
             assert got[fmt][key] == pytest.approx(recorded[fmt][key], abs=2e-3), (fmt, key)
