@@ -132,7 +132,8 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
             coco_gt = COCO(gt)
             coco_dt = coco_gt.loadRes(results)
             ev = COCOeval_faster(coco_gt, coco_dt, iouType="keypoints_crowd",
-                                 kpt_oks_sigmas=list(skeleton.sigmas), use_area=False)
+                                 kpt_oks_sigmas=list(skeleton.sigmas), use_area=False,
+                                 print_function=print if verbose else (lambda *a, **k: None))
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
