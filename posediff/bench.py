@@ -77,8 +77,8 @@ _CPU_SIZES = dict(train_scales=(256, 288, 320), crop_scales=(224, 256), crop_siz
                   eval_size=320)
 
 PRESETS: dict[str, Preset] = {
-    "quick": Preset("quick", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=300, lr=1e-4, seeds=(0, 1),
-                    zoo="edpose_tiny", eval_every=100, curve_images=40, real_sizes=_CPU_SIZES),
+    "quick": Preset("quick", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=150, lr=1e-4, seeds=(0, 1),
+                    zoo="edpose_tiny", eval_every=50, curve_images=40, real_sizes=_CPU_SIZES),
     "standard": Preset("standard", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=7000, lr=2e-4,
                        lr_drop=(5600,), seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="backbone",
                        eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES),
