@@ -296,7 +296,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     finished = done.is_file() and json.loads(done.read_text()).get("steps") == cfg.max_steps
     if not finished:
         log.info("training %s seed %d (%d steps) in %s", run["recipe"], run["seed"], cfg.max_steps, out)
-        train(cfg, resume=True, init=run["init"])
+        train(cfg, resume=latest_checkpoint(out) is not None, init=run["init"])
     if rank != 0:  # under torchrun every rank trains; rank 0 alone evaluates and reports
         return {}
     result = json.loads(done.read_text())
@@ -634,7 +634,7 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
               f"Each recipe trained {b['train_steps']} steps (batch {p['batch_size']}, lr {p['lr']}) per seed, "
               f"from `--init {b['init']}`. Validation AP on {p['curve_images']} val images during training:", "",
               f"![AP against training step]({plots['ap_vs_train_step.png']})", "",
-              "| recipe | seed | training time (s) | final val AP |", "|---|---|---|---|"]
+              f"| recipe | seed | training time (s) | final val AP ({b['val_metric']}, ×100) |", "|---|---|---|---|"]
     for r in results["runs"]:
         last = f"{100 * r['final_val']['AP']:.1f}" if r["final_val"].get("AP") is not None else "-"
         lines.append(f"| {r['recipe']} | {r['seed']} | {r['train_seconds']:.0f} | {last} |")
