@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -210,11 +211,18 @@ def _test_set(cfg, spec: BenchSpec):
     return test_ds, gts
 
 
+@functools.lru_cache(maxsize=8)
+def _ground_truth(path: str) -> dict:
+    """A ground-truth file, parsed once per process (it is read for every evaluation). Read-only: the scorers
+    get copies (:func:`_subset_gt`)."""
+    return json.loads(Path(path).read_text())
+
+
 def _subset_gt(path: str, image_ids: list[int]) -> dict:
-    gt = json.loads(Path(path).read_text())
+    gt = dict(_ground_truth(str(path)))  # the lists below are replaced, not changed
     keep = set(image_ids)
     gt["images"] = [im for im in gt["images"] if im["id"] in keep]
-    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    gt["annotations"] = [dict(a) for a in gt["annotations"] if a["image_id"] in keep]  # COCOeval marks them
     return gt
 
 
@@ -240,11 +248,11 @@ def showcase_ids(gts: dict, image_ids: list[int], n: int = 3) -> list[int]:
     """The hardest images: highest crowd index (CrowdPose ground truth), else most persons."""
     keep = set(image_ids)
     if "crowdpose" in gts:
-        gt = json.loads(Path(gts["crowdpose"]).read_text())
+        gt = _ground_truth(str(gts["crowdpose"]))
         ranked = sorted((im for im in gt["images"] if im["id"] in keep),
                         key=lambda im: (-im.get("crowdIndex", 0.0), im["id"]))
         return [im["id"] for im in ranked[:n]]
-    gt = json.loads(Path(next(iter(gts.values()))).read_text())
+    gt = _ground_truth(str(next(iter(gts.values()))))
     count: dict[int, int] = {}
     for a in gt["annotations"]:
         if a["image_id"] in keep and a.get("num_keypoints", 0) > 0:
@@ -303,8 +311,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     record.update(recipe=run["recipe"], seed=run["seed"], init=run["init"], train_steps=result["steps"],
                   history=[dict(step=h["step"], **{k: h["eval"][k] for k in ("AP", "AP50", "AP75")})
                            for h in result["history"] if h.get("eval")],
-                  final_val=result.get("metrics", {}),
-                  loss=[[h["step"], h["loss"]] for h in result["history"][:: max(1, len(result["history"]) // 200)]])
+                  final_val=result.get("metrics", {}))
     record["train_seconds"] = result["seconds"]  # over every call that trained it (train() adds them up)
     record.setdefault("evals", {})
     weights, _ = latest_checkpoint(out)
@@ -547,7 +554,7 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str, test_ds
     shown = [r["evals"][str(r["default_steps"]) if r["default_steps"] is not None else "-"]["showcase"]
              for r in first.values()]
     gt_path = gts[fmt]
-    gt = json.loads(Path(gt_path).read_text())
+    gt = _ground_truth(str(gt_path))
     k = len(gt["categories"][0]["keypoints"])
     by_id = {im["id"]: im for im in gt["images"]}
     rows = []

@@ -99,8 +99,9 @@ def load_pretrained(recipe: str, tag: str, **overrides):
     return model.eval()
 
 
-def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tuple[dict, dict]:
-    """A training checkpoint's tensors in fp16, less those equal to ``base``'s (a zoo file name): (tensors, meta).
+def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tuple[dict, dict, int]:
+    """A training checkpoint's tensors in fp16, less those equal to ``base``'s (a zoo file name):
+    (tensors, checkpoint metadata, number left out).
 
     A tensor of the base that training changed is an error, since the file would then not reproduce the
     model (was the backbone frozen?).
@@ -110,6 +111,7 @@ def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tu
     weights, ema, meta = load_checkpoint(checkpoint)
     state = ema if (use_ema and ema) else weights
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    dropped = 0
     if base:
         changed = []
         for k, v in read_zoo_file(zoo_path(base)).items():
@@ -118,12 +120,13 @@ def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tu
             b = v.half() if v.is_floating_point() else v
             if b.shape == half[k].shape and torch.equal(b, half[k]):
                 del half[k]
+                dropped += 1
             else:
                 changed.append(k)
         if changed:
             raise ValueError(f"{checkpoint}: {len(changed)} tensors of base {base!r} differ in the checkpoint "
                              f"(e.g. {changed[:3]}); was the backbone frozen in training?")
-    return half, meta
+    return half, meta, dropped
 
 
 def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
@@ -136,7 +139,7 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
 
     from .io import atomic_path
 
-    half, meta = zoo_tensors(checkpoint, base, use_ema)
+    half, meta, dropped = zoo_tensors(checkpoint, base, use_ema)
     overrides = {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
     out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": json.dumps(overrides, sort_keys=True),
                 "step": meta.get("step", ""), "metrics": json.dumps(metrics or {}),
@@ -145,8 +148,7 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
         out_meta["base"] = base
     with atomic_path(out) as tmp:
         save_file(half, str(tmp), metadata=out_meta)
-    n_base = len(read_zoo_file(zoo_path(base))) if base else 0
-    return {"tensors": len(half), "from_base": n_base, "bytes": Path(out).stat().st_size}
+    return {"tensors": len(half), "from_base": dropped, "bytes": Path(out).stat().st_size}
 
 
 def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
@@ -198,7 +200,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     if data.get("kind") != "synthcrowd":
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
-    half, _ = zoo_tensors(checkpoint, base)
+    half = zoo_tensors(checkpoint, base)[0]
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
              **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}
     overrides = {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
