@@ -2,38 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from .ops import MSDeformAttn
 
-__all__ = ["DeformableEncoder", "DeformableEncoderLayer", "flatten_levels"]
+__all__ = ["DeformableEncoder", "DeformableEncoderLayer", "EncoderState", "flatten_levels"]
 
 
-def flatten_levels(feats: list[torch.Tensor], masks: list[torch.Tensor], pos: list[torch.Tensor],
-                   level_embed: torch.Tensor):
+@dataclass
+class EncoderState:
+    """What the decoders read from the image, computed once per image.
+
+    memory (B, S, D), padding_mask (B, S), spatial_shapes (L, 2), valid_ratios (B, L, 2): the encoded levels.
+    fine: an optional high-resolution level (another ``EncoderState`` with L = 1) that skips the encoder and
+    that only the keypoint decoder's fine layers sample (``OneStageConfig.fine_stride``).
+    """
+
+    memory: torch.Tensor
+    padding_mask: torch.Tensor
+    spatial_shapes: torch.Tensor
+    valid_ratios: torch.Tensor
+    fine: EncoderState | None = None
+
+
+def flatten_levels(feats: list[torch.Tensor], masks: list[torch.Tensor], pos: list[torch.Tensor] | None = None,
+                   level_embed: torch.Tensor | None = None):
     """Multi-level maps -> tokens.
 
     Args:
         feats: per level (B, D, H_l, W_l). masks: per level (B, H_l, W_l) bool, True on padding.
-        pos: per level (B, D, H_l, W_l) position embeddings. level_embed: (L, D).
+        pos: per level (B, D, H_l, W_l) position embeddings, or None. level_embed: (L, D), with pos.
 
     Returns:
-        tokens (B, S, D), padding mask (B, S), pos (B, S, D), spatial_shapes (L, 2) long,
+        tokens (B, S, D), padding mask (B, S), pos (B, S, D) or None, spatial_shapes (L, 2) long,
         level_start (L,) long, valid_ratios (B, L, 2) (share of each axis that is not padding, x then y).
     """
     tokens, pad, poses, shapes = [], [], [], []
-    for lvl, (f, m, p) in enumerate(zip(feats, masks, pos)):
+    for lvl, (f, m) in enumerate(zip(feats, masks)):
         shapes.append(f.shape[-2:])
         tokens.append(f.flatten(2).transpose(1, 2))  # (B, H_l W_l, D)
         pad.append(m.flatten(1))
-        poses.append(p.flatten(2).transpose(1, 2) + level_embed[lvl][None, None])
+        if pos is not None:
+            poses.append(pos[lvl].flatten(2).transpose(1, 2) + level_embed[lvl][None, None])
     spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=feats[0].device)  # (L, 2)
     sizes = spatial_shapes.prod(1)
     level_start = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
     valid = torch.stack([torch.stack([(~m[:, 0, :]).sum(1) / m.shape[2], (~m[:, :, 0]).sum(1) / m.shape[1]], -1)
                          for m in masks], 1).float()  # (B, L, 2)
-    return torch.cat(tokens, 1), torch.cat(pad, 1), torch.cat(poses, 1), spatial_shapes, level_start, valid
+    pos_t = torch.cat(poses, 1) if poses else None
+    return torch.cat(tokens, 1), torch.cat(pad, 1), pos_t, spatial_shapes, level_start, valid
 
 
 class DeformableEncoderLayer(nn.Module):

@@ -9,6 +9,11 @@ Each of N persons is a group of 1 + K tokens: its human token and K keypoint tok
    (a small box per joint) and human tokens around their box;
 4. a feed-forward block, optionally modulated by a conditioning scale / shift (the diffusion timestep);
 5. refinement: keypoints and boxes move by predicted offsets in inverse-sigmoid space; a logit per person.
+
+``fine_layers`` more layers of the same kind may follow, whose deformable attention samples only a
+high-resolution map that skipped the encoder (``EncoderState.fine``, e.g. stride 4): a posediff option for
+small persons, whose OKS wants a few pixels of precision. Their predictions are further entries of the
+output, supervised like the others; every other weight keeps its name, so a checkpoint without them loads.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .encoder import EncoderState
 from .ops import MSDeformAttn
 from .utils import MLP, inverse_sigmoid, sine_embed
 
@@ -78,14 +84,15 @@ class KeypointDecoder(nn.Module):
 
     Forward:
         tokens (B, N, 1 + K, D) human-to-keypoint tokens; keypoints (B, N, K, 2) and boxes (B, N, 4)
-        initial normalised estimates; context (B, C, D) tokens for the cross-attention; memory, padding
-        mask, spatial shapes and valid ratios of the encoder; cond: optional ((B, D), (B, D)) scale / shift
-        applied in every layer's feed-forward block.
-        Returns (:class:`PoseOutput`, final tokens (B, N, 1 + K, D)).
+        initial normalised estimates; context (B, C, D) tokens for the cross-attention; enc: the
+        :class:`~posediff.models.encoder.EncoderState` (its ``fine`` map when there are fine layers); cond:
+        optional ((B, D), (B, D)) scale / shift applied in every layer's feed-forward block.
+        Returns (:class:`PoseOutput` with ``layers + fine_layers`` entries, final tokens (B, N, 1 + K, D)).
     """
 
     def __init__(self, num_keypoints: int = 17, layers: int = 6, dim: int = 256, heads: int = 8, levels: int = 4,
-                 points: int = 4, ffn_dim: int = 1024, dropout: float = 0.0, impl: str = "pytorch"):
+                 points: int = 4, ffn_dim: int = 1024, dropout: float = 0.0, impl: str = "pytorch",
+                 fine_layers: int = 0):
         super().__init__()
         self.num_keypoints, self.dim = num_keypoints, dim
         self.layers = nn.ModuleList(KeypointDecoderLayer(dim, heads, levels, points, ffn_dim, dropout, impl)
@@ -96,27 +103,46 @@ class KeypointDecoder(nn.Module):
         self.kp_heads = nn.ModuleList(MLP(dim, dim, 2, 3) for _ in range(layers))
         self.box_heads = nn.ModuleList(MLP(dim, dim, 4, 3) for _ in range(layers))
         self.class_heads = nn.ModuleList(nn.Linear(dim, 1) for _ in range(layers))
-        for mlp in [*self.kp_heads, *self.box_heads]:
+        self.fine_layers = nn.ModuleList(KeypointDecoderLayer(dim, heads, 1, points, ffn_dim, dropout, impl)
+                                         for _ in range(fine_layers))
+        self.fine_kp_heads = nn.ModuleList(MLP(dim, dim, 2, 3) for _ in range(fine_layers))
+        self.fine_class_heads = nn.ModuleList(nn.Linear(dim, 1) for _ in range(fine_layers))
+        for mlp in [*self.kp_heads, *self.box_heads, *self.fine_kp_heads]:
             nn.init.zeros_(mlp.layers[-1].weight)
             nn.init.zeros_(mlp.layers[-1].bias)
         for head in self.class_heads:
             nn.init.constant_(head.bias, -4.595)
+        for head in self.fine_class_heads:  # a fresh fine layer changes no score
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
 
-    def forward(self, tokens, keypoints, boxes, context, memory, padding_mask, spatial_shapes, valid_ratios,
+    def _stages(self, enc: EncoderState):
+        """(layer, keypoint head, box head or None, class head, the state it samples) for every layer."""
+        for layer, kp_head, box_head, cls_head in zip(self.layers, self.kp_heads, self.box_heads, self.class_heads):
+            yield layer, kp_head, box_head, cls_head, enc
+        if len(self.fine_layers) and enc.fine is None:
+            raise ValueError("KeypointDecoder: fine layers need EncoderState.fine (a model built with fine_level)")
+        for layer, kp_head, cls_head in zip(self.fine_layers, self.fine_kp_heads, self.fine_class_heads):
+            yield layer, kp_head, None, cls_head, enc.fine  # boxes stay where the coarse layers left them
+
+    def forward(self, tokens, keypoints, boxes, context, enc: EncoderState,
                 cond=None) -> tuple[PoseOutput, torch.Tensor]:
         logits_l, boxes_l, kps_l = [], [], []
         kp, box = keypoints, boxes
-        for layer, kp_head, box_head, cls_head in zip(self.layers, self.kp_heads, self.box_heads, self.class_heads):
+        for layer, kp_head, box_head, cls_head, state in self._stages(enc):
             kp_d, box_d = kp.detach(), box.detach()
             pos = torch.cat([self.box_pos(sine_embed(box_d, self.dim // 2))[:, :, None],
                              self.kp_pos(sine_embed(kp_d, self.dim // 2))], 2)  # (B, N, 1 + K, D)
             kp_wh = self.kp_size.sigmoid()[None, None] * box_d[:, :, None, 2:]  # (B, N, K, 2)
             refs = torch.cat([box_d[:, :, None], torch.cat([kp_d, kp_wh], -1)], 2)  # (B, N, 1 + K, 4)
-            tokens = layer(tokens, pos, refs, context, memory, spatial_shapes, valid_ratios, padding_mask, cond)
+            tokens = layer(tokens, pos, refs, context, state.memory, state.spatial_shapes, state.valid_ratios,
+                           state.padding_mask, cond)
             kp = (inverse_sigmoid(kp_d) + kp_head(tokens[:, :, 1:])).sigmoid()  # (B, N, K, 2)
-            box = (inverse_sigmoid(box_d) + box_head(tokens[:, :, 0])).sigmoid()  # (B, N, 4)
+            if box_head is not None:
+                box = (inverse_sigmoid(box_d) + box_head(tokens[:, :, 0])).sigmoid()  # (B, N, 4)
             kps_l.append(kp)
             boxes_l.append(box)
-            logits_l.append(cls_head(tokens[:, :, 0])[..., 0])
+            logit = cls_head(tokens[:, :, 0])[..., 0]  # (B, N)
+            logits_l.append(logit if box_head is not None else logits_l[-1] + logit)  # fine layers: a correction
         out = PoseOutput(logits=torch.stack(logits_l), boxes=torch.stack(boxes_l), keypoints=torch.stack(kps_l))
         return out, tokens

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoder import flatten_levels
+from .encoder import EncoderState, flatten_levels
 from .losses import SetCriterion
 from .matcher import HungarianMatcher
 from .postprocess import image_sizes, pose_nms, to_predictions
 
 __all__ = ["OneStagePoseModel", "EncoderState", "sine_position_embedding"]
-
-
-@dataclass
-class EncoderState:
-    """memory (B, S, D), padding_mask (B, S), spatial_shapes (L, 2), valid_ratios (B, L, 2)."""
-
-    memory: torch.Tensor
-    padding_mask: torch.Tensor
-    spatial_shapes: torch.Tensor
-    valid_ratios: torch.Tensor
 
 
 def sine_position_embedding(mask: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -48,6 +37,9 @@ class OneStagePoseModel(nn.Module):
 
     Args:
         backbone: :class:`~posediff.models.TimmBackbone`.
+        fine_level: the backbone's first level is a high-resolution map (e.g. stride 4) that skips the encoder:
+            projected to the model width, it is ``EncoderState.fine``, read only by the keypoint decoder's fine
+            layers (``KeypointDecoder(fine_layers=...)``), for the precision that small persons need.
         encoder: :class:`~posediff.models.DeformableEncoder` (its ``levels`` may exceed the backbone's:
             extra levels come from stride-2 convolutions on the last map, as in Deformable DETR).
         human_decoder: :class:`~posediff.models.HumanDecoder`.
@@ -65,12 +57,20 @@ class OneStagePoseModel(nn.Module):
     """
 
     def __init__(self, backbone, encoder, human_decoder, head, num_keypoints: int = 17, sigmas=None,
-                 max_det: int = 100, nms_threshold: float = 0.9, loss_weights: dict | None = None):
+                 max_det: int = 100, nms_threshold: float = 0.9, loss_weights: dict | None = None,
+                 fine_level: bool = False):
         super().__init__()
         dim, levels = encoder.dim, encoder.levels
         self.backbone, self.encoder, self.human_decoder, self.head = backbone, encoder, human_decoder, head
         self.num_keypoints, self.max_det, self.nms_threshold = num_keypoints, max_det, nms_threshold
         chans = list(backbone.channels)
+        self.fine_proj = None
+        if fine_level:
+            if len(chans) < 2:
+                raise ValueError("OneStagePoseModel: fine_level needs a backbone with a fine level and at least "
+                                 "one more")
+            self.fine_proj = nn.Sequential(nn.Conv2d(chans[0], dim, 1), nn.GroupNorm(32 if dim % 32 == 0 else 8, dim))
+            chans = chans[1:]
         if levels < len(chans):
             raise ValueError(f"OneStagePoseModel: encoder has {levels} levels but the backbone gives {len(chans)}")
         proj = [nn.Sequential(nn.Conv2d(c, dim, 1), nn.GroupNorm(32 if dim % 32 == 0 else 8, dim)) for c in chans]
@@ -92,6 +92,13 @@ class OneStagePoseModel(nn.Module):
         if pixel_mask is None:
             pixel_mask = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
         feats = self.backbone(images)
+        fine = None
+        if self.fine_proj is not None:
+            fine_map = self.fine_proj(feats[0])  # (B, D, H / s_fine, W / s_fine)
+            fine_mask = F.interpolate((~pixel_mask)[None].float(), size=fine_map.shape[-2:])[0].bool()
+            f_tokens, f_pad, _, f_shapes, _, f_valid = flatten_levels([fine_map], [fine_mask])
+            fine = EncoderState(memory=f_tokens, padding_mask=f_pad, spatial_shapes=f_shapes, valid_ratios=f_valid)
+            feats = feats[1:]
         maps, masks = [], []
         for lvl, proj in enumerate(self.input_proj):
             src = proj(feats[lvl]) if lvl < len(feats) else proj(feats[-1] if lvl == len(feats) else maps[-1])
@@ -100,7 +107,7 @@ class OneStagePoseModel(nn.Module):
         pos = [sine_position_embedding(m, self.encoder.dim) for m in masks]
         tokens, pad, pos_t, shapes, _, valid = flatten_levels(maps, masks, pos, self.level_embed)
         memory = self.encoder(tokens, pos_t, shapes, valid, pad)
-        return EncoderState(memory=memory, padding_mask=pad, spatial_shapes=shapes, valid_ratios=valid)
+        return EncoderState(memory=memory, padding_mask=pad, spatial_shapes=shapes, valid_ratios=valid, fine=fine)
 
     def forward(self, images, pixel_mask=None, targets=None, steps: int | None = None,
                 generator: torch.Generator | None = None):

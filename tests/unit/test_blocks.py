@@ -6,10 +6,10 @@ import torch
 from posediff.diffusion import make_scheduler
 from posediff.models import DeformableEncoder, HumanDecoder, HungarianMatcher, KeypointDecoder, TimmBackbone
 from posediff.models.denoisers import KeypointAttentionDenoiser
-from posediff.models.encoder import flatten_levels
+from posediff.models.encoder import EncoderState, flatten_levels
 from posediff.models.heads import DiffusionKeypointHead
 from posediff.models.losses import SetCriterion
-from posediff.models.pose_model import EncoderState, sine_position_embedding
+from posediff.models.pose_model import sine_position_embedding
 from posediff.models.postprocess import pose_nms
 from posediff.skeletons import COCO17
 from posediff.structures import PoseTargets
@@ -80,12 +80,42 @@ def test_keypoint_decoder_and_permutation_equivariance():
     kp = torch.rand(2, 3, 5, 2, generator=g) * 0.8 + 0.1
     boxes = torch.cat([torch.full((2, 3, 2), 0.5), torch.full((2, 3, 2), 0.4)], -1)
     ctx = torch.randn(2, 4, D, generator=g)
-    out, _ = dec(tokens, kp, boxes, ctx, state.memory, state.padding_mask, state.spatial_shapes, state.valid_ratios)
+    out, _ = dec(tokens, kp, boxes, ctx, state)
     assert out.keypoints.shape == (2, 2, 3, 5, 2) and out.logits.shape == (2, 2, 3)
     perm = torch.tensor([2, 0, 1])  # persons are a set: permuting them permutes the outputs
-    out_p, _ = dec(tokens[:, perm], kp[:, perm], boxes[:, perm], ctx, state.memory, state.padding_mask,
-                   state.spatial_shapes, state.valid_ratios)
+    out_p, _ = dec(tokens[:, perm], kp[:, perm], boxes[:, perm], ctx, state)
     torch.testing.assert_close(out_p.keypoints, out.keypoints[:, :, perm], atol=1e-5, rtol=1e-5)
+
+
+def test_fine_layers_start_where_the_coarse_layers_end_and_sample_only_the_fine_map():
+    state, _ = encoder_state()
+    fine_map = torch.randn(2, D, 16, 16, generator=torch.Generator().manual_seed(2))
+    f_tokens, f_pad, _, f_shapes, _, f_valid = flatten_levels([fine_map], [torch.zeros(2, 16, 16, dtype=torch.bool)])
+    fine = EncoderState(f_tokens, f_pad, f_shapes, f_valid)
+    coarse = KeypointDecoder(num_keypoints=5, layers=2, dim=D, heads=4, levels=2, ffn_dim=64).eval()
+    dec = KeypointDecoder(num_keypoints=5, layers=2, dim=D, heads=4, levels=2, ffn_dim=64, fine_layers=1).eval()
+    missing, unexpected = dec.load_state_dict(coarse.state_dict(), strict=False)  # an older checkpoint loads
+    assert not unexpected and missing and all(k.startswith("fine_") for k in missing)
+    g = torch.Generator().manual_seed(1)
+    tokens, kp = torch.randn(2, 3, 6, D, generator=g), torch.rand(2, 3, 5, 2, generator=g) * 0.8 + 0.1
+    boxes = torch.cat([torch.full((2, 3, 2), 0.5), torch.full((2, 3, 2), 0.4)], -1)
+    ctx = torch.randn(2, 4, D, generator=g)
+    with pytest.raises(ValueError, match="EncoderState.fine"):
+        dec(tokens, kp, boxes, ctx, state)
+    ref, _ = coarse(tokens, kp, boxes, ctx, state)
+    state.fine = fine
+    out, _ = dec(tokens, kp, boxes, ctx, state)
+    assert out.keypoints.shape == (3, 2, 3, 5, 2)
+    torch.testing.assert_close(out.keypoints[:2], ref.keypoints)  # the coarse layers are untouched
+    torch.testing.assert_close(out.keypoints[2], ref.keypoints[1])  # a fresh fine layer moves nothing
+    torch.testing.assert_close(out.boxes[2], ref.boxes[1])  # and boxes stay put
+    torch.testing.assert_close(out.logits[2], ref.logits[1])  # and scores
+    torch.nn.init.normal_(dec.fine_kp_heads[0].layers[-1].weight, std=0.1)
+    moved, _ = dec(tokens, kp, boxes, ctx, state)
+    state.fine = EncoderState(f_tokens * 2, f_pad, f_shapes, f_valid)
+    other, _ = dec(tokens, kp, boxes, ctx, state)
+    assert not torch.allclose(moved.keypoints[2], other.keypoints[2])  # it reads the fine map
+    torch.testing.assert_close(moved.keypoints[:2], other.keypoints[:2])  # the coarse layers do not
 
 
 def test_denoiser_time_split_and_shapes():

@@ -104,8 +104,7 @@ class DiffusionKeypointHead(nn.Module):
         coords = self.from_signal(x_t, origin, size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
         kp_tokens, pose_tokens, cond = self.denoiser(coords, t, context)  # K-SA (Eq. 5), K-CA (Eq. 7)
         tokens = torch.cat([(pose_tokens + hidden)[:, :, None], kp_tokens], 2)  # (B, N, 1 + K, D)
-        out, _ = self.decoder(tokens, coords, boxes, context[:, :, 0], enc.memory, enc.padding_mask,
-                              enc.spatial_shapes, enc.valid_ratios, cond=cond)  # Eq. 8; context: the persons
+        out, _ = self.decoder(tokens, coords, boxes, context[:, :, 0], enc, cond=cond)  # Eq. 8; context: the persons
         return out
 
     def _persons(self, humans, num: int | None = None):

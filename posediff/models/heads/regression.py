@@ -37,8 +37,7 @@ class RegressionKeypointHead(nn.Module):
         logits0 = humans.logits[-1].gather(1, top)  # (B, N)
         offsets = torch.tanh(self.init_keypoints(hidden)).view(b, n, -1, 2)  # (B, N, K, 2)
         kp0 = (boxes[:, :, None, :2] + offsets * boxes[:, :, None, 2:] / 2).clamp(1e-3, 1 - 1e-3)
-        out, _ = self.decoder(tokens, kp0, boxes, hidden, enc.memory, enc.padding_mask, enc.spatial_shapes,
-                              enc.valid_ratios)
+        out, _ = self.decoder(tokens, kp0, boxes, hidden, enc)
         return PoseOutput(logits=torch.cat([logits0[None], out.logits]), boxes=torch.cat([boxes[None], out.boxes]),
                           keypoints=torch.cat([kp0[None], out.keypoints]))
 
