@@ -214,16 +214,8 @@ def _test_set(cfg, spec: BenchSpec):
 @functools.lru_cache(maxsize=8)
 def _ground_truth(path: str) -> dict:
     """A ground-truth file, parsed once per process (it is read for every evaluation). Read-only: the scorers
-    get copies (:func:`_subset_gt`)."""
+    subset copies (``evaluate_keypoints(..., image_ids=...)``)."""
     return json.loads(Path(path).read_text())
-
-
-def _subset_gt(path: str, image_ids: list[int]) -> dict:
-    gt = dict(_ground_truth(str(path)))  # the lists below are replaced, not changed
-    keep = set(image_ids)
-    gt["images"] = [im for im in gt["images"] if im["id"] in keep]
-    gt["annotations"] = [dict(a) for a in gt["annotations"] if a["image_id"] in keep]  # COCOeval marks them
-    return gt
 
 
 def score(results: list[dict], gts: dict, image_ids: list[int]) -> dict:
@@ -233,14 +225,14 @@ def score(results: list[dict], gts: dict, image_ids: list[int]) -> dict:
     out = {}
     k_pred = len(results[0]["keypoints"]) // 3 if results else None
     for fmt, path in gts.items():
-        gt = _subset_gt(path, image_ids)
+        gt = _ground_truth(str(path))
         k = len(gt["categories"][0]["keypoints"])
         res = results
         if k_pred == 17 and k == 14:
             res = results_to_crowdpose14(results)
         elif k_pred is not None and k_pred != k:
             continue  # a 14-joint model has no COCO-17 score
-        out[fmt] = evaluate_keypoints(gt, res, dataset=fmt)
+        out[fmt] = evaluate_keypoints(gt, res, dataset=fmt, image_ids=image_ids)
     return out
 
 

@@ -283,11 +283,12 @@ def predict_results(model, dataset, batch_size: int = 4, device="cpu", steps: in
 
 def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, device="cpu",
              steps: int | None = None, progress: bool = False) -> dict:
-    """Predict over ``dataset`` in batches and score with ``evaluate_keypoints``."""
+    """Predict over ``dataset`` in batches and score with ``evaluate_keypoints`` on its images only (a
+    ``max_val_images`` subset is scored against its own ground truth, not the whole file's)."""
     from ..evaluation import evaluate_keypoints
 
     results = predict_results(model, dataset, batch_size, device, steps, progress)
-    return evaluate_keypoints(ann_file, results, dataset=metric)
+    return evaluate_keypoints(ann_file, results, dataset=metric, image_ids=[int(i) for i in dataset.ids])
 
 
 # ----------------------------------------------------------------------------------------------------

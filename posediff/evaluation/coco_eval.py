@@ -81,7 +81,8 @@ def _check_keypoint_count(gt: dict, results: list[dict], k: int, where: str) -> 
                              f"values, expected {3 * k} for {where}")
 
 
-def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False) -> dict[str, float]:
+def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False,
+                       image_ids=None) -> dict[str, float]:
     """COCO or CrowdPose keypoint AP / AR.
 
     Args:
@@ -89,6 +90,8 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
         results: a path or a list of COCO keypoint result dicts.
         dataset: ``"coco"`` (keys :data:`COCO_KEYS`) or ``"crowdpose"`` (keys :data:`CROWDPOSE_KEYS`).
         verbose: print the engine's summary table.
+        image_ids: score on these images only (the others' persons would count as missed); None: all.
+            ``gt`` itself is never changed.
 
     Returns:
         dict of floats; all zero (with a warning) when there are no results.
@@ -96,6 +99,10 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
     if dataset not in ("coco", "crowdpose"):
         raise ValueError(f"evaluate_keypoints: dataset must be 'coco' or 'crowdpose', got {dataset!r}")
     gt = _load_gt(gt)
+    if image_ids is not None:
+        keep = {int(i) for i in image_ids}
+        gt = dict(gt, images=[im for im in gt["images"] if im["id"] in keep],
+                  annotations=[dict(a) for a in gt["annotations"] if a["image_id"] in keep])  # COCOeval marks them
     results = _load_results(results)
     keys = COCO_KEYS if dataset == "coco" else CROWDPOSE_KEYS
     skeleton = COCO17 if dataset == "coco" else CROWDPOSE14

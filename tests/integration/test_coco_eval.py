@@ -47,6 +47,19 @@ def test_coco_equals_pycocotools(data_dir, results):
     np.testing.assert_allclose(list(got.values()), ev.stats, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dataset, stem", [("coco", "coco_val2017_150"), ("crowdpose", "crowdpose_fixture")])
+def test_image_ids_score_a_subset_against_its_own_ground_truth(data_dir, dataset, stem):
+    gt = json.loads((data_dir / f"{stem}.json").read_text())
+    results = json.loads((data_dir / f"{stem}_gt_results.json").read_text())
+    with_persons = sorted({a["image_id"] for a in gt["annotations"] if a.get("num_keypoints", 1) > 0})
+    half = with_persons[: len(with_persons) // 2]
+    subset = [r for r in results if r["image_id"] in set(half)]
+    before = json.dumps(gt)
+    assert evaluate_keypoints(gt, subset, dataset=dataset, image_ids=half)["AP"] > 0.99  # perfect on its images
+    assert evaluate_keypoints(gt, subset, dataset=dataset)["AR"] < 0.75  # the other half's persons count as missed
+    assert json.dumps(gt) == before  # the caller's ground truth is untouched
+
+
 def test_dicts_and_lists_in_batched_evaluator_and_writer(data_dir, tmp_path):
     gt = json.loads((data_dir / "coco_val2017_150.json").read_text())
     results = json.loads((data_dir / "coco_val2017_150_noisy_results.json").read_text())
