@@ -52,6 +52,17 @@ def _path_or_object(obj, what: str, default_where: str):
         return obj, default_where
 
 
+def _plain(image_id):
+    """numpy / torch integer ids as Python ints (JSON ids are ints); anything else as it is."""
+    return int(image_id) if hasattr(image_id, "__index__") else image_id
+
+
+def _subset(gt: dict, keep: set) -> dict:
+    """The images whose id is in ``keep`` and their annotations (a new dict; the lists' items are shared)."""
+    return dict(gt, images=[im for im in gt["images"] if im.get("id") in keep],
+                annotations=[a for a in gt["annotations"] if a.get("image_id") in keep])
+
+
 def _load_gt(gt) -> dict:
     gt, where = _path_or_object(gt, "ground-truth", "ground truth dict")
     if not isinstance(gt, dict):
@@ -98,11 +109,13 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
     """
     if dataset not in ("coco", "crowdpose"):
         raise ValueError(f"evaluate_keypoints: dataset must be 'coco' or 'crowdpose', got {dataset!r}")
+    keep = None if image_ids is None else {_plain(i) for i in image_ids}
+    listed = isinstance(gt, dict) and all(isinstance(gt.get(f), list) for f in ("images", "annotations"))
+    if keep is not None and listed:
+        gt = _subset(gt, keep)  # before _load_gt's copy, so that only the kept part is copied
     gt = _load_gt(gt)
-    if image_ids is not None:
-        keep = {int(i) for i in image_ids}
-        gt = dict(gt, images=[im for im in gt["images"] if im["id"] in keep],
-                  annotations=[dict(a) for a in gt["annotations"] if a["image_id"] in keep])  # COCOeval marks them
+    if keep is not None:
+        gt = _subset(gt, keep)  # a file's ground truth (a no-op for a dict already subset)
     results = _load_results(results)
     keys = COCO_KEYS if dataset == "coco" else CROWDPOSE_KEYS
     skeleton = COCO17 if dataset == "coco" else CROWDPOSE14
@@ -113,7 +126,8 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
     known = {img["id"] for img in gt["images"]}
     unknown = {r["image_id"] for r in results} - known
     if unknown:
-        raise ValueError(f"evaluate_keypoints: results name image ids that the ground truth does not have: "
+        among = "the images of image_ids" if image_ids is not None else "the ground truth"
+        raise ValueError(f"evaluate_keypoints: results name image ids that are not among {among}: "
                          f"{sorted(unknown)[:5]}")
     gt.setdefault("info", {})
     gt.setdefault("licenses", [])

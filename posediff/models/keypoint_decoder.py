@@ -13,7 +13,10 @@ Each of N persons is a group of 1 + K tokens: its human token and K keypoint tok
 ``fine_layers`` more layers of the same kind may follow, whose deformable attention samples only a
 high-resolution map that skipped the encoder (``EncoderState.fine``, e.g. stride 4): a posediff option for
 small persons, whose OKS wants a few pixels of precision. Their predictions are further entries of the
-output, supervised like the others; every other weight keeps its name, so a checkpoint without them loads.
+output: their keypoints are supervised like any layer's; their boxes are the coarse layers' (detached) and
+their logits a correction to the last coarse logits (detached), so no coarse head is supervised twice.
+Every other weight keeps its name, so a checkpoint without fine layers initialises one with them
+(``init_from``, ``--init``).
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ class KeypointDecoder(nn.Module):
         self.kp_heads = nn.ModuleList(MLP(dim, dim, 2, 3) for _ in range(layers))
         self.box_heads = nn.ModuleList(MLP(dim, dim, 4, 3) for _ in range(layers))
         self.class_heads = nn.ModuleList(nn.Linear(dim, 1) for _ in range(layers))
+        if fine_layers and not layers:
+            raise ValueError("KeypointDecoder: fine layers refine the coarse layers' output; layers must be >= 1")
         self.fine_layers = nn.ModuleList(KeypointDecoderLayer(dim, heads, 1, points, ffn_dim, dropout, impl)
                                          for _ in range(fine_layers))
         self.fine_kp_heads = nn.ModuleList(MLP(dim, dim, 2, 3) for _ in range(fine_layers))
@@ -141,8 +146,8 @@ class KeypointDecoder(nn.Module):
             if box_head is not None:
                 box = (inverse_sigmoid(box_d) + box_head(tokens[:, :, 0])).sigmoid()  # (B, N, 4)
             kps_l.append(kp)
-            boxes_l.append(box)
+            boxes_l.append(box if box_head is not None else box.detach())  # a fine layer's boxes: the coarse ones
             logit = cls_head(tokens[:, :, 0])[..., 0]  # (B, N)
-            logits_l.append(logit if box_head is not None else logits_l[-1] + logit)  # fine layers: a correction
+            logits_l.append(logit if box_head is not None else logits_l[-1].detach() + logit)  # fine: a correction
         out = PoseOutput(logits=torch.stack(logits_l), boxes=torch.stack(boxes_l), keypoints=torch.stack(kps_l))
         return out, tokens

@@ -37,9 +37,6 @@ class OneStagePoseModel(nn.Module):
 
     Args:
         backbone: :class:`~posediff.models.TimmBackbone`.
-        fine_level: the backbone's first level is a high-resolution map (e.g. stride 4) that skips the encoder:
-            projected to the model width, it is ``EncoderState.fine``, read only by the keypoint decoder's fine
-            layers (``KeypointDecoder(fine_layers=...)``), for the precision that small persons need.
         encoder: :class:`~posediff.models.DeformableEncoder` (its ``levels`` may exceed the backbone's:
             extra levels come from stride-2 convolutions on the last map, as in Deformable DETR).
         human_decoder: :class:`~posediff.models.HumanDecoder`.
@@ -48,6 +45,9 @@ class OneStagePoseModel(nn.Module):
         num_keypoints: K. sigmas: OKS sigmas of the skeleton (K,).
         max_det: persons returned per image. nms_threshold: pose-NMS OKS threshold (diffusion ensembles).
         loss_weights: overrides of :class:`~posediff.models.losses.SetCriterion`'s weights.
+        fine_level: the backbone's first level is a high-resolution map (e.g. stride 4) that skips the encoder:
+            projected to the model width, it is ``EncoderState.fine``, read only by the keypoint decoder's fine
+            layers (``KeypointDecoder(fine_layers=...)``), for the precision that small persons need.
 
     Forward:
         ``model(images, pixel_mask=None, targets=None)``: images (B, 3, H, W); pixel_mask (B, H, W) True on

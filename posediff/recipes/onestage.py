@@ -77,6 +77,9 @@ def build_one_stage(cfg: OneStageConfig):
     if skeleton.num_joints != cfg.num_keypoints:
         raise ValueError(f"config: skeleton {cfg.skeleton!r} has {skeleton.num_joints} joints but num_keypoints is "
                          f"{cfg.num_keypoints}")
+    if cfg.fine_stride and not (0 < cfg.fine_stride < min(cfg.strides) and cfg.fine_layers >= 1):
+        raise ValueError(f"config: fine_stride={cfg.fine_stride} needs fine_layers >= 1 (got {cfg.fine_layers}) and a "
+                         f"stride finer than every one of strides={tuple(cfg.strides)}")
     common = dict(dim=cfg.dim, heads=cfg.heads, levels=cfg.levels, points=cfg.points, ffn_dim=cfg.ffn_dim,
                   impl=cfg.attn_impl)
     kp_decoder = KeypointDecoder(num_keypoints=cfg.num_keypoints, layers=cfg.keypoint_layers,
@@ -139,8 +142,7 @@ def diffusion_regpose(**overrides):
 
 @register_model
 def edpose_tiny(**overrides):
-    """edpose sized for CPU: ResNet-18, 3 levels, width 128, 2 + 2 + 2 layers, 30 queries, 10 persons, no DN;
-    one more keypoint layer on the stride-4 map (``fine_stride``), as SynthCrowd's persons are small."""
+    """edpose sized for CPU: ResNet-18, 3 levels, width 128, 2 + 2 + 2 layers, 30 queries, 10 persons, no DN."""
     return build_one_stage(_apply(OneStageConfig(head="regression", **TINY), overrides))
 
 

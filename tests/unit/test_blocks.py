@@ -90,9 +90,13 @@ def test_keypoint_decoder_and_permutation_equivariance():
 def test_fine_layers_start_where_the_coarse_layers_end_and_sample_only_the_fine_map():
     state, _ = encoder_state()
     fine_map = torch.randn(2, D, 16, 16, generator=torch.Generator().manual_seed(2))
-    f_tokens, f_pad, _, f_shapes, _, f_valid = flatten_levels([fine_map], [torch.zeros(2, 16, 16, dtype=torch.bool)])
+    fine_mask = torch.zeros(2, 16, 16, dtype=torch.bool)
+    fine_mask[1, :, 12:] = True  # image 1 is narrower, as in the coarse levels
+    f_tokens, f_pad, _, f_shapes, _, f_valid = flatten_levels([fine_map], [fine_mask])
     fine = EncoderState(f_tokens, f_pad, f_shapes, f_valid)
     coarse = KeypointDecoder(num_keypoints=5, layers=2, dim=D, heads=4, levels=2, ffn_dim=64).eval()
+    for mlp in [*coarse.kp_heads, *coarse.box_heads]:  # trained-looking coarse layers: they move things
+        torch.nn.init.normal_(mlp.layers[-1].weight, std=0.1)
     dec = KeypointDecoder(num_keypoints=5, layers=2, dim=D, heads=4, levels=2, ffn_dim=64, fine_layers=1).eval()
     missing, unexpected = dec.load_state_dict(coarse.state_dict(), strict=False)  # an older checkpoint loads
     assert not unexpected and missing and all(k.startswith("fine_") for k in missing)
@@ -103,19 +107,52 @@ def test_fine_layers_start_where_the_coarse_layers_end_and_sample_only_the_fine_
     with pytest.raises(ValueError, match="EncoderState.fine"):
         dec(tokens, kp, boxes, ctx, state)
     ref, _ = coarse(tokens, kp, boxes, ctx, state)
+    assert not torch.allclose(ref.keypoints[1], kp)  # the coarse layers did move the keypoints
     state.fine = fine
     out, _ = dec(tokens, kp, boxes, ctx, state)
     assert out.keypoints.shape == (3, 2, 3, 5, 2)
     torch.testing.assert_close(out.keypoints[:2], ref.keypoints)  # the coarse layers are untouched
-    torch.testing.assert_close(out.keypoints[2], ref.keypoints[1])  # a fresh fine layer moves nothing
-    torch.testing.assert_close(out.boxes[2], ref.boxes[1])  # and boxes stay put
-    torch.testing.assert_close(out.logits[2], ref.logits[1])  # and scores
+    torch.testing.assert_close(out.keypoints[2], ref.keypoints[1])  # a fresh fine layer starts where they end
+    torch.testing.assert_close(out.boxes[2], ref.boxes[1])  # boxes stay put
+    torch.testing.assert_close(out.logits[2], ref.logits[1])  # and so do scores
     torch.nn.init.normal_(dec.fine_kp_heads[0].layers[-1].weight, std=0.1)
     moved, _ = dec(tokens, kp, boxes, ctx, state)
     state.fine = EncoderState(f_tokens * 2, f_pad, f_shapes, f_valid)
     other, _ = dec(tokens, kp, boxes, ctx, state)
     assert not torch.allclose(moved.keypoints[2], other.keypoints[2])  # it reads the fine map
     torch.testing.assert_close(moved.keypoints[:2], other.keypoints[:2])  # the coarse layers do not
+    torch.testing.assert_close(moved.logits[:2], other.logits[:2])
+    with pytest.raises(ValueError, match="layers must be >= 1"):
+        KeypointDecoder(num_keypoints=5, layers=0, dim=D, heads=4, levels=2, ffn_dim=64, fine_layers=1)
+
+
+def test_fine_level_in_a_model_padded_batch_and_config_checks():
+    import posediff
+
+    torch.manual_seed(0)
+    model = posediff.create_model("edpose_tiny", fine_stride=4)
+    images = torch.rand(2, 3, 64, 96)
+    mask = torch.ones(2, 64, 96, dtype=torch.bool)
+    mask[1, :, 64:] = False  # image 1 is 64 px wide, padded to 96
+    enc = model.encode(images, mask)
+    assert enc.fine.spatial_shapes.tolist() == [[16, 24]] and enc.fine.memory.shape == (2, 16 * 24, 128)
+    torch.testing.assert_close(enc.fine.valid_ratios[:, 0], torch.tensor([[1.0, 1.0], [16 / 24, 1.0]]))
+    assert enc.fine.padding_mask[1].view(16, 24)[:, 16:].all() and not enc.fine.padding_mask[0].any()
+    targets = _targets(k=17)
+    losses = model.train()(images, mask, targets)
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    head = model.head.decoder.fine_kp_heads[0].layers[-1]
+    assert head.weight.grad.abs().sum() > 0  # the zero-initialised head learns at once
+    torch.nn.init.normal_(head.weight, std=0.01)  # as after a first step: then the fine map gets gradients too
+    model.zero_grad()
+    model(images, mask, targets)["loss"].backward()
+    assert model.fine_proj[0].weight.grad.abs().sum() > 0
+    out = model.eval()(images, mask)
+    assert out[0]["keypoints"].shape[1:] == (17, 3)
+    for bad in (dict(fine_stride=8), dict(fine_stride=4, fine_layers=0)):
+        with pytest.raises(ValueError, match="fine_stride"):
+            posediff.create_model("edpose_tiny", **bad)
 
 
 def test_denoiser_time_split_and_shapes():
