@@ -8,7 +8,7 @@ backbone, so it ships only what training changed (about 4 MB) on top of that bac
     >>> model = posediff.create_model("edpose_tiny", pretrained="synthcrowd")   # eval mode, CPU
     >>> weights = zoo_weights("edpose_tiny", "synthcrowd")                     # float32 state dict
 
-``posediff zoo export RUN_DIR --name NAME`` makes such a file from a training run; the
+``posediff zoo export RUN --out FILE --base BASE`` makes such a file from a training run; the
 ``README.md`` beside the files records each one's command, time, machine and metrics.
 """
 
