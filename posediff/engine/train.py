@@ -288,7 +288,7 @@ def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, de
     from ..evaluation import evaluate_keypoints
 
     results = predict_results(model, dataset, batch_size, device, steps, progress)
-    return evaluate_keypoints(ann_file, results, dataset=metric, image_ids=[int(i) for i in dataset.ids])
+    return evaluate_keypoints(ann_file, results, dataset=metric, image_ids=dataset.ids)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -110,12 +110,12 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
     if dataset not in ("coco", "crowdpose"):
         raise ValueError(f"evaluate_keypoints: dataset must be 'coco' or 'crowdpose', got {dataset!r}")
     keep = None if image_ids is None else {_plain(i) for i in image_ids}
-    listed = isinstance(gt, dict) and all(isinstance(gt.get(f), list) for f in ("images", "annotations"))
-    if keep is not None and listed:
-        gt = _subset(gt, keep)  # before _load_gt's copy, so that only the kept part is copied
-    gt = _load_gt(gt)
-    if keep is not None:
-        gt = _subset(gt, keep)  # a file's ground truth (a no-op for a dict already subset)
+    # a dict is subset before _load_gt's copy, so that only the kept part is copied; a file after it is read
+    early = keep is not None and isinstance(gt, dict) and all(isinstance(gt.get(f), list)
+                                                              for f in ("images", "annotations"))
+    gt = _load_gt(_subset(gt, keep) if early else gt)
+    if keep is not None and not early:
+        gt = _subset(gt, keep)
     results = _load_results(results)
     keys = COCO_KEYS if dataset == "coco" else CROWDPOSE_KEYS
     skeleton = COCO17 if dataset == "coco" else CROWDPOSE14

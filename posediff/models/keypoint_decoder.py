@@ -143,11 +143,13 @@ class KeypointDecoder(nn.Module):
             tokens = layer(tokens, pos, refs, context, state.memory, state.spatial_shapes, state.valid_ratios,
                            state.padding_mask, cond)
             kp = (inverse_sigmoid(kp_d) + kp_head(tokens[:, :, 1:])).sigmoid()  # (B, N, K, 2)
+            logit = cls_head(tokens[:, :, 0])[..., 0]  # (B, N)
             if box_head is not None:
                 box = (inverse_sigmoid(box_d) + box_head(tokens[:, :, 0])).sigmoid()  # (B, N, 4)
+            else:  # a fine layer: the coarse boxes, and a correction to the last coarse logits
+                box, logit = box_d, logits_l[-1].detach() + logit
             kps_l.append(kp)
-            boxes_l.append(box if box_head is not None else box.detach())  # a fine layer's boxes: the coarse ones
-            logit = cls_head(tokens[:, :, 0])[..., 0]  # (B, N)
-            logits_l.append(logit if box_head is not None else logits_l[-1].detach() + logit)  # fine: a correction
+            boxes_l.append(box)
+            logits_l.append(logit)
         out = PoseOutput(logits=torch.stack(logits_l), boxes=torch.stack(boxes_l), keypoints=torch.stack(kps_l))
         return out, tokens

@@ -32,6 +32,17 @@ def sine_position_embedding(mask: torch.Tensor, dim: int, temperature: float = 1
     return torch.cat([py, px], -1).permute(0, 3, 1, 2)
 
 
+def _projection(in_channels: int, dim: int, kernel_size: int = 1, **conv) -> nn.Sequential:
+    """A feature map to the model width: convolution, then GroupNorm (Deformable DETR's input projection)."""
+    groups = 32 if dim % 32 == 0 else 8
+    return nn.Sequential(nn.Conv2d(in_channels, dim, kernel_size, **conv), nn.GroupNorm(groups, dim))
+
+
+def _padding_at(pixel_mask: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+    """Pixel mask (B, H, W), True on real pixels -> padding mask (B, h, w) at a feature map's resolution."""
+    return F.interpolate((~pixel_mask)[None].float(), size=feature.shape[-2:])[0].bool()
+
+
 class OneStagePoseModel(nn.Module):
     """ED-Pose's architecture with an interchangeable pose head.
 
@@ -69,15 +80,14 @@ class OneStagePoseModel(nn.Module):
             if len(chans) < 2:
                 raise ValueError("OneStagePoseModel: fine_level needs a backbone with a fine level and at least "
                                  "one more")
-            self.fine_proj = nn.Sequential(nn.Conv2d(chans[0], dim, 1), nn.GroupNorm(32 if dim % 32 == 0 else 8, dim))
+            self.fine_proj = _projection(chans[0], dim)
             chans = chans[1:]
         if levels < len(chans):
             raise ValueError(f"OneStagePoseModel: encoder has {levels} levels but the backbone gives {len(chans)}")
-        proj = [nn.Sequential(nn.Conv2d(c, dim, 1), nn.GroupNorm(32 if dim % 32 == 0 else 8, dim)) for c in chans]
+        proj = [_projection(c, dim) for c in chans]
         in_c = chans[-1]
         for _ in range(levels - len(chans)):
-            proj.append(nn.Sequential(nn.Conv2d(in_c, dim, 3, stride=2, padding=1),
-                                      nn.GroupNorm(32 if dim % 32 == 0 else 8, dim)))
+            proj.append(_projection(in_c, dim, kernel_size=3, stride=2, padding=1))
             in_c = dim
         self.input_proj = nn.ModuleList(proj)
         self.level_embed = nn.Parameter(torch.randn(levels, dim) * 0.02)
@@ -95,15 +105,14 @@ class OneStagePoseModel(nn.Module):
         fine = None
         if self.fine_proj is not None:
             fine_map = self.fine_proj(feats[0])  # (B, D, H / s_fine, W / s_fine)
-            fine_mask = F.interpolate((~pixel_mask)[None].float(), size=fine_map.shape[-2:])[0].bool()
-            f_tokens, f_pad, _, f_shapes, _, f_valid = flatten_levels([fine_map], [fine_mask])
+            f_tokens, f_pad, _, f_shapes, _, f_valid = flatten_levels([fine_map], [_padding_at(pixel_mask, fine_map)])
             fine = EncoderState(memory=f_tokens, padding_mask=f_pad, spatial_shapes=f_shapes, valid_ratios=f_valid)
             feats = feats[1:]
         maps, masks = [], []
         for lvl, proj in enumerate(self.input_proj):
             src = proj(feats[lvl]) if lvl < len(feats) else proj(feats[-1] if lvl == len(feats) else maps[-1])
             maps.append(src)
-            masks.append(F.interpolate((~pixel_mask)[None].float(), size=src.shape[-2:])[0].bool())
+            masks.append(_padding_at(pixel_mask, src))
         pos = [sine_position_embedding(m, self.encoder.dim) for m in masks]
         tokens, pad, pos_t, shapes, _, valid = flatten_levels(maps, masks, pos, self.level_embed)
         memory = self.encoder(tokens, pos_t, shapes, valid, pad)
