@@ -677,8 +677,11 @@ def _protocol(b: dict, p: dict) -> str:
             r.endswith("_tiny") for r in b["recipes"]):
         return ("The paper's protocol from the zoo: both recipes start from the zoo's `edpose_tiny` (trained on the "
                 "SynthCrowd train split with a frozen SynthCrowd-pretrained ResNet-18). `diffusion_regpose_tiny` "
-                "loads every block they share (backbone, encoder, human decoder, keypoint decoder) and trains its "
-                "new denoiser (K-SA, K-CA, time embedding) from scratch; `edpose_tiny` is trained on for the same "
+                "loads every block they share (backbone, encoder, human decoder, ED-Pose's initial keypoint "
+                "regression, keypoint decoder) and trains its new denoiser (K-SA, K-CA, time embedding, and the "
+                "projection of its tokens into the keypoint decoder, zero at first) from scratch; anchored to "
+                "ED-Pose's regression (`anchor=\"regression\"`, docs/recipes.md), it starts where edpose is. "
+                "`edpose_tiny` is trained on for the same "
                 "steps, seeds and data order. The backbone stays frozen. The test split's poses come from COCO "
                 "persons never used for training scenes.")
     if b["init"] == "zoo" and p["zoo"] == "edpose_tiny":

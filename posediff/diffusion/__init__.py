@@ -3,7 +3,7 @@
 from .completion import GaussianPosePrior, conditional_gaussian
 from .gmm import GaussianMixture, GMMForwardProcess
 from .padding import PADDING_STRATEGIES, pad_poses
-from .schedulers import SampleOutput, check_scheduler, make_scheduler, q_sample, sample
+from .schedulers import SampleOutput, check_scheduler, gaussian_posterior_mean, make_scheduler, q_sample, sample
 from .signal import SignalCodec
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "SignalCodec",
     "check_scheduler",
     "conditional_gaussian",
+    "gaussian_posterior_mean",
     "make_scheduler",
     "pad_poses",
     "q_sample",

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-__all__ = ["make_scheduler", "check_scheduler", "q_sample", "sample", "SampleOutput", "Scheduler"]
+__all__ = ["make_scheduler", "check_scheduler", "q_sample", "gaussian_posterior_mean", "sample", "SampleOutput",
+           "Scheduler"]
 
 Scheduler = DDIMScheduler | DDPMScheduler
 _KINDS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
@@ -128,6 +129,33 @@ def q_sample(scheduler: Scheduler, x0: torch.Tensor, t: torch.Tensor | int, nois
     abar = scheduler.alphas_cumprod.to(device=x0.device, dtype=x0.dtype)[t]  # (B,)
     abar = _expand_like(abar, x0)  # (B, 1, ..., 1)
     return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise  # Eq. 3-4: x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε
+
+
+def gaussian_posterior_mean(scheduler: Scheduler, x_t: torch.Tensor, t: torch.Tensor | int, mean: torch.Tensor,
+                            std: float | torch.Tensor) -> torch.Tensor:
+    """E[x_0 | x_t] when the prior is x_0 ~ N(μ, s² I) (a Wiener filter of the noisy sample).
+
+    With x_t = √ᾱ x_0 + √(1-ᾱ) ε, x_0 and x_t are jointly Gaussian and
+    E[x_0 | x_t] = μ + √ᾱ s² / (ᾱ s² + 1 - ᾱ) · (x_t - √ᾱ μ): the prior mean at t = T (ᾱ → 0), x_t itself as
+    ᾱ → 1, and in between the noisy sample trusted as far as its noise allows.
+
+    Args:
+        scheduler: gives ᾱ (``alphas_cumprod``).
+        x_t: (B, ...) noisy signal. t: (B,) integer timesteps (or one int for all).
+        mean: μ, broadcastable against ``x_t``. std: s >= 0, a number or broadcastable against ``x_t``
+            (s = 0: a point prior, E[x_0 | x_t] = μ).
+
+    Returns:
+        (B, ...) the posterior mean, shaped like ``x_t``.
+    """
+    std = torch.as_tensor(std, dtype=x_t.dtype, device=x_t.device)
+    if bool((std < 0).any()):
+        raise ValueError(f"gaussian_posterior_mean: std must be >= 0, got {std.min().item()}")
+    t = _as_timesteps(t, x_t.shape[0], scheduler.config.num_train_timesteps).to(x_t.device)
+    abar = _expand_like(scheduler.alphas_cumprod.to(device=x_t.device, dtype=x_t.dtype)[t], x_t)  # (B, 1, ..., 1)
+    var = std ** 2
+    gain = abar.sqrt() * var / (abar * var + 1.0 - abar)
+    return mean + gain * (x_t - abar.sqrt() * mean)
 
 
 @dataclass

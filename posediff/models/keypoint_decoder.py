@@ -46,6 +46,11 @@ class PoseOutput:
     boxes: torch.Tensor
     keypoints: torch.Tensor
 
+    def after(self, logits: torch.Tensor, boxes: torch.Tensor, keypoints: torch.Tensor) -> PoseOutput:
+        """These layers after a first entry (B, N), (B, N, 4), (B, N, K, 2): the heads' initial regression."""
+        return PoseOutput(logits=torch.cat([logits[None], self.logits]), boxes=torch.cat([boxes[None], self.boxes]),
+                          keypoints=torch.cat([keypoints[None], self.keypoints]))
+
 
 def expand_human_tokens(human: torch.Tensor, joint_embed: torch.Tensor) -> torch.Tensor:
     """Human tokens (B, N, D) -> human-to-keypoint tokens (B, N, 1 + K, D): the human, then human + joint."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..keypoint_decoder import expand_human_tokens
 from ..utils import MLP, sine_embed
 
-__all__ = ["HumanToKeypoint"]
+__all__ = ["HumanToKeypoint", "initial_keypoints"]
 
 
 class HumanToKeypoint(nn.Module):
@@ -32,3 +33,12 @@ class HumanToKeypoint(nn.Module):
         boxes = humans.boxes[-1].gather(1, top[..., None].expand(-1, -1, 4)).detach()
         located = hidden + self.box_embed(sine_embed(boxes, self.dim // 2))  # (B, N, D)
         return hidden, boxes, expand_human_tokens(located, self.joint_embed.weight)
+
+
+def initial_keypoints(mlp: nn.Module, hidden: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """ED-Pose's initial keypoints: human tokens (B, N, D) and boxes (B, N, 4) cx, cy, w, h -> (B, N, K, 2).
+
+    ``mlp`` regresses each joint's offset from its box centre in half box sizes (tanh-bounded)."""
+    b, n, _ = hidden.shape
+    offsets = torch.tanh(mlp(hidden)).view(b, n, -1, 2)  # (B, N, K, 2)
+    return (boxes[:, :, None, :2] + offsets * boxes[:, :, None, 2:] / 2).clamp(1e-3, 1 - 1e-3)

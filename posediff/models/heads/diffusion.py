@@ -16,6 +16,15 @@ computed once; only the denoiser and the keypoint decoder repeat per step. Predi
 pooled and deduplicated by pose NMS (ensembling); optionally, proposals whose score falls below
 ``renewal_threshold`` are replaced by fresh noise between steps (pose renewal).
 
+Anchors. ``anchor="box"`` (the paper): the keypoint decoder starts from the noisy pose itself and its tokens
+are the denoiser's. ``anchor="regression"`` (a posediff option): ED-Pose's initial regression of each
+person's pose is a Gaussian prior N(kp_0, s² I) on x_0 (s = ``prior_std`` in signal units); the decoder
+starts from the posterior mean E[x_0 | x_t] (a Wiener filter: kp_0 at t = T, x_t at t = 0), and the denoiser's
+tokens are added to ED-Pose's human-to-keypoint tokens through a zero-initialised projection. Initialised
+from an ED-Pose checkpoint, such a head predicts ED-Pose's poses before it has learnt anything, and
+learns how far to trust x_t; in the paper's protocol a fresh denoiser must first learn to sample from noise
+(AP 0 after the quick preset's 100 fine-tuning steps, docs/benchmarks.md).
+
 Official-code behaviours, each a named option (see docs/recipes.md): ``train_timestep="zero"`` (t fixed
 at 0 in training), ``time_split="official"`` on the denoiser, ``renewal=False`` (never renews),
 ``ensemble_drop_last=True`` (the last step left out of the ensemble).
@@ -26,14 +35,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...diffusion import SignalCodec, pad_poses, q_sample, sample
+from ...diffusion import SignalCodec, gaussian_posterior_mean, pad_poses, q_sample, sample
 from ...diffusion.schedulers import Scheduler, check_scheduler
 from ..keypoint_decoder import KeypointDecoder, PoseOutput
-from .common import HumanToKeypoint
+from ..utils import MLP
+from .common import HumanToKeypoint, initial_keypoints
 
-__all__ = ["DiffusionKeypointHead", "TRAIN_TIMESTEPS"]
+__all__ = ["DiffusionKeypointHead", "TRAIN_TIMESTEPS", "ANCHORS"]
 
 TRAIN_TIMESTEPS = ("uniform", "zero")
+ANCHORS = ("box", "regression")
 
 
 class DiffusionKeypointHead(nn.Module):
@@ -53,6 +64,8 @@ class DiffusionKeypointHead(nn.Module):
         frame_scale: each proposal's coordinates are those of its person's box enlarged by this factor.
         inference_proposals: at inference, sample poses for this many best persons only (default N). COCO's
             keypoint AP keeps at most 20 persons per image, so sampling 100 is mostly wasted work.
+        anchor: ``"box"`` (paper) or ``"regression"`` (prior-anchored, see the module docstring).
+        prior_std: s, the prior's standard deviation in signal units (``anchor="regression"``).
     """
 
     nms = True
@@ -62,8 +75,12 @@ class DiffusionKeypointHead(nn.Module):
                  completion: bool = True, train_timestep: str = "uniform",
                  renewal: bool = True, renewal_threshold: float = 0.05, ensemble: bool = True,
                  ensemble_drop_last: bool = False, eta: float = 0.0, frame_scale: float = 1.25,
-                 inference_proposals: int | None = None):
+                 inference_proposals: int | None = None, anchor: str = "box", prior_std: float = 0.0):
         super().__init__()
+        if anchor not in ANCHORS:
+            raise ValueError(f"DiffusionKeypointHead: anchor must be one of {ANCHORS}, got {anchor!r}")
+        if not prior_std >= 0:
+            raise ValueError(f"DiffusionKeypointHead: prior_std must be >= 0, got {prior_std!r}")
         if scheduler.config.prediction_type != "sample":
             raise ValueError("DiffusionKeypointHead: the scheduler's prediction_type must be 'sample' (the keypoint "
                              "decoder predicts x_0)")
@@ -82,6 +99,13 @@ class DiffusionKeypointHead(nn.Module):
         self.expand = HumanToKeypoint(denoiser.dim, denoiser.num_keypoints)
         self.frame_scale = float(frame_scale)
         self.inference_proposals = int(inference_proposals or num_proposals)
+        self.anchor, self.prior_std = anchor, float(prior_std)
+        if anchor == "regression":
+            dim, k = denoiser.dim, denoiser.num_keypoints
+            self.init_keypoints = MLP(dim, dim, 2 * k, 3)  # ED-Pose's: offsets from the box centre, half box sizes
+            self.inject = nn.Linear(dim, dim)  # the denoiser's tokens into ED-Pose's; zero: ignored at first
+            nn.init.zeros_(self.inject.weight)
+            nn.init.zeros_(self.inject.bias)
 
     # -- frames: each proposal lives in the (enlarged) box of one detected person --------------------------
     def _frames(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,22 +124,33 @@ class DiffusionKeypointHead(nn.Module):
     # -- one denoising pass ----------------------------------------------------------------------------
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, persons, context: torch.Tensor, enc) -> PoseOutput:
         """x_t (B, N, K, 2) signal, t (B,) -> per-layer predictions of x_0 (normalised image keypoints)."""
-        hidden, boxes, origin, size = persons
+        hidden, boxes, origin, size, kp0 = persons
         coords = self.from_signal(x_t, origin, size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
         kp_tokens, pose_tokens, cond = self.denoiser(coords, t, context)  # K-SA (Eq. 5), K-CA (Eq. 7)
-        tokens = torch.cat([(pose_tokens + hidden)[:, :, None], kp_tokens], 2)  # (B, N, 1 + K, D)
-        out, _ = self.decoder(tokens, coords, boxes, context[:, :, 0], enc, cond=cond)  # Eq. 8; context: the persons
+        if self.anchor == "box":
+            tokens = torch.cat([(pose_tokens + hidden)[:, :, None], kp_tokens], 2)  # (B, N, 1 + K, D)
+            out, _ = self.decoder(tokens, coords, boxes, context[:, :, 0], enc, cond=cond)  # Eq. 8; context: persons
+            return out
+        prior = self.to_signal(kp0, origin, size)  # (B, N, K, 2): ED-Pose's regression, the prior mean
+        start = gaussian_posterior_mean(self.scheduler, x_t, t, prior, self.prior_std)  # E[x_0 | x_t]
+        start = self.from_signal(start, origin, size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
+        tokens = context + self.inject(torch.cat([pose_tokens[:, :, None], kp_tokens], 2))  # (B, N, 1 + K, D)
+        out, _ = self.decoder(tokens, start, boxes, hidden, enc, cond=cond)  # Eq. 8, context as ED-Pose's
         return out
 
     def _persons(self, humans, num: int | None = None):
+        """-> (hidden (B, N, D), boxes (B, N, 4), frame origin and size, kp_0 (B, N, K, 2) or None), h2k tokens."""
         hidden, boxes, h2k = self.expand(humans, num or self.num_proposals)  # (B, N, D), (B, N, 4), (B, N, 1 + K, D)
         origin, size = self._frames(boxes)
-        return (hidden, boxes, origin, size), h2k  # context: each person's human-to-keypoint tokens
+        kp0 = None
+        if self.anchor == "regression":  # ED-Pose's initial regression, as RegressionKeypointHead
+            kp0 = initial_keypoints(self.init_keypoints, hidden, boxes)  # (B, N, K, 2)
+        return (hidden, boxes, origin, size, kp0), h2k  # context: each person's human-to-keypoint tokens
 
     # -- training --------------------------------------------------------------------------------------
     def forward(self, humans, enc, targets) -> PoseOutput:
         persons, context = self._persons(humans)
-        _, boxes, origin, size = persons
+        _, boxes, origin, size, kp0 = persons
         b, n, device = boxes.shape[0], boxes.shape[1], boxes.device
         use_completed = self.completion and targets.keypoints_completed is not None
         kps = targets.keypoints_completed if use_completed else targets.keypoints  # (B, M, K, 2) in [0, 1]
@@ -139,7 +174,11 @@ class DiffusionKeypointHead(nn.Module):
         else:
             t = torch.zeros(b, dtype=torch.long, device=device)  # official code: t = 0
         x_t = q_sample(self.scheduler, x0, t, torch.randn_like(x0))  # Eq. 3-4
-        return self.denoise(x_t, t, persons, context, enc)
+        out = self.denoise(x_t, t, persons, context, enc)
+        if kp0 is None:
+            return out
+        logits0 = humans.logits[-1].topk(n, dim=1).values  # (B, N): the persons _persons picked
+        return out.after(logits0, boxes, kp0)  # the prior's mean is supervised, as ED-Pose's initial regression
 
     # -- inference -------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -147,7 +186,7 @@ class DiffusionKeypointHead(nn.Module):
         """Sample poses; returns logits (B, M), boxes (B, M, 4), keypoints (B, M, K, 2), M = N x pooled steps."""
         steps = int(steps or self.sampling_steps)
         persons, context = self._persons(humans, self.inference_proposals)
-        _, boxes, origin, size = persons
+        _, boxes, origin, size, _ = persons
         b, n, k = boxes.shape[0], boxes.shape[1], self.denoiser.num_keypoints
         x_T = torch.randn((b, n, k, 2), generator=generator, device="cpu" if generator is None else generator.device)
         x_T = x_T.to(context.device, context.dtype)

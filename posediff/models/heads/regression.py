@@ -7,7 +7,7 @@ from torch import nn
 
 from ..keypoint_decoder import KeypointDecoder, PoseOutput
 from ..utils import MLP
-from .common import HumanToKeypoint
+from .common import HumanToKeypoint, initial_keypoints
 
 __all__ = ["RegressionKeypointHead"]
 
@@ -32,14 +32,10 @@ class RegressionKeypointHead(nn.Module):
 
     def forward(self, humans, enc, targets=None) -> PoseOutput:
         hidden, boxes, tokens = self.expand(humans, self.num_group)
-        b, n, _ = hidden.shape
-        top = humans.logits[-1].topk(n, dim=1).indices  # the same persons HumanToKeypoint picked
-        logits0 = humans.logits[-1].gather(1, top)  # (B, N)
-        offsets = torch.tanh(self.init_keypoints(hidden)).view(b, n, -1, 2)  # (B, N, K, 2)
-        kp0 = (boxes[:, :, None, :2] + offsets * boxes[:, :, None, 2:] / 2).clamp(1e-3, 1 - 1e-3)
+        logits0 = humans.logits[-1].topk(hidden.shape[1], dim=1).values  # (B, N): the persons HumanToKeypoint picked
+        kp0 = initial_keypoints(self.init_keypoints, hidden, boxes)  # (B, N, K, 2)
         out, _ = self.decoder(tokens, kp0, boxes, hidden, enc)
-        return PoseOutput(logits=torch.cat([logits0[None], out.logits]), boxes=torch.cat([boxes[None], out.boxes]),
-                          keypoints=torch.cat([kp0[None], out.keypoints]))
+        return out.after(logits0, boxes, kp0)
 
     @torch.no_grad()
     def predict(self, humans, enc, steps=None, generator=None):
