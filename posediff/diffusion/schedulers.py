@@ -148,14 +148,16 @@ def gaussian_posterior_mean(scheduler: Scheduler, x_t: torch.Tensor, t: torch.Te
     Returns:
         (B, ...) the posterior mean, shaped like ``x_t``.
     """
-    std = torch.as_tensor(std, dtype=x_t.dtype, device=x_t.device)
-    if bool((std < 0).any()):
-        raise ValueError(f"gaussian_posterior_mean: std must be >= 0, got {std.min().item()}")
+    work = torch.promote_types(x_t.dtype, torch.float32)  # in half precision ᾱ_0 rounds to 1: 0 / 0 when s = 0
+    std = torch.as_tensor(std, dtype=work, device=x_t.device)
+    if not bool((std >= 0).all()):
+        raise ValueError(f"gaussian_posterior_mean: std must be >= 0 (and not NaN), got {std.min().item()}")
+    mean = torch.as_tensor(mean, dtype=work, device=x_t.device)
     t = _as_timesteps(t, x_t.shape[0], scheduler.config.num_train_timesteps).to(x_t.device)
-    abar = _expand_like(scheduler.alphas_cumprod.to(device=x_t.device, dtype=x_t.dtype)[t], x_t)  # (B, 1, ..., 1)
+    abar = _expand_like(scheduler.alphas_cumprod.to(device=x_t.device, dtype=work)[t], x_t)  # (B, 1, ..., 1)
     var = std ** 2
-    gain = abar.sqrt() * var / (abar * var + 1.0 - abar)
-    return mean + gain * (x_t - abar.sqrt() * mean)
+    gain = abar.sqrt() * var / (abar * var + 1.0 - abar)  # (B, 1, ..., 1) or broadcast with std's shape
+    return (mean + gain * (x_t.to(work) - abar.sqrt() * mean)).to(x_t.dtype)  # (B, ...)
 
 
 @dataclass

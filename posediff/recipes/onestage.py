@@ -4,7 +4,8 @@ Both share every block but the head. Defaults follow the papers: ResNet-50, 4 fe
 6 encoder layers, 6 decoder layers (2 human-box layers, then 4 keypoint layers, as ED-Pose), 100 human
 queries, box-denoising training (5 groups); DiffusionRegPose: signal scale ζ = 5, "empty" padding,
 completion by the COCO prior, 4 DDIM steps. The ``_tiny`` variants are sized for CPU training;
-``diffusion_regpose_tiny`` is anchored to ED-Pose's regression (``anchor="regression"``), a posediff option.
+``anchor="regression"`` anchors the diffusion head to ED-Pose's regression (a posediff option, which the bench's
+CPU presets use).
 """
 
 from __future__ import annotations
@@ -154,8 +155,5 @@ def edpose_tiny(**overrides):
 
 @register_model
 def diffusion_regpose_tiny(**overrides):
-    """diffusion_regpose sized for CPU, with the sizes of edpose_tiny, anchored to ED-Pose's regression
-    (``anchor="regression"``, ``prior_std=0``): fine-tuned for minutes from edpose_tiny, it starts as good as
-    it, where the paper's fresh denoiser scores AP 0 (docs/recipes.md)."""
-    return build_one_stage(_apply(OneStageConfig(head="diffusion", anchor="regression", prior_std=0.0, **TINY),
-                                  overrides))
+    """diffusion_regpose sized for CPU, with the sizes of edpose_tiny."""
+    return build_one_stage(_apply(OneStageConfig(head="diffusion", **TINY), overrides))

@@ -51,3 +51,25 @@ def test_limits_and_the_empirical_regression():
     assert err.pow(2).mean() < min((x0 - 2.0).pow(2).mean(), (x0 - xt / abar.sqrt()).pow(2).mean())
     with pytest.raises(ValueError, match="std must be >= 0"):
         gaussian_posterior_mean(SCHED, x_t, 10, mu, -1.0)
+    assert gaussian_posterior_mean(SCHED, x_t, 10, mu.double(), 1.0).dtype == torch.float32  # x_t's dtype
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), point=st.booleans())
+def test_per_sample_timesteps_broadcast_and_dtype(seed, point):
+    """(B, N, K, 2) poses with one t per sample equal the sample-by-sample results; s = 0 is the prior mean; the
+    result keeps x_t's dtype, also in half precision where ᾱ_0 rounds to 1."""
+    g = torch.Generator().manual_seed(seed)
+    x_t, mu = torch.randn(3, 4, 5, 2, generator=g), torch.randn(3, 4, 5, 2, generator=g)
+    t = torch.randint(0, 1000, (3,), generator=g)
+    t[0] = 0
+    std = 0.0 if point else 1.5
+    got = gaussian_posterior_mean(SCHED, x_t, t, mu, std)
+    for i in range(3):
+        torch.testing.assert_close(got[i], gaussian_posterior_mean(SCHED, x_t[i:i + 1], int(t[i]), mu[i:i + 1], std)[0])
+    if point:
+        torch.testing.assert_close(got, mu)
+    half = gaussian_posterior_mean(SCHED, x_t.half(), t, mu.half(), std)
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    with pytest.raises(ValueError, match="not NaN"):
+        gaussian_posterior_mean(SCHED, x_t, t, mu, float("nan"))

@@ -242,9 +242,10 @@ def test_coco_sigmas_reach_the_model():
 
 
 def test_regression_anchor_starts_as_the_edpose_it_is_initialised_from():
-    """diffusion_regpose_tiny (anchor="regression", prior_std=0) loaded from an edpose_tiny predicts edpose's poses
-    at every sampling step before it has learnt anything; its fresh blocks are the denoiser and the projection
-    of its tokens, which learns at once; the paper's anchor ("box") does not reproduce edpose."""
+    """diffusion_regpose_tiny with anchor="regression", prior_std=0 (the bench's CPU presets) loaded from an
+    edpose_tiny predicts edpose's poses at every sampling step before it has learnt anything; its fresh blocks
+    are the denoiser and the projection of its tokens, which learns at once; the paper's head (the recipe's
+    default, anchor="box") does not reproduce edpose."""
     import posediff
 
     torch.manual_seed(0)
@@ -252,7 +253,7 @@ def test_regression_anchor_starts_as_the_edpose_it_is_initialised_from():
     for mlp in [*edpose.head.decoder.kp_heads, *edpose.head.decoder.box_heads]:  # trained-looking: they move poses
         torch.nn.init.normal_(mlp.layers[-1].weight, std=0.05)
     torch.nn.init.normal_(edpose.head.init_keypoints.layers[-1].weight, std=0.05)
-    diffusion = posediff.create_model("diffusion_regpose_tiny", renewal=False, ensemble=False)
+    diffusion = posediff.create_model("diffusion_regpose_tiny", anchor="regression", renewal=False, ensemble=False)
     missing, unused = diffusion.load_state_dict(edpose.state_dict(), strict=False)
     assert not unused and missing and all(k.startswith(("head.denoiser.", "head.inject.")) for k in missing)
     images = torch.rand(2, 3, 64, 64)
@@ -260,18 +261,22 @@ def test_regression_anchor_starts_as_the_edpose_it_is_initialised_from():
     want = edpose(images)
     for steps in (1, 4):
         got = diffusion(images, steps=steps, generator=torch.Generator().manual_seed(steps))
-        for w, g in zip(want, got):
+        for w, g in zip(want, got, strict=True):
             torch.testing.assert_close(g["keypoints"], w["keypoints"], atol=1e-4, rtol=0)
             torch.testing.assert_close(g["scores"], w["scores"])
     losses = diffusion.train()(images, targets=_targets(k=17))
     assert "pose1_keypoints" in losses  # kp_0, then the two decoder layers: the regressed prior is supervised
     losses["loss"].backward()
     assert diffusion.head.inject.weight.grad.abs().sum() > 0
-    box = posediff.create_model("diffusion_regpose_tiny", anchor="box", renewal=False, ensemble=False)
+    box = posediff.create_model("diffusion_regpose_tiny", renewal=False, ensemble=False)
+    assert box.head.anchor == "box"
     box.load_state_dict(edpose.state_dict(), strict=False)
     far = box.eval()(images, steps=1, generator=torch.Generator().manual_seed(1))
-    assert not torch.allclose(far[0]["keypoints"], want[0]["keypoints"], atol=1e-2)
+    assert far[0]["keypoints"].shape != want[0]["keypoints"].shape or not torch.allclose(
+        far[0]["keypoints"], want[0]["keypoints"], atol=1e-2)
     with pytest.raises(ValueError, match="anchor"):
         posediff.create_model("diffusion_regpose_tiny", anchor="pose")
     with pytest.raises(ValueError, match="prior_std"):
-        posediff.create_model("diffusion_regpose_tiny", prior_std=-1.0)
+        posediff.create_model("diffusion_regpose_tiny", anchor="regression", prior_std=-1.0)
+    with pytest.raises(ValueError, match="applies to anchor='regression' only"):
+        posediff.create_model("diffusion_regpose_tiny", prior_std=1.0)

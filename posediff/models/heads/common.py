@@ -8,7 +8,7 @@ from torch import nn
 from ..keypoint_decoder import expand_human_tokens
 from ..utils import MLP, sine_embed
 
-__all__ = ["HumanToKeypoint", "initial_keypoints"]
+__all__ = ["HumanToKeypoint", "InitialKeypoints"]
 
 
 class HumanToKeypoint(nn.Module):
@@ -35,10 +35,17 @@ class HumanToKeypoint(nn.Module):
         return hidden, boxes, expand_human_tokens(located, self.joint_embed.weight)
 
 
-def initial_keypoints(mlp: nn.Module, hidden: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """ED-Pose's initial keypoints: human tokens (B, N, D) and boxes (B, N, 4) cx, cy, w, h -> (B, N, K, 2).
+class InitialKeypoints(MLP):
+    """ED-Pose's initial keypoints, regressed from each human token as offsets from its box centre in half box
+    sizes (tanh-bounded); its weights are named as the 3-layer MLP they are (``init_keypoints.layers.*``).
 
-    ``mlp`` regresses each joint's offset from its box centre in half box sizes (tanh-bounded)."""
-    b, n, _ = hidden.shape
-    offsets = torch.tanh(mlp(hidden)).view(b, n, -1, 2)  # (B, N, K, 2)
-    return (boxes[:, :, None, :2] + offsets * boxes[:, :, None, 2:] / 2).clamp(1e-3, 1 - 1e-3)
+    Forward: human tokens (B, N, D), boxes (B, N, 4) cx, cy, w, h normalised -> keypoints (B, N, K, 2).
+    """
+
+    def __init__(self, dim: int, num_keypoints: int):
+        super().__init__(dim, dim, 2 * num_keypoints, 3)
+
+    def forward(self, hidden: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        b, n, _ = hidden.shape
+        offsets = torch.tanh(super().forward(hidden)).view(b, n, -1, 2)  # (B, N, K, 2)
+        return (boxes[:, :, None, :2] + offsets * boxes[:, :, None, 2:] / 2).clamp(1e-3, 1 - 1e-3)

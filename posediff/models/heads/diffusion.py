@@ -18,12 +18,13 @@ pooled and deduplicated by pose NMS (ensembling); optionally, proposals whose sc
 
 Anchors. ``anchor="box"`` (the paper): the keypoint decoder starts from the noisy pose itself and its tokens
 are the denoiser's. ``anchor="regression"`` (a posediff option): ED-Pose's initial regression of each
-person's pose is a Gaussian prior N(kp_0, s² I) on x_0 (s = ``prior_std`` in signal units); the decoder
-starts from the posterior mean E[x_0 | x_t] (a Wiener filter: kp_0 at t = T, x_t at t = 0), and the denoiser's
-tokens are added to ED-Pose's human-to-keypoint tokens through a zero-initialised projection. Initialised
-from an ED-Pose checkpoint, such a head predicts ED-Pose's poses before it has learnt anything, and
-learns how far to trust x_t; in the paper's protocol a fresh denoiser must first learn to sample from noise
-(AP 0 after the quick preset's 100 fine-tuning steps, docs/benchmarks.md).
+person's pose is a Gaussian prior N(kp_0, s² I) on x_0 (s = ``prior_std`` in signal units, fixed); the
+decoder starts from the posterior mean E[x_0 | x_t] (a Wiener filter: kp_0 at t = T, tending to x_t / √ᾱ when
+s² ≫ 1 - ᾱ; kp_0 always when s = 0), and the denoiser's tokens are added to ED-Pose's human-to-keypoint
+tokens through a zero-initialised projection, the only way x_t reaches the decoder when s = 0. Initialised
+from an ED-Pose checkpoint, such a head predicts ED-Pose's poses before it has learnt anything; training
+teaches the projection what x_t adds. In the paper's form a fresh denoiser must first learn to sample from
+noise (AP 0 after the quick preset's 100 fine-tuning steps, docs/benchmarks.md).
 
 Official-code behaviours, each a named option (see docs/recipes.md): ``train_timestep="zero"`` (t fixed
 at 0 in training), ``time_split="official"`` on the denoiser, ``renewal=False`` (never renews),
@@ -38,8 +39,7 @@ from torch import nn
 from ...diffusion import SignalCodec, gaussian_posterior_mean, pad_poses, q_sample, sample
 from ...diffusion.schedulers import Scheduler, check_scheduler
 from ..keypoint_decoder import KeypointDecoder, PoseOutput
-from ..utils import MLP
-from .common import HumanToKeypoint, initial_keypoints
+from .common import HumanToKeypoint, InitialKeypoints
 
 __all__ = ["DiffusionKeypointHead", "TRAIN_TIMESTEPS", "ANCHORS"]
 
@@ -81,6 +81,9 @@ class DiffusionKeypointHead(nn.Module):
             raise ValueError(f"DiffusionKeypointHead: anchor must be one of {ANCHORS}, got {anchor!r}")
         if not prior_std >= 0:
             raise ValueError(f"DiffusionKeypointHead: prior_std must be >= 0, got {prior_std!r}")
+        if anchor == "box" and prior_std != 0:
+            raise ValueError(f"DiffusionKeypointHead: prior_std (got {prior_std!r}) applies to anchor='regression' "
+                             "only; the paper's anchor='box' has no prior")
         if scheduler.config.prediction_type != "sample":
             raise ValueError("DiffusionKeypointHead: the scheduler's prediction_type must be 'sample' (the keypoint "
                              "decoder predicts x_0)")
@@ -102,7 +105,7 @@ class DiffusionKeypointHead(nn.Module):
         self.anchor, self.prior_std = anchor, float(prior_std)
         if anchor == "regression":
             dim, k = denoiser.dim, denoiser.num_keypoints
-            self.init_keypoints = MLP(dim, dim, 2 * k, 3)  # ED-Pose's: offsets from the box centre, half box sizes
+            self.init_keypoints = InitialKeypoints(dim, k)  # ED-Pose's, the same weights
             self.inject = nn.Linear(dim, dim)  # the denoiser's tokens into ED-Pose's; zero: ignored at first
             nn.init.zeros_(self.inject.weight)
             nn.init.zeros_(self.inject.bias)
@@ -132,7 +135,7 @@ class DiffusionKeypointHead(nn.Module):
             out, _ = self.decoder(tokens, coords, boxes, context[:, :, 0], enc, cond=cond)  # Eq. 8; context: persons
             return out
         prior = self.to_signal(kp0, origin, size)  # (B, N, K, 2): ED-Pose's regression, the prior mean
-        start = gaussian_posterior_mean(self.scheduler, x_t, t, prior, self.prior_std)  # E[x_0 | x_t]
+        start = gaussian_posterior_mean(self.scheduler, x_t, t, prior, self.prior_std)  # (B, N, K, 2) E[x_0 | x_t]
         start = self.from_signal(start, origin, size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
         tokens = context + self.inject(torch.cat([pose_tokens[:, :, None], kp_tokens], 2))  # (B, N, 1 + K, D)
         out, _ = self.decoder(tokens, start, boxes, hidden, enc, cond=cond)  # Eq. 8, context as ED-Pose's
@@ -144,7 +147,7 @@ class DiffusionKeypointHead(nn.Module):
         origin, size = self._frames(boxes)
         kp0 = None
         if self.anchor == "regression":  # ED-Pose's initial regression, as RegressionKeypointHead
-            kp0 = initial_keypoints(self.init_keypoints, hidden, boxes)  # (B, N, K, 2)
+            kp0 = self.init_keypoints(hidden, boxes)  # (B, N, K, 2)
         return (hidden, boxes, origin, size, kp0), h2k  # context: each person's human-to-keypoint tokens
 
     # -- training --------------------------------------------------------------------------------------
@@ -175,7 +178,7 @@ class DiffusionKeypointHead(nn.Module):
             t = torch.zeros(b, dtype=torch.long, device=device)  # official code: t = 0
         x_t = q_sample(self.scheduler, x0, t, torch.randn_like(x0))  # Eq. 3-4
         out = self.denoise(x_t, t, persons, context, enc)
-        if kp0 is None:
+        if self.anchor == "box":
             return out
         logits0 = humans.logits[-1].topk(n, dim=1).values  # (B, N): the persons _persons picked
         return out.after(logits0, boxes, kp0)  # the prior's mean is supervised, as ED-Pose's initial regression

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from ..keypoint_decoder import KeypointDecoder, PoseOutput
-from ..utils import MLP
-from .common import HumanToKeypoint, initial_keypoints
+from .common import HumanToKeypoint, InitialKeypoints
 
 __all__ = ["RegressionKeypointHead"]
 
@@ -28,12 +27,12 @@ class RegressionKeypointHead(nn.Module):
         self.num_group = num_group
         dim, k = decoder.dim, decoder.num_keypoints
         self.expand = HumanToKeypoint(dim, k)
-        self.init_keypoints = MLP(dim, dim, 2 * k, 3)  # offsets from the box centre, in half box sizes
+        self.init_keypoints = InitialKeypoints(dim, k)
 
     def forward(self, humans, enc, targets=None) -> PoseOutput:
         hidden, boxes, tokens = self.expand(humans, self.num_group)
         logits0 = humans.logits[-1].topk(hidden.shape[1], dim=1).values  # (B, N): the persons HumanToKeypoint picked
-        kp0 = initial_keypoints(self.init_keypoints, hidden, boxes)  # (B, N, K, 2)
+        kp0 = self.init_keypoints(hidden, boxes)  # (B, N, K, 2)
         out, _ = self.decoder(tokens, kp0, boxes, hidden, enc)
         return out.after(logits0, boxes, kp0)
 
