@@ -9,6 +9,9 @@ Each of N persons is a group of 1 + K tokens: its human token and K keypoint tok
    (a small box per joint) and human tokens around their box;
 4. a feed-forward block, optionally modulated by a conditioning scale / shift (the diffusion timestep);
 5. refinement: keypoints and boxes move by predicted offsets in inverse-sigmoid space; a logit per person.
+   The positions a layer samples at are detached; with ``look_forward_twice`` (DINO's name, what ED-Pose's
+   official code does) the offsets are added to the undetached input, so that layer k's loss also trains
+   layer k - 1 and the initial estimate. The predictions are the same either way; only the gradients differ.
 
 ``fine_layers`` more layers of the same kind may follow, whose deformable attention samples only a
 high-resolution map that skipped the encoder (``EncoderState.fine``, e.g. stride 4): a posediff option for
@@ -100,8 +103,9 @@ class KeypointDecoder(nn.Module):
 
     def __init__(self, num_keypoints: int = 17, layers: int = 6, dim: int = 256, heads: int = 8, levels: int = 4,
                  points: int = 4, ffn_dim: int = 1024, dropout: float = 0.0, impl: str = "pytorch",
-                 fine_layers: int = 0):
+                 fine_layers: int = 0, look_forward_twice: bool = False):
         super().__init__()
+        self.look_forward_twice = look_forward_twice
         self.num_keypoints, self.dim = num_keypoints, dim
         self.layers = nn.ModuleList(KeypointDecoderLayer(dim, heads, levels, points, ffn_dim, dropout, impl)
                                     for _ in range(layers))
@@ -147,10 +151,11 @@ class KeypointDecoder(nn.Module):
             refs = torch.cat([box_d[:, :, None], torch.cat([kp_d, kp_wh], -1)], 2)  # (B, N, 1 + K, 4)
             tokens = layer(tokens, pos, refs, context, state.memory, state.spatial_shapes, state.valid_ratios,
                            state.padding_mask, cond)
-            kp = (inverse_sigmoid(kp_d) + kp_head(tokens[:, :, 1:])).sigmoid()  # (B, N, K, 2)
+            kp_in, box_in = (kp, box) if self.look_forward_twice else (kp_d, box_d)
+            kp = (inverse_sigmoid(kp_in) + kp_head(tokens[:, :, 1:])).sigmoid()  # (B, N, K, 2)
             logit = cls_head(tokens[:, :, 0])[..., 0]  # (B, N)
             if box_head is not None:
-                box = (inverse_sigmoid(box_d) + box_head(tokens[:, :, 0])).sigmoid()  # (B, N, 4)
+                box = (inverse_sigmoid(box_in) + box_head(tokens[:, :, 0])).sigmoid()  # (B, N, 4)
             else:  # a fine layer: the coarse boxes, and a correction to the last coarse logits
                 box, logit = box_d, logits_l[-1].detach() + logit
             kps_l.append(kp)

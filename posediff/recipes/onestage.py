@@ -29,6 +29,9 @@ class OneStageConfig:
     # keypoint-decoder layers sample (a posediff option, not the papers': precision for small persons); 0: none
     fine_stride: int = 0
     fine_layers: int = 1
+    # keypoint-decoder layer k predicts on its undetached input, so layer k's loss also trains layer k - 1 and the
+    # initial regression (DINO's "look forward twice", as in ED-Pose's official code); a training change only
+    look_forward_twice: bool = False
     pretrained_backbone: bool = False
     frozen_bn: bool = True
     freeze_backbone: bool = False  # no backbone gradients (a pretrained feature extractor)
@@ -89,7 +92,8 @@ def build_one_stage(cfg: OneStageConfig):
     common = dict(dim=cfg.dim, heads=cfg.heads, levels=cfg.levels, points=cfg.points, ffn_dim=cfg.ffn_dim,
                   impl=cfg.attn_impl)
     kp_decoder = KeypointDecoder(num_keypoints=cfg.num_keypoints, layers=cfg.keypoint_layers,
-                                 fine_layers=cfg.fine_layers if cfg.fine_stride else 0, **common)
+                                 fine_layers=cfg.fine_layers if cfg.fine_stride else 0,
+                                 look_forward_twice=cfg.look_forward_twice, **common)
     strides = ((cfg.fine_stride,) if cfg.fine_stride else ()) + tuple(cfg.strides)
     if cfg.head == "regression":
         head = RegressionKeypointHead(kp_decoder, num_group=cfg.num_group)

@@ -214,7 +214,9 @@ def test_criterion_is_small_for_perfect_predictions_and_counts_visible_joints_on
     losses = crit(pose, None, t)
     assert float(losses["keypoints"]) < 1e-6 and float(losses["oks"]) < 1e-6 and float(losses["giou"]) < 1e-6
     pose.keypoints = (kps + 0.05)[None]
-    assert float(crit(pose, None, t)["keypoints"]) > 0.05
+    # |dx| + |dy| = 0.1 at every labelled joint, averaged over labelled joints (ED-Pose sums per person instead:
+    # measured no better, docs/benchmarks.md)
+    assert abs(float(crit(pose, None, t)["keypoints"]) - 0.1) < 1e-5
 
 
 def test_pose_nms_drops_duplicates():
@@ -280,3 +282,24 @@ def test_regression_anchor_starts_as_the_edpose_it_is_initialised_from():
         posediff.create_model("diffusion_regpose_tiny", anchor="regression", prior_std=-1.0)
     with pytest.raises(ValueError, match="applies to anchor='regression' only"):
         posediff.create_model("diffusion_regpose_tiny", prior_std=1.0)
+
+
+def test_look_forward_twice_changes_gradients_not_predictions():
+    torch.manual_seed(0)
+    with torch.no_grad():
+        enc, _ = encoder_state()
+    dec = KeypointDecoder(num_keypoints=5, layers=2, dim=D, heads=4, levels=2, ffn_dim=64)
+    for mlp in [*dec.kp_heads, *dec.box_heads]:
+        torch.nn.init.normal_(mlp.layers[-1].weight, std=0.1)
+    tokens, boxes = torch.randn(2, 3, 6, D), torch.rand(2, 3, 4) * 0.5 + 0.25
+    outs, grads = [], []
+    for twice in (False, True):
+        dec.look_forward_twice = twice
+        kp = (torch.rand(2, 3, 5, 2, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25).requires_grad_()
+        out, _ = dec(tokens, kp, boxes, torch.randn(2, 4, D, generator=torch.Generator().manual_seed(2)), enc)
+        out.keypoints[-1].sum().backward()
+        outs.append(out.keypoints.detach())
+        grads.append(kp.grad)
+    torch.testing.assert_close(outs[0], outs[1])
+    assert grads[0] is None or not grads[0].abs().sum()  # detached: the last layer's loss stops at its input
+    assert grads[1].abs().sum() > 0  # look forward twice: it reaches the initial keypoints
