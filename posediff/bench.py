@@ -13,11 +13,11 @@ Protocols (``--preset``):
   seeds and data order.
 * ``standard``: both recipes from the pretrained SynthCrowd backbone with the same budget (the fair
   protocol; its ``edpose_tiny`` seed-0 run is the one that made the zoo's checkpoint).
+* ``full``: the ResNet-50 recipes from ImageNet weights (timm ``pretrained=True``), sized for GPUs.
 
 In both CPU presets ``diffusion_regpose_tiny`` is anchored to ED-Pose's regression (``anchor="regression"``,
 ``prior_std=0``; ``Preset.recipe_overrides``, docs/recipes.md); ``--set model.anchor=box`` gives the paper's
-head, ``full`` uses it.
-* ``full``: the ResNet-50 recipes from ImageNet weights (timm ``pretrained=True``), sized for GPUs.
+head, which ``full`` uses.
 
 The output folder holds ``results.json`` (every run: recipe, seed, metrics per sampling step, latency,
 parameters, training time; with the config, versions and machine), ``report.md`` (the tables, the plots,
@@ -692,9 +692,8 @@ def _protocol(b: dict, p: dict) -> str:
                 "regression, keypoint decoder) and trains its new denoiser (K-SA, K-CA, time embedding, and the "
                 "projection of its tokens into the keypoint decoder, zero at first) from scratch; anchored to "
                 "ED-Pose's regression (`anchor=\"regression\"`, the preset's choice, docs/recipes.md), it starts "
-                "where edpose is. "
-                "`edpose_tiny` is trained on for the same "
-                "steps, seeds and data order. The backbone stays frozen. The test split's poses come from COCO "
+                "where edpose is. `edpose_tiny` is trained on for the same steps, seeds and data order. The "
+                "backbone stays frozen. The test split's poses come from COCO "
                 "persons never used for training scenes.")
     if b["init"] == "zoo" and p["zoo"] == "edpose_tiny":
         return ("Both recipes start from the zoo's `edpose_tiny` (SynthCrowd) where names and shapes fit; every other "

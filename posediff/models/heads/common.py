@@ -17,7 +17,8 @@ class HumanToKeypoint(nn.Module):
     The tokens carry where their person is: an embedding of the person's box is added, so that attention
     to them (K-CA) can tell which person is where.
 
-    Forward: human decoder output, N -> human tokens (B, N, D), boxes (B, N, 4), tokens (B, N, 1 + K, D).
+    Forward: human decoder output, N -> human tokens (B, N, D), boxes (B, N, 4), tokens (B, N, 1 + K, D) and
+    the picked persons' last-layer logits (B, N).
     """
 
     def __init__(self, dim: int, num_keypoints: int):
@@ -28,11 +29,11 @@ class HumanToKeypoint(nn.Module):
 
     def forward(self, humans, num: int):
         logits = humans.logits[-1]  # (B, Q)
-        top = logits.topk(min(num, logits.shape[1]), dim=1).indices  # (B, N)
+        top_logits, top = logits.topk(min(num, logits.shape[1]), dim=1)  # (B, N) each
         hidden = humans.hidden.gather(1, top[..., None].expand(-1, -1, humans.hidden.shape[-1]))
         boxes = humans.boxes[-1].gather(1, top[..., None].expand(-1, -1, 4)).detach()
         located = hidden + self.box_embed(sine_embed(boxes, self.dim // 2))  # (B, N, D)
-        return hidden, boxes, expand_human_tokens(located, self.joint_embed.weight)
+        return hidden, boxes, expand_human_tokens(located, self.joint_embed.weight), top_logits
 
 
 class InitialKeypoints(MLP):

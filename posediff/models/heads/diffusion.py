@@ -33,6 +33,8 @@ at 0 in training), ``time_split="official"`` on the denoiser, ``renewal=False`` 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -45,6 +47,18 @@ __all__ = ["DiffusionKeypointHead", "TRAIN_TIMESTEPS", "ANCHORS"]
 
 TRAIN_TIMESTEPS = ("uniform", "zero")
 ANCHORS = ("box", "regression")
+
+
+class Persons(NamedTuple):
+    """What the head computes once per image, before any denoising pass (N proposals, one per person)."""
+
+    hidden: torch.Tensor  # (B, N, D) human tokens
+    boxes: torch.Tensor  # (B, N, 4) cx, cy, w, h
+    logits: torch.Tensor  # (B, N) the human decoder's last-layer logits
+    origin: torch.Tensor  # (B, N, 1, 2) frame origin
+    size: torch.Tensor  # (B, N, 1, 2) frame size
+    kp0: torch.Tensor | None  # (B, N, K, 2) ED-Pose's initial regression (anchor="regression")
+    prior: torch.Tensor | None  # (B, N, K, 2) kp0 as a signal: the prior mean of x_0 (anchor="regression")
 
 
 class DiffusionKeypointHead(nn.Module):
@@ -125,35 +139,36 @@ class DiffusionKeypointHead(nn.Module):
         return origin + self.signal.decode(x) * size
 
     # -- one denoising pass ----------------------------------------------------------------------------
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, persons, context: torch.Tensor, enc) -> PoseOutput:
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, persons: Persons, context: torch.Tensor,
+                enc) -> PoseOutput:
         """x_t (B, N, K, 2) signal, t (B,) -> per-layer predictions of x_0 (normalised image keypoints)."""
-        hidden, boxes, origin, size, kp0 = persons
-        coords = self.from_signal(x_t, origin, size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
+        p = persons
+        coords = self.from_signal(x_t, p.origin, p.size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
         kp_tokens, pose_tokens, cond = self.denoiser(coords, t, context)  # K-SA (Eq. 5), K-CA (Eq. 7)
         if self.anchor == "box":
-            tokens = torch.cat([(pose_tokens + hidden)[:, :, None], kp_tokens], 2)  # (B, N, 1 + K, D)
-            out, _ = self.decoder(tokens, coords, boxes, context[:, :, 0], enc, cond=cond)  # Eq. 8; context: persons
+            tokens = torch.cat([(pose_tokens + p.hidden)[:, :, None], kp_tokens], 2)  # (B, N, 1 + K, D)
+            out, _ = self.decoder(tokens, coords, p.boxes, context[:, :, 0], enc, cond=cond)  # Eq. 8; context: persons
             return out
-        prior = self.to_signal(kp0, origin, size)  # (B, N, K, 2): ED-Pose's regression, the prior mean
-        start = gaussian_posterior_mean(self.scheduler, x_t, t, prior, self.prior_std)  # (B, N, K, 2) E[x_0 | x_t]
-        start = self.from_signal(start, origin, size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
+        start = gaussian_posterior_mean(self.scheduler, x_t, t, p.prior, self.prior_std)  # (B, N, K, 2) E[x_0 | x_t]
+        start = self.from_signal(start, p.origin, p.size).clamp(1e-3, 1 - 1e-3)  # (B, N, K, 2) in the image
         tokens = context + self.inject(torch.cat([pose_tokens[:, :, None], kp_tokens], 2))  # (B, N, 1 + K, D)
-        out, _ = self.decoder(tokens, start, boxes, hidden, enc, cond=cond)  # Eq. 8, context as ED-Pose's
+        out, _ = self.decoder(tokens, start, p.boxes, p.hidden, enc, cond=cond)  # Eq. 8, context as ED-Pose's
         return out
 
-    def _persons(self, humans, num: int | None = None):
-        """-> (hidden (B, N, D), boxes (B, N, 4), frame origin and size, kp_0 (B, N, K, 2) or None), h2k tokens."""
-        hidden, boxes, h2k = self.expand(humans, num or self.num_proposals)  # (B, N, D), (B, N, 4), (B, N, 1 + K, D)
+    def _persons(self, humans, num: int | None = None) -> tuple[Persons, torch.Tensor]:
+        """The N best persons (:class:`Persons`) and their human-to-keypoint tokens (B, N, 1 + K, D), the context."""
+        hidden, boxes, h2k, logits = self.expand(humans, num or self.num_proposals)
         origin, size = self._frames(boxes)
-        kp0 = None
+        kp0 = prior = None
         if self.anchor == "regression":  # ED-Pose's initial regression, as RegressionKeypointHead
             kp0 = self.init_keypoints(hidden, boxes)  # (B, N, K, 2)
-        return (hidden, boxes, origin, size, kp0), h2k  # context: each person's human-to-keypoint tokens
+            prior = self.to_signal(kp0, origin, size)  # (B, N, K, 2) the prior mean, once for every sampling step
+        return Persons(hidden, boxes, logits, origin, size, kp0, prior), h2k
 
     # -- training --------------------------------------------------------------------------------------
     def forward(self, humans, enc, targets) -> PoseOutput:
         persons, context = self._persons(humans)
-        _, boxes, origin, size, kp0 = persons
+        boxes, origin, size = persons.boxes, persons.origin, persons.size
         b, n, device = boxes.shape[0], boxes.shape[1], boxes.device
         use_completed = self.completion and targets.keypoints_completed is not None
         kps = targets.keypoints_completed if use_completed else targets.keypoints  # (B, M, K, 2) in [0, 1]
@@ -180,8 +195,7 @@ class DiffusionKeypointHead(nn.Module):
         out = self.denoise(x_t, t, persons, context, enc)
         if self.anchor == "box":
             return out
-        logits0 = humans.logits[-1].topk(n, dim=1).values  # (B, N): the persons _persons picked
-        return out.after(logits0, boxes, kp0)  # the prior's mean is supervised, as ED-Pose's initial regression
+        return out.after(persons.logits, boxes, persons.kp0)  # the prior's mean is supervised, as ED-Pose's kp_0
 
     # -- inference -------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -189,8 +203,8 @@ class DiffusionKeypointHead(nn.Module):
         """Sample poses; returns logits (B, M), boxes (B, M, 4), keypoints (B, M, K, 2), M = N x pooled steps."""
         steps = int(steps or self.sampling_steps)
         persons, context = self._persons(humans, self.inference_proposals)
-        _, boxes, origin, size, _ = persons
-        b, n, k = boxes.shape[0], boxes.shape[1], self.denoiser.num_keypoints
+        origin, size = persons.origin, persons.size
+        b, n, k = persons.boxes.shape[0], persons.boxes.shape[1], self.denoiser.num_keypoints
         x_T = torch.randn((b, n, k, 2), generator=generator, device="cpu" if generator is None else generator.device)
         x_T = x_T.to(context.device, context.dtype)
         records = []

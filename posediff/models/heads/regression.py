@@ -30,8 +30,7 @@ class RegressionKeypointHead(nn.Module):
         self.init_keypoints = InitialKeypoints(dim, k)
 
     def forward(self, humans, enc, targets=None) -> PoseOutput:
-        hidden, boxes, tokens = self.expand(humans, self.num_group)
-        logits0 = humans.logits[-1].topk(hidden.shape[1], dim=1).values  # (B, N): the persons HumanToKeypoint picked
+        hidden, boxes, tokens, logits0 = self.expand(humans, self.num_group)
         kp0 = self.init_keypoints(hidden, boxes)  # (B, N, K, 2)
         out, _ = self.decoder(tokens, kp0, boxes, hidden, enc)
         return out.after(logits0, boxes, kp0)
