@@ -200,14 +200,16 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
     if d.kind == "synthcrowd":
         root = Path(d.root)
         ann_name = "coco.json" if skeleton.name == "coco17" else "crowdpose.json"
-        wanted = dict(num_images=d.num_images, size=d.size, scene_seed=d.scene_seed)
+        from ..data.synthcrowd import RENDERER_VERSION
+
+        wanted = dict(num_images=d.num_images, size=d.size, scene_seed=d.scene_seed, renderer=RENDERER_VERSION)
         stamp = root / "synthcrowd.json"
         if stamp.is_file():
             have = json.loads(stamp.read_text())
             if have != wanted:
                 raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with {have}, but the config asks "
-                                 f"for {wanted} (fields data.num_images, data.size, data.scene_seed); point data.root "
-                                 f"elsewhere or delete the folder")
+                                 f"for {wanted} (fields data.num_images, data.size, data.scene_seed; renderer: this posediff's "
+                                 f"SynthCrowd renderer version); point data.root elsewhere or delete the folder")
         if not stamp.is_file() or not (root / d.val_split / ann_name).is_file():
             if rank == 0:
                 from ..data.synthcrowd import SceneConfig, write_split

@@ -96,3 +96,25 @@ def test_on_the_fly_dataset_targets():
     lab = targets.visibility > 0
     torch.testing.assert_close(targets.keypoints_completed[lab], targets.keypoints[lab])
     assert targets.valid.sum() == sum(len(make_scene(2, "train", i).keypoints) for i in range(6))
+
+
+def test_left_limbs_are_a_shade_darker_than_right_ones():
+    from PIL import Image, ImageDraw
+
+    from posediff.data.synthcrowd import _LEFT_SHADE, _draw_person
+
+    # a figure facing the camera, arms and legs spread so that no limb covers another
+    kp = np.array([[128, 40], [124, 36], [132, 36], [118, 38], [138, 38],  # face
+                   [150, 70], [106, 70], [190, 80], [66, 80], [220, 90], [36, 90],  # shoulders, elbows, wrists
+                   [145, 140], [111, 140], [170, 190], [86, 190], [180, 240], [76, 240]], dtype=float)
+    image = Image.new("RGB", (256, 256), (255, 255, 255))
+    label = Image.new("L", (256, 256), 0)
+    _draw_person((ImageDraw.Draw(image), ImageDraw.Draw(label)), kp, 200.0, 1, np.random.default_rng(0))
+    pixels = np.asarray(image).astype(float)
+    for left, right in ((7, 8), (13, 14), (9, 10)):  # elbows, knees, wrists (hands)
+        if left in (7, 13):  # the middle of the forearm / shin below the joint
+            a, b = (kp[left] + kp[left + 2]) / 2, (kp[right] + kp[right + 2]) / 2
+        else:
+            a, b = kp[left], kp[right]
+        lc, rc = pixels[int(a[1]), int(a[0])], pixels[int(b[1]), int(b[0])]
+        np.testing.assert_allclose(lc, np.round(rc * _LEFT_SHADE), atol=1)
