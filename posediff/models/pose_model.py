@@ -43,6 +43,17 @@ def _padding_at(pixel_mask: torch.Tensor, feature: torch.Tensor) -> torch.Tensor
     return F.interpolate((~pixel_mask)[None].float(), size=feature.shape[-2:])[0].bool()
 
 
+def _heatmap_targets(targets, size: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
+    """Heatmaps (B, K, h, w) of a padded batch: ``size`` (h, w) cells over the padded (H, W) pixels, each image
+    in its top-left corner (targets' keypoints are normalised to their own image)."""
+    from .pretrain import render_heatmaps
+
+    hw = torch.as_tensor(padded, dtype=torch.float32, device=targets.keypoints.device)  # (2,) H, W
+    to_padded = (targets.sizes.to(hw) / hw).flip(-1)  # (B, 2) x, y: each image's share of the padded batch
+    keypoints = targets.keypoints * to_padded[:, None, None]  # (B, M, K, 2) normalised to the padded batch
+    return render_heatmaps(keypoints, targets.visibility, targets.valid, targets.areas, size, tuple(padded))
+
+
 class OneStagePoseModel(nn.Module):
     """ED-Pose's architecture with an interchangeable pose head.
 
@@ -59,6 +70,10 @@ class OneStagePoseModel(nn.Module):
         fine_level: the backbone's first level is a high-resolution map (e.g. stride 4) that skips the encoder:
             projected to the model width, it is ``EncoderState.fine``, read only by the keypoint decoder's fine
             layers (``KeypointDecoder(fine_layers=...)``), for the precision that small persons need.
+        aux_heatmap: weight of a dense auxiliary loss in training (0: none, the papers'): a small convolutional
+            head on the encoder's finest level predicts keypoint heatmaps, trained with CenterNet's focal loss
+            (:func:`~posediff.models.pretrain.heatmap_focal_loss`), so that every pixel near a joint teaches
+            the memory that the keypoint decoder samples. The head is not used at inference.
 
     Forward:
         ``model(images, pixel_mask=None, targets=None)``: images (B, 3, H, W); pixel_mask (B, H, W) True on
@@ -69,7 +84,7 @@ class OneStagePoseModel(nn.Module):
 
     def __init__(self, backbone, encoder, human_decoder, head, num_keypoints: int = 17, sigmas=None,
                  max_det: int = 100, nms_threshold: float = 0.9, loss_weights: dict | None = None,
-                 fine_level: bool = False):
+                 fine_level: bool = False, aux_heatmap: float = 0.0):
         super().__init__()
         dim, levels = encoder.dim, encoder.levels
         self.backbone, self.encoder, self.human_decoder, self.head = backbone, encoder, human_decoder, head
@@ -94,6 +109,14 @@ class OneStagePoseModel(nn.Module):
         sig = torch.as_tensor(sigmas if sigmas is not None else [0.05] * num_keypoints, dtype=torch.float32)
         self.register_buffer("sigmas", sig, persistent=False)
         self.criterion = SetCriterion(HungarianMatcher(sigmas=sig), weights=loss_weights, sigmas=sig)
+        if aux_heatmap < 0:
+            raise ValueError(f"OneStagePoseModel: aux_heatmap is a loss weight, >= 0; got {aux_heatmap}")
+        self.aux_heatmap = aux_heatmap
+        self.heatmap_head = None
+        if aux_heatmap > 0:
+            self.heatmap_head = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(),
+                                              nn.Conv2d(dim, num_keypoints, 1))
+            nn.init.constant_(self.heatmap_head[-1].bias, -2.19)  # sigmoid = 0.1, CenterNet's prior
 
     def encode(self, images: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> EncoderState:
         """Image features, computed once per image."""
@@ -118,6 +141,15 @@ class OneStagePoseModel(nn.Module):
         memory = self.encoder(tokens, pos_t, shapes, valid, pad)
         return EncoderState(memory=memory, padding_mask=pad, spatial_shapes=shapes, valid_ratios=valid, fine=fine)
 
+    def _heatmap_loss(self, enc: EncoderState, images: torch.Tensor, targets) -> torch.Tensor:
+        """The auxiliary heatmap loss on the encoder's finest level (``aux_heatmap``)."""
+        from .pretrain import heatmap_focal_loss
+
+        h, w = enc.spatial_shapes[0].tolist()
+        b, _, d = enc.memory.shape
+        fmap = enc.memory[:, :h * w].transpose(1, 2).reshape(b, d, h, w)  # (B, D, h, w): level 0
+        return heatmap_focal_loss(self.heatmap_head(fmap), _heatmap_targets(targets, (h, w), images.shape[-2:]))
+
     def forward(self, images, pixel_mask=None, targets=None, steps: int | None = None,
                 generator: torch.Generator | None = None):
         enc = self.encode(images, pixel_mask)
@@ -127,7 +159,11 @@ class OneStagePoseModel(nn.Module):
             if targets is None:
                 raise ValueError("OneStagePoseModel: training mode needs targets (call model.eval() to predict)")
             pose = self.head(humans, enc, targets)
-            return self.criterion(pose, humans, targets)
+            losses = self.criterion(pose, humans, targets)
+            if self.heatmap_head is not None:
+                losses["aux_heatmap"] = self._heatmap_loss(enc, images, targets)
+                losses["loss"] = losses["loss"] + self.aux_heatmap * losses["aux_heatmap"]
+            return losses
         logits, boxes, keypoints = self.head.predict(humans, enc, steps=steps, generator=generator)
         sizes = image_sizes(pixel_mask, images)
         if not getattr(self.head, "nms", False):

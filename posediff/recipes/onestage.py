@@ -32,6 +32,8 @@ class OneStageConfig:
     # keypoint-decoder layer k predicts on its undetached input, so layer k's loss also trains layer k - 1 and the
     # initial regression (DINO's "look forward twice", as in ED-Pose's official code); a training change only
     look_forward_twice: bool = False
+    # weight of a dense auxiliary heatmap loss on the encoder memory, training only (a posediff option; 0: off)
+    aux_heatmap: float = 0.0
     pretrained_backbone: bool = False
     frozen_bn: bool = True
     freeze_backbone: bool = False  # no backbone gradients (a pretrained feature extractor)
@@ -120,7 +122,7 @@ def build_one_stage(cfg: OneStageConfig):
         human_decoder=HumanDecoder(num_queries=cfg.num_queries, layers=cfg.human_layers, dn_groups=cfg.dn_groups,
                                    **common),
         head=head, num_keypoints=cfg.num_keypoints, sigmas=skeleton.sigmas, max_det=cfg.max_det,
-        nms_threshold=cfg.nms_threshold, fine_level=bool(cfg.fine_stride))
+        nms_threshold=cfg.nms_threshold, fine_level=bool(cfg.fine_stride), aux_heatmap=cfg.aux_heatmap)
 
 
 def _apply(cfg: OneStageConfig, overrides: dict) -> OneStageConfig:

@@ -303,3 +303,47 @@ def test_look_forward_twice_changes_gradients_not_predictions():
     torch.testing.assert_close(outs[0], outs[1])
     assert grads[0] is None or not grads[0].abs().sum()  # detached: the last layer's loss stops at its input
     assert grads[1].abs().sum() > 0  # look forward twice: it reaches the initial keypoints
+
+
+def test_aux_heatmap_targets_sit_on_the_joints_of_each_padded_image_and_train_the_encoder():
+    import posediff
+    from posediff.models.pose_model import _heatmap_targets
+
+    # image 0 is 64 x 96 (H x W), image 1 is 48 x 32, both in a batch padded to 64 x 96: stride-8 cells
+    sizes = torch.tensor([[64, 96], [48, 32]])
+    px = torch.tensor([[44.0, 20.0], [20.0, 36.0]])  # one labelled joint (x, y) in input pixels per image
+    kp = torch.zeros(2, 1, 3, 2)
+    kp[:, 0, 1] = px / sizes.flip(-1)  # joint 1, normalised to its own image
+    vis = torch.zeros(2, 1, 3, dtype=torch.long)
+    vis[:, 0, 1] = 2
+    targets = PoseTargets(boxes=torch.full((2, 1, 4), 0.5), keypoints=kp, visibility=vis,
+                          valid=torch.ones(2, 1, dtype=torch.bool), image_ids=torch.arange(2), sizes=sizes,
+                          orig_sizes=sizes, areas=torch.full((2, 1), 400.0))
+    heat = _heatmap_targets(targets, (8, 12), (64, 96))  # (B, K, h, w)
+    assert heat.shape == (2, 3, 8, 12) and not heat[:, [0, 2]].any()
+    for b in range(2):
+        peak = int(heat[b, 1].flatten().argmax())
+        assert (peak % 12, peak // 12) == (int(px[b, 0]) // 8, int(px[b, 1]) // 8)
+        assert heat[b, 1].max() == 1.0
+    # in a model: an extra loss, weighted into the total; the encoder learns from it; no effect at inference
+    torch.manual_seed(0)
+    plain = posediff.create_model("edpose_tiny")
+    model = posediff.create_model("edpose_tiny", aux_heatmap=2.0)
+    assert plain.heatmap_head is None
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("heatmap_head.") for k in missing)
+    images, mask = torch.rand(2, 3, 64, 96), torch.ones(2, 64, 96, dtype=torch.bool)
+    mask[1, 48:], mask[1, :, 32:] = False, False
+    torch.manual_seed(1)
+    base = plain.train()(images, mask, _targets(k=17))
+    torch.manual_seed(1)
+    losses = model.train()(images, mask, _targets(k=17))
+    assert losses["aux_heatmap"] > 0
+    torch.testing.assert_close(losses["loss"], base["loss"] + 2.0 * losses["aux_heatmap"])
+    losses["aux_heatmap"].backward()
+    assert model.encoder.layers[0].ffn[0].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        a, b = plain.eval()(images, mask), model.eval()(images, mask)
+    torch.testing.assert_close(a[0]["keypoints"], b[0]["keypoints"])
+    with pytest.raises(ValueError, match="aux_heatmap"):
+        posediff.create_model("edpose_tiny", aux_heatmap=-1.0)
