@@ -52,17 +52,17 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
 
     from ..data import SynthCrowdDataset, collate
     from ..data.synthcrowd import SceneConfig
-    from ..data.transforms import Compose, PixelNoise, RandomHorizontalFlip
+    from ..data.transforms import PixelNoise
     from ..env import machine_info
     from ..models.pretrain import HeatmapPretrainer, heatmap_focal_loss, render_heatmaps
-    from ..skeletons import COCO17
 
     out = Path(out)
     state_path = out.with_suffix(".state.pt")
     torch.manual_seed(seed)
     config = SceneConfig(size=size)
-    train = SynthCrowdDataset(num_images, "train", scene_seed=seed, config=config,
-                              transforms=Compose([RandomHorizontalFlip(COCO17.flip_index), PixelNoise(8.0)]))
+    # no horizontal flips: the renderer mirrors poses itself, and a flipped picture would show its darker left
+    # limbs on the right
+    train = SynthCrowdDataset(num_images, "train", scene_seed=seed, config=config, transforms=PixelNoise(8.0))
     val = SynthCrowdDataset(val_images, "val", scene_seed=seed, config=config)
     model = HeatmapPretrainer(backbone)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)

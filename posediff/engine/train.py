@@ -61,7 +61,9 @@ class DataConfig:
     crop_size: tuple[int, int] = (160, 224)
     max_size: int = 400
     eval_size: int = 256
-    flip: bool = True
+    # horizontal flips (labels swapped); None: on for photographs, off for SynthCrowd, whose renderer mirrors
+    # poses itself and draws left limbs darker: a flipped picture would show that cue on the right
+    flip: bool | None = None
     pixel_noise: float = 6.0
     max_val_images: int | None = None
 
@@ -207,9 +209,10 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
         if stamp.is_file():
             have = json.loads(stamp.read_text())
             if have != wanted:
-                raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with {have}, but the config asks "
-                                 f"for {wanted} (fields data.num_images, data.size, data.scene_seed; renderer: this posediff's "
-                                 f"SynthCrowd renderer version); point data.root elsewhere or delete the folder")
+                raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with {have} (no renderer: version "
+                                 f"1), but the config asks for {wanted} (fields data.num_images, data.size, "
+                                 f"data.scene_seed; renderer: this posediff's SynthCrowd renderer version); point "
+                                 f"data.root elsewhere or delete the folder")
         if not stamp.is_file() or not (root / d.val_split / ann_name).is_file():
             if rank == 0:
                 from ..data.synthcrowd import SceneConfig, write_split
@@ -228,7 +231,7 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
         raise ValueError(f"config field data.kind must be 'synthcrowd' or 'coco', got {d.kind!r}")
     tf = train_transforms(skeleton.flip_index, scales=d.train_scales, max_size=d.max_size, crop_scales=d.crop_scales,
                           crop_size=d.crop_size)
-    if not d.flip:
+    if not (d.flip if d.flip is not None else d.kind != "synthcrowd"):
         tf.transforms = [t for t in tf.transforms if not isinstance(t, RandomHorizontalFlip)]
     if d.pixel_noise > 0:
         tf = Compose([tf, PixelNoise(d.pixel_noise)])
