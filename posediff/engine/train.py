@@ -428,7 +428,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             step += 1
             pos += 1
             record = {"step": step, "loss": float(loss.detach()),
-                      **{k: float(v.detach()) for k, v in losses.items() if k in ("class", "keypoints", "oks")}}
+                      **{k: float(v.detach()) for k, v in losses.items()
+                         if k in ("class", "keypoints", "oks", "aux_heatmap")}}
             history.append(record)
             bar.update(1)
             if step % cfg.log_every == 0:

@@ -13,7 +13,20 @@ from torchvision.ops import box_convert, generalized_box_iou
 
 from .matcher import HungarianMatcher, oks_matrix
 
-__all__ = ["SetCriterion", "sigmoid_focal_loss"]
+__all__ = ["SetCriterion", "sigmoid_focal_loss", "world_mean"]
+
+
+def world_mean(values: torch.Tensor) -> torch.Tensor:
+    """``values`` averaged over the processes of a torchrun job (as they are without one).
+
+    Loss normalisers (persons, joints, peaks of the whole batch) go through it, so that DDP's gradient
+    average equals the gradient of one process on the global batch.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        values = values.clone()
+        torch.distributed.all_reduce(values)
+        values = values / torch.distributed.get_world_size()
+    return values
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0):
@@ -68,13 +81,10 @@ class SetCriterion(nn.Module):
 
     def forward(self, pose, humans, targets) -> dict:
         """pose: :class:`~posediff.models.keypoint_decoder.PoseOutput`; humans: the human decoder's output."""
-        # normalisers: persons and labelled joints of the whole (global) batch, averaged over processes, so
-        # that DDP's gradient average equals the gradient of one process on the global batch
-        counts = torch.tensor([float(targets.valid.sum()), float((targets.visibility[targets.valid] > 0).sum())],
-                              device=targets.valid.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(counts)
-            counts = counts / torch.distributed.get_world_size()
+        # normalisers: persons and labelled joints of the whole (global) batch
+        counts = world_mean(torch.tensor([float(targets.valid.sum()),
+                                          float((targets.visibility[targets.valid] > 0).sum())],
+                                         device=targets.valid.device))
         num_persons, num_joints = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
         losses = {}
         layers = pose.logits.shape[0]

@@ -308,24 +308,26 @@ def test_look_forward_twice_changes_gradients_not_predictions():
 def test_aux_heatmap_targets_sit_on_the_joints_of_each_padded_image_and_train_the_encoder():
     import posediff
     from posediff.models.pose_model import _heatmap_targets
+    from posediff.models.pretrain import heatmap_focal_loss
 
     # image 0 is 64 x 96 (H x W), image 1 is 48 x 32, both in a batch padded to 64 x 96: stride-8 cells
     sizes = torch.tensor([[64, 96], [48, 32]])
     px = torch.tensor([[44.0, 20.0], [20.0, 36.0]])  # one labelled joint (x, y) in input pixels per image
-    kp = torch.zeros(2, 1, 3, 2)
+    kp = torch.zeros(2, 1, 17, 2)
     kp[:, 0, 1] = px / sizes.flip(-1)  # joint 1, normalised to its own image
-    vis = torch.zeros(2, 1, 3, dtype=torch.long)
+    vis = torch.zeros(2, 1, 17, dtype=torch.long)
     vis[:, 0, 1] = 2
     targets = PoseTargets(boxes=torch.full((2, 1, 4), 0.5), keypoints=kp, visibility=vis,
                           valid=torch.ones(2, 1, dtype=torch.bool), image_ids=torch.arange(2), sizes=sizes,
                           orig_sizes=sizes, areas=torch.full((2, 1), 400.0))
     heat = _heatmap_targets(targets, (8, 12), (64, 96))  # (B, K, h, w)
-    assert heat.shape == (2, 3, 8, 12) and not heat[:, [0, 2]].any()
+    assert heat.shape == (2, 17, 8, 12) and not heat[:, 0].any() and not heat[:, 2:].any()
     for b in range(2):
         peak = int(heat[b, 1].flatten().argmax())
         assert (peak % 12, peak // 12) == (int(px[b, 0]) // 8, int(px[b, 1]) // 8)
         assert heat[b, 1].max() == 1.0
-    # in a model: an extra loss, weighted into the total; the encoder learns from it; no effect at inference
+    # in a model: the loss reads the encoder's stride-8 level as a (B, D, 8, 12) map, is weighted into the
+    # total, trains the encoder, and changes nothing at inference
     torch.manual_seed(0)
     plain = posediff.create_model("edpose_tiny")
     model = posediff.create_model("edpose_tiny", aux_heatmap=2.0)
@@ -334,10 +336,16 @@ def test_aux_heatmap_targets_sit_on_the_joints_of_each_padded_image_and_train_th
     assert not unexpected and all(k.startswith("heatmap_head.") for k in missing)
     images, mask = torch.rand(2, 3, 64, 96), torch.ones(2, 64, 96, dtype=torch.bool)
     mask[1, 48:], mask[1, :, 32:] = False, False
+    with torch.no_grad():
+        enc = model.encode(images, mask)
+        assert enc.spatial_shapes[0].tolist() == [8, 12]
+        fmap = enc.memory[:, :96].view(2, 8, 12, -1).permute(0, 3, 1, 2)  # token (y, x) -> map (:, y, x)
+        torch.testing.assert_close(model._heatmap_loss(enc, images, targets),
+                                   heatmap_focal_loss(model.heatmap_head(fmap), heat))
     torch.manual_seed(1)
-    base = plain.train()(images, mask, _targets(k=17))
+    base = plain.train()(images, mask, targets)
     torch.manual_seed(1)
-    losses = model.train()(images, mask, _targets(k=17))
+    losses = model.train()(images, mask, targets)
     assert losses["aux_heatmap"] > 0
     torch.testing.assert_close(losses["loss"], base["loss"] + 2.0 * losses["aux_heatmap"])
     losses["aux_heatmap"].backward()
@@ -347,3 +355,14 @@ def test_aux_heatmap_targets_sit_on_the_joints_of_each_padded_image_and_train_th
     torch.testing.assert_close(a[0]["keypoints"], b[0]["keypoints"])
     with pytest.raises(ValueError, match="aux_heatmap"):
         posediff.create_model("edpose_tiny", aux_heatmap=-1.0)
+
+
+def test_heatmap_focal_loss_is_finite_for_confident_bfloat16_logits():
+    from posediff.models.pretrain import heatmap_focal_loss
+
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 1, 1] = 1.0
+    logits = torch.full((1, 1, 4, 4), 9.0, dtype=torch.bfloat16)  # sigmoid rounds to 1 in bfloat16
+    loss = heatmap_focal_loss(logits, target)
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    torch.testing.assert_close(heatmap_focal_loss(logits, target, num_peaks=3.0), loss / 3)
