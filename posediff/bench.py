@@ -370,9 +370,12 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_runs(preset, spec)
+    from .data.synthcrowd import RENDERER_VERSION
+
     wanted = dict(preset=preset.name, dataset=spec.dataset, recipes=list(spec.recipes), init=spec.init,
                   train_steps=spec.train_steps, test_images=spec.test_images, overrides=list(spec.overrides),
-                  data=dataclasses.asdict(runs[0]["config"].data))
+                  data=dataclasses.asdict(runs[0]["config"].data),
+                  synthcrowd_renderer=RENDERER_VERSION if spec.dataset == "synthcrowd" else None)
     stamp = out / "bench_config.json"
     if stamp.is_file():
         have = json.loads(stamp.read_text())
@@ -396,7 +399,8 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     fmt = _table_format(gts)
     val_metric = "coco" if runs[0]["config"].data.skeleton == "coco17" else "crowdpose"  # as build_datasets
     results = dict(
-        bench=dict(dataclasses.asdict(spec), table_format=fmt, val_metric=val_metric, command=command),
+        bench=dict(dataclasses.asdict(spec), table_format=fmt, val_metric=val_metric, command=command,
+                   synthcrowd_renderer=wanted["synthcrowd_renderer"]),
         preset=dataclasses.asdict(preset),
         config={f"{r['recipe']}/seed{r['seed']}": jsonable(r["config"]) for r in runs},
         runs=[_public(r, fmt) for r in records],

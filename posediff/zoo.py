@@ -158,12 +158,13 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
 
     ``root``: a SynthCrowd folder holding ``test/`` (as ``posediff train`` writes it); without one, the test
     split of ``num_images`` scenes of ``size`` pixels and ``scene_seed`` is rendered into a temporary folder
-    (scenes are deterministic, so this is the same split).
+    (scenes are deterministic, so this is the same split for the same renderer version, which the metrics
+    record; ``synthcrowd_split`` refuses a folder drawn by another).
     """
     import tempfile
 
     from .bench import score
-    from .data.synthcrowd import SceneConfig, synthcrowd_split, write_split
+    from .data.synthcrowd import RENDERER_VERSION, SceneConfig, synthcrowd_split, write_split
     from .data.transforms import eval_transforms
     from .engine.train import predict_results
 
@@ -176,7 +177,7 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
         gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
         metrics = score(results, gts, [int(i) for i in ds.ids])
     return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed, eval_size=eval_size,
-                                         max_size=max_size))
+                                         max_size=max_size, renderer=RENDERER_VERSION))
 
 
 def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None) -> dict:

@@ -511,6 +511,13 @@ class SynthCrowdDataset(PoseDataset):
 
 
 def synthcrowd_split(root, split: str, skeleton: str = "coco17", **kwargs) -> CocoKeypointDataset:
-    """A written SynthCrowd split (``posediff data synthcrowd --out root``) as a CocoKeypointDataset."""
+    """A written SynthCrowd split (``posediff data synthcrowd --out root``) as a CocoKeypointDataset; refuses
+    a split drawn by another renderer version (its ``info.renderer``; none: version 1)."""
     ann = Path(root) / split / ("coco.json" if skeleton == "coco17" else "crowdpose.json")
-    return CocoKeypointDataset(Path(root) / split / "images", ann, skeleton=skeleton, **kwargs)
+    ds = CocoKeypointDataset(Path(root) / split / "images", ann, skeleton=skeleton, **kwargs)
+    info = ds.coco.dataset.get("info") or {}
+    if info.get("renderer", 1) != RENDERER_VERSION:
+        raise ValueError(f"{ann}: field info.renderer is {info.get('renderer', '(missing: version 1)')}, but this "
+                         f"posediff draws SynthCrowd version {RENDERER_VERSION}; render the split again "
+                         f"(posediff data synthcrowd) or point at another folder")
+    return ds

@@ -51,7 +51,7 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     from tqdm import tqdm
 
     from ..data import SynthCrowdDataset, collate
-    from ..data.synthcrowd import SceneConfig
+    from ..data.synthcrowd import RENDERER_VERSION, SceneConfig
     from ..data.transforms import PixelNoise
     from ..env import machine_info
     from ..models.pretrain import HeatmapPretrainer, heatmap_focal_loss, render_heatmaps
@@ -107,7 +107,8 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     meta = {"format": "posediff.backbone/1", "backbone": backbone, "task": "SynthCrowd keypoint heatmaps (CenterNet)",
             "command": "posediff " + " ".join(sys.argv[1:]) if sys.argv and "posediff" in sys.argv[0] else "",
             "steps": str(step), "batch_size": str(batch_size), "seconds": f"{seconds:.0f}",
-            "val_hit_rate_8px": f"{hit:.4f}", "machine": json.dumps(machine_info())}
+            "val_hit_rate_8px": f"{hit:.4f}", "machine": json.dumps(machine_info()),
+            "synthcrowd_renderer": str(RENDERER_VERSION)}
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().half().contiguous() for k, v in model.backbone_state_dict().items()

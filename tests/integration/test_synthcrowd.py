@@ -118,3 +118,17 @@ def test_left_limbs_are_a_shade_darker_than_right_ones():
             a, b = kp[left], kp[right]
         lc, rc = pixels[int(a[1]), int(a[0])], pixels[int(b[1]), int(b[0])]
         np.testing.assert_allclose(lc, np.round(rc * _LEFT_SHADE), atol=1)
+
+
+def test_a_split_drawn_by_another_renderer_version_is_refused(tmp_path):
+    from posediff.data.synthcrowd import RENDERER_VERSION, write_split
+
+    write_split(tmp_path, "val", 2, seed=0, config=SceneConfig(size=96))
+    assert len(synthcrowd_split(tmp_path, "val")) >= 1
+    ann = tmp_path / "val" / "coco.json"
+    data = json.loads(ann.read_text())
+    assert data["info"]["renderer"] == RENDERER_VERSION
+    del data["info"]["renderer"]  # as version 1 wrote it
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="info.renderer"):
+        synthcrowd_split(tmp_path, "val")

@@ -147,6 +147,28 @@ def test_synthcrowd_folder_rendered_with_other_settings_is_reported(tmp_path):
     (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=99, size=96, scene_seed=0)))
     with pytest.raises(ValueError, match="data.num_images"):
         build_datasets(config("edpose_tiny", tmp_path, tmp_path / "run"))
+    d = config("edpose_tiny", tmp_path, tmp_path / "run").data  # the same settings, drawn by renderer version 1
+    (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=d.num_images, size=d.size,
+                                                              scene_seed=d.scene_seed)))
+    with pytest.raises(ValueError, match="renderer"):
+        build_datasets(config("edpose_tiny", tmp_path, tmp_path / "run"))
+
+
+def test_synthcrowd_is_not_flipped_unless_asked(data_root, tmp_path):
+    from posediff.data.transforms import RandomHorizontalFlip
+    from posediff.engine.train import build_datasets
+
+    def flips(*extra):
+        train_ds = build_datasets(config("edpose_tiny", data_root, tmp_path / "run", *extra))[0]
+        found, todo = [], [train_ds.transforms]
+        while todo:  # walk nested Compose / RandomSelect
+            t = todo.pop()
+            found.append(isinstance(t, RandomHorizontalFlip))
+            todo += list(getattr(t, "transforms", [])) + [getattr(t, n) for n in ("first", "second") if hasattr(t, n)]
+        return any(found)
+
+    assert not flips()  # the darker left limbs would show on the right
+    assert flips("data.flip=True")
 
 
 def test_ema_weights_are_saved_and_used(data_root, tmp_path):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from posediff import create_model
+from posediff.data.synthcrowd import RENDERER_VERSION
 from posediff.engine.checkpoint import init_from, save_checkpoint
 from posediff.zoo import (
     PRETRAINED,
@@ -23,6 +24,7 @@ def test_shipped_edpose_tiny_scores_its_recorded_ap():
     assert not model.training
     recorded = zoo_metadata(zoo_path(PRETRAINED[("edpose_tiny", "synthcrowd")]))["metrics"]
     split = recorded["test_split"]
+    assert split.get("renderer", 1) == RENDERER_VERSION, "the zoo was scored on other SynthCrowd pictures: re-export it"
     torch.set_num_threads(min(2, torch.get_num_threads()))
     got = score_on_synthcrowd_test(model, num_images=split["images"], size=split["size"],
                                    scene_seed=split["scene_seed"], eval_size=split["eval_size"],
