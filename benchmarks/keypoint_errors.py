@@ -1,15 +1,17 @@
 """Where a model's keypoint AP goes: per-joint errors, left / right swaps and oracle APs on a COCO-format split.
 
-Predicts the first ``--images`` images of a split and runs :func:`posediff.evaluation.keypoint_errors`:
-the median error of each joint (pixels of the network input and relative to the person's scale), the share
-of persons fitted better with left and right swapped, and AP with perfect joints (same detections and
-scores) or a perfect ranking (same poses). Prints a table, writes JSON and a bar plot of the relative
-per-joint errors.
+Predicts the first ``--images`` images of a split and runs :func:`posediff.evaluation.keypoint_errors`
+(persons paired with predictions as COCO pairs them): the median error of each joint (pixels of the
+original image, and relative to the person's scale), the share of persons fitted better with left and
+right swapped, how far apart the prediction keeps a person's left and right joints, and AP with perfect
+joints (same detections and scores) or a perfect ranking (same poses). Prints a table, writes JSON and a
+bar plot of the relative per-joint errors.
 
 Run (the zoo's edpose_tiny on SynthCrowd's first 100 val scenes):
 ``python benchmarks/keypoint_errors.py --model zoo --out docs/results/keypoint_errors.json
---plot docs/images/keypoint_errors.png``; ``--model RUN/step_0007000.safetensors`` for a checkpoint,
-``--ann FILE --image-dir DIR --eval-size 800`` for COCO or CrowdPose files.
+--plot docs/images/keypoint_errors.png``; ``--model RUN/step_0007000.safetensors`` for a checkpoint;
+``--ann FILE --image-dir DIR --eval-size 800 --max-size 1333`` for COCO or CrowdPose files
+(``--skeleton crowdpose14`` scores a COCO-17 model's predictions converted to CrowdPose-14).
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-
-import torch
 
 from posediff.env import machine_info
 from posediff.io import save_result
@@ -35,6 +35,7 @@ def load(model: str):
 
 
 def dataset(args):
+    """The split to predict (its first ``--images`` images) and its annotation file."""
     from posediff.data import CocoKeypointDataset
     from posediff.data.synthcrowd import synthcrowd_split
     from posediff.data.transforms import eval_transforms
@@ -42,17 +43,15 @@ def dataset(args):
     tf = eval_transforms(args.eval_size, args.max_size)
     if args.ann:
         ds = CocoKeypointDataset(args.image_dir, args.ann, skeleton=args.skeleton, transforms=tf)
-        ann = args.ann
     else:
-        root = Path(args.data_root)
-        ann_file = root / args.split / ("coco.json" if args.skeleton == "coco17" else "crowdpose.json")
-        if not ann_file.is_file():
-            raise SystemExit(f"{ann_file}: no SynthCrowd split there; write one with `posediff data synthcrowd "
-                             f"--out {root}` (or `posediff train` renders it), or pass --ann and --image-dir")
-        ds = synthcrowd_split(root, args.split, skeleton=args.skeleton, transforms=tf)
-        ann = str(ann_file)
+        split = Path(args.data_root) / args.split
+        if not split.is_dir():
+            raise SystemExit(f"{split}: no SynthCrowd split there; write one with `posediff data synthcrowd "
+                             f"--out {args.data_root}` (or `posediff train` renders it), or pass --ann and "
+                             f"--image-dir")
+        ds = synthcrowd_split(args.data_root, args.split, skeleton=args.skeleton, transforms=tf)
     ds.ids = ds.ids[: args.images]
-    return ds, ann
+    return ds, str(ds.ann_file)
 
 
 def plot(result: dict, path: str, title: str) -> None:
@@ -61,6 +60,8 @@ def plot(result: dict, path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from posediff.io import atomic_path
+
     rel = {k: v for k, v in result["joint_error_rel"].items() if v is not None}
     fig, ax = plt.subplots(figsize=(9, 3.6))
     ax.bar(range(len(rel)), list(rel.values()), color="tab:blue")
@@ -68,15 +69,15 @@ def plot(result: dict, path: str, title: str) -> None:
     ax.set_ylabel("median error / sqrt(area)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     print(f"wrote {path}")
 
 
 def main(argv=None) -> dict:
     from posediff.engine.train import predict_results
-    from posediff.evaluation import keypoint_errors
+    from posediff.evaluation import keypoint_errors, results_to_crowdpose14
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="zoo", help="'zoo' (edpose_tiny, SynthCrowd) or a checkpoint file")
@@ -88,31 +89,39 @@ def main(argv=None) -> dict:
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--max-size", type=int, default=400)
+    ap.add_argument("--min-oks", type=float, default=0.1, help="the least OKS that pairs a prediction and a person")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="")
     ap.add_argument("--plot", default="")
     args = ap.parse_args(argv)
     if args.ann and not args.image_dir:
         ap.error("--ann needs --image-dir")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    model = load(args.model).eval()
+    if args.images < 1:
+        ap.error(f"--images must be at least 1, got {args.images}")
     ds, ann = dataset(args)
+    model = load(args.model).to(args.device).eval()
     t0 = time.time()
-    results = predict_results(model, ds, batch_size=4, progress=True)
-    out = keypoint_errors(ann, results, skeleton=args.skeleton, image_ids=ds.ids)
-    out = dict(out, model=args.model, ann=ann, images=len(ds), seconds=round(time.time() - t0, 1),
-               machine=machine_info(), date=time.strftime("%Y-%m-%d"))
-    print(f"{args.model} on {len(ds)} images of {ann}: {out['persons']} persons, {out['found']:.1%} found "
-          f"(OKS > 0.1)")
+    results = predict_results(model, ds, batch_size=4, device=args.device, progress=True)
+    if args.skeleton == "crowdpose14" and results and len(results[0]["keypoints"]) == 51:
+        results = results_to_crowdpose14(results)  # a COCO-17 model, scored on CrowdPose-14 files
+    out = keypoint_errors(ann, results, skeleton=args.skeleton, image_ids=ds.ids, min_oks=args.min_oks)
+    out = dict(out, model=args.model, ann=ann, images=len(ds), args=vars(args),
+               seconds=round(time.time() - t0, 1), machine=machine_info(), date=time.strftime("%Y-%m-%d"))
+    print(f"{args.model} on {len(ds)} images of {ann}: {out['persons']} persons, {out['found']:.1%} paired "
+          f"(OKS > {args.min_oks}, as COCO pairs them)")
     print("| joint | median error (px) | / sqrt(area) |\n|---|---|---|")
     for name, px in out["joint_error_px"].items():
         rel = out["joint_error_rel"][name]
         print(f"| {name} | {'-' if px is None else f'{px:.1f}'} | {'-' if rel is None else f'{rel:.3f}'} |")
-    print(f"left / right swapped fits better: {out['swap_share']:.1%} of found persons" if out["swap_share"]
-          is not None else "no person found")
+    if out["swap_share"] is None:
+        print("no person paired: no per-joint errors" + (", no plot" if args.plot else ""))
+    else:
+        print(f"left / right swapped fits better: {out['swap_share']:.1%} of paired persons; predicted / true "
+              f"left-right distance: {out['lr_spread']:.2f} (median)")
+        if args.plot:
+            plot(out, args.plot, f"{args.model}, {len(ds)} images of {ann}: per-joint error")
     print(f"AP {out['AP']:.3f}; with perfect joints {out['ap_oracle_keypoints']:.3f}; "
           f"with a perfect ranking {out['ap_oracle_scores']:.3f}")
-    if args.plot and out["swap_share"] is not None:
-        plot(out, args.plot, f"{args.model}, {len(ds)} images of {Path(ann).parent.name}: per-joint error")
     return save_result(out, args.out)
 
 

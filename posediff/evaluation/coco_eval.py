@@ -85,10 +85,11 @@ def _load_results(results) -> list[dict]:
     return results
 
 
-def _check_keypoint_count(gt: dict, results: list[dict], k: int, where: str) -> None:
+def _check_keypoint_count(gt: dict, results: list[dict], k: int, where: str,
+                          caller: str = "evaluate_keypoints") -> None:
     for i, r in enumerate(results):
         if len(r["keypoints"]) != 3 * k:
-            raise ValueError(f"evaluate_keypoints: results[{i}] field 'keypoints' has {len(r['keypoints'])} "
+            raise ValueError(f"{caller}: results[{i}] field 'keypoints' has {len(r['keypoints'])} "
                              f"values, expected {3 * k} for {where}")
 
 
