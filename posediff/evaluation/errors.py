@@ -109,7 +109,7 @@ def keypoint_errors(gt, results, skeleton: str = "coco17", image_ids=None, min_o
     persons = _by_image(a for a in gt["annotations"]
                         if not a.get("iscrowd", 0) and any(v > 0 for v in a["keypoints"][2::3]))
     preds = _by_image(results)
-    px, rel, rel_swapped, labelled, spread = [], [], [], [], []  # per paired person, (K,) each; spread: ratios
+    px, px_swapped, labelled, scales, spread = [], [], [], [], []  # per paired person: (K,), (K,), (K,), scale
     oracle_kp, oracle_score = [], []
     n_persons = sum(len(v) for v in persons.values())
     for image_id in images:
@@ -130,11 +130,9 @@ def keypoint_errors(gt, results, skeleton: str = "coco17", image_ids=None, min_o
                 oracle_kp.append(det)
                 oracle_score.append(dict(det, score=0.0))
                 continue
-            scale = float(areas[m].clamp_min(1.0).sqrt())  # the person's scale, as OKS has it
-            d = (p[n, :, :2] - g[m, :, :2]).norm(dim=-1)  # (K,) pixels
-            px.append(d.numpy())
-            rel.append(d.numpy() / scale)
-            rel_swapped.append((p[n, flip, :2] - g[m, :, :2]).norm(dim=-1).numpy() / scale)
+            scales.append(float(areas[m].clamp_min(1.0).sqrt()))  # the person's scale, as OKS has it
+            px.append((p[n, :, :2] - g[m, :, :2]).norm(dim=-1).numpy())  # (K,) pixels
+            px_swapped.append((p[n, flip, :2] - g[m, :, :2]).norm(dim=-1).numpy())
             labelled.append(vis[m].numpy())
             both = [j for j in left if vis[m, j] and vis[m, flip[j]]]
             true_lr = (g[m, both, :2] - g[m, [flip[j] for j in both], :2]).norm(dim=-1)  # (P,)
@@ -147,13 +145,14 @@ def keypoint_errors(gt, results, skeleton: str = "coco17", image_ids=None, min_o
     names = list(sk.joints)
     out = dict(persons=n_persons, found=len(px) / max(n_persons, 1))
     if px:
-        e, r, v = np.stack(px), np.stack(rel), np.stack(labelled)  # (F, K) each
+        e, v = np.stack(px), np.stack(labelled)  # (F, K) each
+        r = e / np.asarray(scales)[:, None]  # (F, K) relative to each person's scale
         out["joint_error_px"] = {names[j]: float(np.median(e[v[:, j], j])) if v[:, j].any() else None
                                  for j in range(k)}
         out["joint_error_rel"] = {names[j]: float(np.median(r[v[:, j], j])) if v[:, j].any() else None
                                   for j in range(k)}
         own = np.nanmean(np.where(v, r, np.nan), 1)  # (F,): mean relative error over labelled joints
-        other = np.nanmean(np.where(v, np.stack(rel_swapped), np.nan), 1)
+        other = np.nanmean(np.where(v, np.stack(px_swapped) / np.asarray(scales)[:, None], np.nan), 1)
         out.update(mean_error_rel=float(np.median(own)), swap_share=float((other < own).mean()),
                    lr_spread=float(np.median(spread)) if spread else None)
     else:

@@ -144,7 +144,6 @@ class OneStagePoseModel(nn.Module):
     def _heatmap_loss(self, enc: EncoderState, images: torch.Tensor, targets) -> torch.Tensor:
         """The auxiliary heatmap loss on the encoder's finest level (``aux_heatmap``), in float32, normalised by
         the peaks of the whole batch (all processes of a torchrun job, as the set losses are)."""
-        from .losses import world_mean
         from .pretrain import heatmap_focal_loss
 
         h, w = enc.spatial_shapes[0].tolist()
@@ -153,7 +152,7 @@ class OneStagePoseModel(nn.Module):
         heat = _heatmap_targets(targets, (h, w), images.shape[-2:])  # (B, K, h, w)
         with torch.autocast(device_type=fmap.device.type, enabled=False):
             logits = self.heatmap_head(fmap.float())  # (B, K, h, w)
-        return heatmap_focal_loss(logits, heat, num_peaks=world_mean(heat.ge(0.99).sum().float()))
+        return heatmap_focal_loss(logits, heat)
 
     def forward(self, images, pixel_mask=None, targets=None, steps: int | None = None,
                 generator: torch.Generator | None = None):

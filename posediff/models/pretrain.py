@@ -48,13 +48,16 @@ def render_heatmaps(keypoints: torch.Tensor, visibility: torch.Tensor, valid: to
 def heatmap_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
                        num_peaks: float | None = None):
     """CenterNet's penalty-reduced pixel-wise focal loss, normalised by the number of peaks (``num_peaks``, or
-    the peaks of ``target``). Computed in float32 whatever the dtype of ``logits`` (in bfloat16, 1 - 1e-4
-    rounds to 1 and the loss would be infinite)."""
+    the peaks of ``target`` averaged over the processes of a torchrun job, as the set losses' normalisers are).
+    Computed in float32 whatever the dtype of ``logits`` (in bfloat16, 1 - 1e-4 rounds to 1 and the loss would
+    be infinite)."""
+    from .losses import world_mean
+
     p = logits.float().sigmoid().clamp(1e-4, 1 - 1e-4)
     pos = target.ge(0.99).float()
     pos_loss = -((1 - p) ** alpha) * torch.log(p) * pos
     neg_loss = -((1 - target) ** beta) * (p ** alpha) * torch.log(1 - p) * (1 - pos)
-    norm = pos.sum() if num_peaks is None else torch.as_tensor(num_peaks, dtype=p.dtype, device=p.device)
+    norm = world_mean(pos.sum()) if num_peaks is None else torch.as_tensor(num_peaks, dtype=p.dtype, device=p.device)
     return (pos_loss.sum() + neg_loss.sum()) / norm.clamp_min(1.0)
 
 
