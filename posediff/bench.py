@@ -220,7 +220,10 @@ def _test_set(cfg, spec: BenchSpec):
     _, test_ds, ann, metric = build_datasets(dataclasses.replace(cfg, data=d))
     gts = {metric: ann}
     if d.kind == "synthcrowd":
+        from .data.synthcrowd import check_renderer
+
         gts["crowdpose"] = str(Path(d.root) / "test" / "crowdpose.json")
+        check_renderer(gts["crowdpose"], _ground_truth(gts["crowdpose"]))
     return test_ds, gts
 
 
@@ -374,7 +377,7 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
 
     wanted = dict(preset=preset.name, dataset=spec.dataset, recipes=list(spec.recipes), init=spec.init,
                   train_steps=spec.train_steps, test_images=spec.test_images, overrides=list(spec.overrides),
-                  data=dataclasses.asdict(runs[0]["config"].data),
+                  data=dict(dataclasses.asdict(runs[0]["config"].data), flip=runs[0]["config"].data.flips),
                   synthcrowd_renderer=RENDERER_VERSION if spec.dataset == "synthcrowd" else None)
     stamp = out / "bench_config.json"
     if stamp.is_file():

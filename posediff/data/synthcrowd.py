@@ -6,7 +6,8 @@ a torso polygon with a striped or plain shirt, a head ellipse, in varied skin an
 The left limbs are drawn a shade darker than the right ones: in a photograph a face or the body's
 asymmetry tells left from right, and a figure without such a cue looks the same as its mirror image, so
 its left / right labels could not be read from the picture (renderer version 1 had no cue: a model trained
-on it fitted 22% of validation persons better with its left / right joints swapped, docs/data.md).
+on it fitted 20% of the validation persons it found better with its left / right joints swapped,
+docs/data.md).
 Backgrounds are procedural clutter (gradients, shapes) with limb-like distractors; some scenes get
 foreground occluders. Pixel noise is left to the augmentation (``PixelNoise``), so written PNGs stay
 small. Persons are drawn back to front (by the height of their feet), into the image and into a label
@@ -46,7 +47,7 @@ from .base import PoseDataset
 from .coco import CocoKeypointDataset, crowd_index
 
 __all__ = ["SceneConfig", "PoseBank", "render_scene", "make_scene", "Scene", "write_split", "SPLITS",
-           "build_pose_bank", "SynthCrowdDataset", "synthcrowd_split"]
+           "build_pose_bank", "SynthCrowdDataset", "synthcrowd_split", "check_renderer", "RENDERER_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -510,14 +511,32 @@ class SynthCrowdDataset(PoseDataset):
                           orig_size=(s, s), completed=full.copy())
 
 
+def check_renderer(ann_file, dataset: dict | None = None) -> None:
+    """Refuse a SynthCrowd annotation file drawn by another renderer version than this posediff's.
+
+    Args:
+        ann_file: the COCO-format json (named in the error). dataset: its content, if already loaded.
+
+    The version is the file's ``info.renderer`` (files without one were written by version 1).
+    """
+    if dataset is None:
+        with open(ann_file) as f:
+            dataset = json.load(f)
+    info = dataset.get("info", {}) if isinstance(dataset, dict) else None
+    if not isinstance(info, dict):
+        raise ValueError(f"{ann_file}: field info must be an object (SynthCrowd records its renderer version "
+                         f"there), got {type(info).__name__}")
+    have = info.get("renderer", 1)
+    if have != RENDERER_VERSION:
+        raise ValueError(f"{ann_file}: field info.renderer is {info.get('renderer', '(missing: version 1)')}, but "
+                         f"this posediff draws SynthCrowd version {RENDERER_VERSION}; render the split again "
+                         f"(posediff data synthcrowd) or point at another folder")
+
+
 def synthcrowd_split(root, split: str, skeleton: str = "coco17", **kwargs) -> CocoKeypointDataset:
     """A written SynthCrowd split (``posediff data synthcrowd --out root``) as a CocoKeypointDataset; refuses
-    a split drawn by another renderer version (its ``info.renderer``; none: version 1)."""
+    a split drawn by another renderer version (:func:`check_renderer`)."""
     ann = Path(root) / split / ("coco.json" if skeleton == "coco17" else "crowdpose.json")
     ds = CocoKeypointDataset(Path(root) / split / "images", ann, skeleton=skeleton, **kwargs)
-    info = ds.coco.dataset.get("info") or {}
-    if info.get("renderer", 1) != RENDERER_VERSION:
-        raise ValueError(f"{ann}: field info.renderer is {info.get('renderer', '(missing: version 1)')}, but this "
-                         f"posediff draws SynthCrowd version {RENDERER_VERSION}; render the split again "
-                         f"(posediff data synthcrowd) or point at another folder")
+    check_renderer(ann, ds.coco.dataset)
     return ds

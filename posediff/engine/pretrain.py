@@ -69,6 +69,11 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     step, elapsed, history = 0, 0.0, []
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state.get("synthcrowd_renderer", 1) != RENDERER_VERSION:
+            raise ValueError(f"{state_path}: field synthcrowd_renderer is "
+                             f"{state.get('synthcrowd_renderer', '(missing: version 1)')}, but this posediff draws "
+                             f"SynthCrowd version {RENDERER_VERSION}; start afresh (without --resume) or use another "
+                             f"--out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
@@ -80,7 +85,7 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     def save_state():
         with atomic_path(state_path) as tmp:
             torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step, elapsed=time.time() - t0,
-                            history=history, torch_rng=torch.get_rng_state()), tmp)
+                            history=history, torch_rng=torch.get_rng_state(), synthcrowd_renderer=RENDERER_VERSION), tmp)
 
     while step < steps and (minutes is None or (time.time() - t0) < minutes * 60):
         idx = [int(order[(step * batch_size + j) % num_images]) for j in range(batch_size)]

@@ -1,6 +1,7 @@
 """SynthCrowd: deterministic scenes whose labels agree with the pixels, in COCO and CrowdPose format."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,22 @@ def test_a_split_drawn_by_another_renderer_version_is_refused(tmp_path):
     ann.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="info.renderer"):
         synthcrowd_split(tmp_path, "val")
+
+
+def test_renderer_version_2_draws_the_labels_of_version_1():
+    """Version 2 shades the left limbs and draws no extra random numbers: layouts and labels are unchanged."""
+    fixture = json.loads((Path(__file__).parents[1] / "data" / "synthcrowd_v1_labels.json").read_text())
+    for rec in fixture["scenes"]:
+        scene = make_scene(0, rec["split"], rec["index"])
+        np.testing.assert_allclose(scene.keypoints, rec["keypoints"], atol=1e-3)
+        np.testing.assert_allclose(scene.boxes, rec["boxes"], atol=1e-3)
+        np.testing.assert_allclose(scene.areas, rec["areas"], atol=1e-3)
+
+
+def test_an_annotation_file_whose_info_is_not_an_object_is_refused(tmp_path):
+    from posediff.data.synthcrowd import check_renderer
+
+    ann = tmp_path / "coco.json"
+    ann.write_text(json.dumps(dict(info="SynthCrowd", images=[], annotations=[])))
+    with pytest.raises(ValueError, match=r"coco\.json: field info must be an object"):
+        check_renderer(ann)
