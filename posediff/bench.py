@@ -365,7 +365,7 @@ def _table_format(gts: dict) -> str:
 
 def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     from . import __version__
-    from .engine.train import distributed, jsonable
+    from .engine.train import DataConfig, distributed, jsonable
     from .env import machine_info
 
     preset, spec = spec.resolved()
@@ -382,10 +382,19 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     stamp = out / "bench_config.json"
     if stamp.is_file():
         have = json.loads(stamp.read_text())
-        diff = sorted(k for k in wanted if json.dumps(have.get(k), default=str) != json.dumps(wanted[k], default=str))
+        if isinstance(have.get("data"), dict) and have["data"].get("flip", False) is None:  # stamped unresolved
+            have["data"]["flip"] = DataConfig(kind=have["data"].get("kind", "synthcrowd")).flips
+        same = lambda a, b: json.dumps(a, default=str, sort_keys=True) == json.dumps(b, default=str, sort_keys=True)
+        diff = []
+        for k in wanted:
+            if k == "data" and isinstance(have.get(k), dict):
+                diff += [f"data.{f} {have[k].get(f)!r} (wanted {v!r})" for f, v in wanted[k].items()
+                         if not same(have[k].get(f), v)]
+            elif not same(have.get(k), wanted[k]):
+                diff.append(f"{k} {have.get(k)!r} (wanted {wanted[k]!r})")
         if diff:
-            raise ValueError(f"{stamp}: this folder holds a bench run with other settings ({', '.join(diff)}: "
-                             f"{ {k: have.get(k) for k in diff} }); use another --out or delete the folder")
+            raise ValueError(f"{stamp}: this folder holds a bench run with other settings: {'; '.join(diff)}; use "
+                             f"another --out or delete the folder")
     if rank == 0:
         write_json(jsonable_dict(wanted), stamp)
     t0 = time.time()

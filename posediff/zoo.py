@@ -180,7 +180,7 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
     """
     import tempfile
 
-    from .bench import score
+    from .bench import _ground_truth, score
     from .data.synthcrowd import RENDERER_VERSION, SceneConfig, check_renderer, synthcrowd_split, write_split
     from .data.transforms import eval_transforms
     from .engine.train import predict_results
@@ -192,7 +192,7 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
         ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
         results = predict_results(model, ds, batch_size=4, steps=steps, progress=progress)
         gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
-        check_renderer(gts["crowdpose"])
+        check_renderer(gts["crowdpose"], _ground_truth(gts["crowdpose"]))
         metrics = score(results, gts, [int(i) for i in ds.ids])
     return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed, eval_size=eval_size,
                                          max_size=max_size, renderer=RENDERER_VERSION))
@@ -203,7 +203,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     them, on the SynthCrowd test split of the data it was trained on, then write the zoo file (once) with
     the metrics in its metadata."""
     from .engine.checkpoint import latest_checkpoint, load_checkpoint
-    from .engine.train import split_size
+    from .engine.train import check_synthcrowd_meta, split_size
     from .registry import create_model
 
     run = Path(run)
@@ -219,13 +219,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     if data.get("kind") != "synthcrowd":
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
-    from .data.synthcrowd import RENDERER_VERSION
-
-    trained_on = meta.get("synthcrowd_renderer", "(missing: version 1)")
-    if trained_on != str(RENDERER_VERSION):
-        raise ValueError(f"{checkpoint}: metadata field synthcrowd_renderer is {trained_on}, but this posediff draws "
-                         f"SynthCrowd version {RENDERER_VERSION}: the model would be scored on pictures unlike its "
-                         f"training data; train it again on this version")
+    check_synthcrowd_meta(meta, checkpoint, "score and export")
     half = zoo_tensors(checkpoint, base)[0]
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
              **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}

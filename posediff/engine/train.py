@@ -239,7 +239,7 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
                           crop_size=d.crop_size)
     if not d.flips:
         tf.transforms = [t for t in tf.transforms if not isinstance(t, RandomHorizontalFlip)]
-    elif d.kind == "synthcrowd":
+    elif d.kind == "synthcrowd" and rank == 0:
         log.warning("data.flip=True on SynthCrowd: a flipped scene shows its darker left limbs on the right, so "
                     "the cue that tells left from right is lost (docs/data.md)")
     if d.pixel_noise > 0:
@@ -265,6 +265,17 @@ def synthcrowd_meta(data: DataConfig) -> dict:
     from ..data.synthcrowd import RENDERER_VERSION
 
     return {"synthcrowd_renderer": RENDERER_VERSION} if data.kind == "synthcrowd" else {}
+
+
+def check_synthcrowd_meta(meta: dict, checkpoint, action: str) -> None:
+    """Refuse to ``action`` a checkpoint (its metadata ``meta``) trained on another SynthCrowd renderer."""
+    from ..data.synthcrowd import RENDERER_VERSION
+
+    have = json.loads(meta["synthcrowd_renderer"]) if "synthcrowd_renderer" in meta else "(missing: version 1)"
+    if have != RENDERER_VERSION:
+        raise ValueError(f"{checkpoint}: metadata field synthcrowd_renderer is {have}, but this posediff draws "
+                         f"SynthCrowd version {RENDERER_VERSION}, so it cannot {action} a model trained on other "
+                         f"pictures; train it again on this version")
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
@@ -391,7 +402,9 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             log.warning("--resume: no checkpoint in %s; starting afresh", out)
         else:
             weights_path, state_path = resume_point
-            weights, ema_w, _ = load_checkpoint(weights_path)
+            weights, ema_w, meta = load_checkpoint(weights_path)
+            if cfg.data.kind == "synthcrowd":
+                check_synthcrowd_meta(meta, weights_path, "resume")
             model.load_state_dict(weights)
             if ema is not None and ema_w:
                 ema.load_state_dict(ema_w)

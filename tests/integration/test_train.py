@@ -184,7 +184,16 @@ def test_checkpoints_record_the_synthcrowd_renderer(data_root, tmp_path):
     from posediff.engine.checkpoint import load_checkpoint
 
     train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=1", "ckpt_every=1"), progress=False)
-    assert load_checkpoint(latest_checkpoint(tmp_path / "run")[0])[2]["synthcrowd_renderer"] == str(RENDERER_VERSION)
+    weights_path = latest_checkpoint(tmp_path / "run")[0]
+    weights, _, meta = load_checkpoint(weights_path)
+    assert meta["synthcrowd_renderer"] == str(RENDERER_VERSION)
+    from safetensors.torch import save_file
+
+    del meta["synthcrowd_renderer"]  # as renderer version 1 left it: resuming would mix two kinds of pictures
+    save_file(weights, str(weights_path), metadata=meta)
+    with pytest.raises(ValueError, match="synthcrowd_renderer is \\(missing: version 1\\).*cannot resume"):
+        train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=2", "ckpt_every=1"), progress=False,
+              resume=True)
 
 
 def test_ema_weights_are_saved_and_used(data_root, tmp_path):
