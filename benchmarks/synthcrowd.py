@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from posediff.data.coco import crowd_index
-from posediff.data.synthcrowd import PoseBank, SceneConfig, make_scene, write_split
+from posediff.data.synthcrowd import RENDERER_VERSION, PoseBank, SceneConfig, make_scene, write_split
 from posediff.env import machine_info
 from posediff.io import save_result
 from posediff.skeletons import coco17_to_crowdpose14
@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     if cp_file.is_file():
         stats["CrowdPose fixture (2 images, real)"] = annotation_stats(json.loads(cp_file.read_text()), 14)
 
-    result = dict(benchmark="synthcrowd", size=args.size, seed=args.seed,
+    result = dict(benchmark="synthcrowd", size=args.size, seed=args.seed, renderer=RENDERER_VERSION,
                   speed=dict(images=args.speed_images, render_per_s=render, render_and_write_png_per_s=written),
                   stats={k: {kk: vv for kk, vv in v.items() if kk != "crowd_index"} for k, v in stats.items()},
                   machine=machine_info())

@@ -220,7 +220,10 @@ def _test_set(cfg, spec: BenchSpec):
     _, test_ds, ann, metric = build_datasets(dataclasses.replace(cfg, data=d))
     gts = {metric: ann}
     if d.kind == "synthcrowd":
+        from .data.synthcrowd import check_renderer
+
         gts["crowdpose"] = str(Path(d.root) / "test" / "crowdpose.json")
+        check_renderer(gts["crowdpose"], _ground_truth(gts["crowdpose"]))
     return test_ds, gts
 
 
@@ -362,7 +365,7 @@ def _table_format(gts: dict) -> str:
 
 def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     from . import __version__
-    from .engine.train import distributed, jsonable
+    from .engine.train import DataConfig, distributed, jsonable
     from .env import machine_info
 
     preset, spec = spec.resolved()
@@ -370,16 +373,28 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_runs(preset, spec)
+    from .data.synthcrowd import RENDERER_VERSION
+
     wanted = dict(preset=preset.name, dataset=spec.dataset, recipes=list(spec.recipes), init=spec.init,
                   train_steps=spec.train_steps, test_images=spec.test_images, overrides=list(spec.overrides),
-                  data=dataclasses.asdict(runs[0]["config"].data))
+                  data=dict(dataclasses.asdict(runs[0]["config"].data), flip=runs[0]["config"].data.flips),
+                  synthcrowd_renderer=RENDERER_VERSION if spec.dataset == "synthcrowd" else None)
     stamp = out / "bench_config.json"
     if stamp.is_file():
         have = json.loads(stamp.read_text())
-        diff = sorted(k for k in wanted if json.dumps(have.get(k), default=str) != json.dumps(wanted[k], default=str))
+        if isinstance(have.get("data"), dict) and have["data"].get("flip", False) is None:  # stamped unresolved
+            have["data"]["flip"] = DataConfig(kind=have["data"].get("kind", "synthcrowd")).flips
+        same = lambda a, b: json.dumps(a, default=str, sort_keys=True) == json.dumps(b, default=str, sort_keys=True)
+        diff = []
+        for k in wanted:
+            if k == "data" and isinstance(have.get(k), dict):
+                diff += [f"data.{f} {have[k].get(f)!r} (wanted {v!r})" for f, v in wanted[k].items()
+                         if not same(have[k].get(f), v)]
+            elif not same(have.get(k), wanted[k]):
+                diff.append(f"{k} {have.get(k)!r} (wanted {wanted[k]!r})")
         if diff:
-            raise ValueError(f"{stamp}: this folder holds a bench run with other settings ({', '.join(diff)}: "
-                             f"{ {k: have.get(k) for k in diff} }); use another --out or delete the folder")
+            raise ValueError(f"{stamp}: this folder holds a bench run with other settings: {'; '.join(diff)}; use "
+                             f"another --out or delete the folder")
     if rank == 0:
         write_json(jsonable_dict(wanted), stamp)
     t0 = time.time()
@@ -396,7 +411,8 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     fmt = _table_format(gts)
     val_metric = "coco" if runs[0]["config"].data.skeleton == "coco17" else "crowdpose"  # as build_datasets
     results = dict(
-        bench=dict(dataclasses.asdict(spec), table_format=fmt, val_metric=val_metric, command=command),
+        bench=dict(dataclasses.asdict(spec), table_format=fmt, val_metric=val_metric, command=command,
+                   synthcrowd_renderer=wanted["synthcrowd_renderer"]),
         preset=dataclasses.asdict(preset),
         config={f"{r['recipe']}/seed{r['seed']}": jsonable(r["config"]) for r in runs},
         runs=[_public(r, fmt) for r in records],

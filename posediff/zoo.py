@@ -72,8 +72,24 @@ def read_zoo_file(path: Path, seen: tuple = ()) -> dict[str, torch.Tensor]:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     base = meta.get("base")
     out = read_zoo_file(zoo_path(base), seen + (path.name,)) if base else {}
+    if base and "base_digest" in meta and tensors_digest(out) != meta["base_digest"]:
+        raise ValueError(f"{path}: its base {base} is not the file it was exported against (metadata field "
+                         f"base_digest {meta['base_digest'][:12]}..., the base's tensors give "
+                         f"{tensors_digest(out)[:12]}...); export the model again against this base")
     out.update(tensors)
     return {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names and float32 values (what a zoo file's ``base_digest`` records)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        v = tensors[k].float() if tensors[k].is_floating_point() else tensors[k]
+        h.update(k.encode())
+        h.update(v.contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def zoo_weights(recipe: str, tag: str) -> dict[str, torch.Tensor]:
@@ -146,6 +162,7 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
                 "made_by": json.dumps(made_by or {})}
     if base:
         out_meta["base"] = base
+        out_meta["base_digest"] = tensors_digest(read_zoo_file(zoo_path(base)))
     with atomic_path(out) as tmp:
         save_file(half, str(tmp), metadata=out_meta)
     return {"tensors": len(half), "from_base": dropped, "bytes": Path(out).stat().st_size}
@@ -158,12 +175,13 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
 
     ``root``: a SynthCrowd folder holding ``test/`` (as ``posediff train`` writes it); without one, the test
     split of ``num_images`` scenes of ``size`` pixels and ``scene_seed`` is rendered into a temporary folder
-    (scenes are deterministic, so this is the same split).
+    (scenes are deterministic, so this is the same split for the same renderer version, which the metrics
+    record; ``synthcrowd_split`` refuses a folder drawn by another).
     """
     import tempfile
 
-    from .bench import score
-    from .data.synthcrowd import SceneConfig, synthcrowd_split, write_split
+    from .bench import _ground_truth, score
+    from .data.synthcrowd import RENDERER_VERSION, SceneConfig, check_renderer, synthcrowd_split, write_split
     from .data.transforms import eval_transforms
     from .engine.train import predict_results
 
@@ -174,9 +192,10 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
         ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
         results = predict_results(model, ds, batch_size=4, steps=steps, progress=progress)
         gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
+        check_renderer(gts["crowdpose"], _ground_truth(gts["crowdpose"]))
         metrics = score(results, gts, [int(i) for i in ds.ids])
     return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed, eval_size=eval_size,
-                                         max_size=max_size))
+                                         max_size=max_size, renderer=RENDERER_VERSION))
 
 
 def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None) -> dict:
@@ -184,7 +203,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     them, on the SynthCrowd test split of the data it was trained on, then write the zoo file (once) with
     the metrics in its metadata."""
     from .engine.checkpoint import latest_checkpoint, load_checkpoint
-    from .engine.train import split_size
+    from .engine.train import check_synthcrowd_meta, split_size
     from .registry import create_model
 
     run = Path(run)
@@ -200,6 +219,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     if data.get("kind") != "synthcrowd":
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
+    check_synthcrowd_meta(meta, checkpoint, "score and export")
     half = zoo_tensors(checkpoint, base)[0]
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
              **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}

@@ -51,24 +51,29 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     from tqdm import tqdm
 
     from ..data import SynthCrowdDataset, collate
-    from ..data.synthcrowd import SceneConfig
-    from ..data.transforms import Compose, PixelNoise, RandomHorizontalFlip
+    from ..data.synthcrowd import RENDERER_VERSION, SceneConfig
+    from ..data.transforms import PixelNoise
     from ..env import machine_info
     from ..models.pretrain import HeatmapPretrainer, heatmap_focal_loss, render_heatmaps
-    from ..skeletons import COCO17
 
     out = Path(out)
     state_path = out.with_suffix(".state.pt")
     torch.manual_seed(seed)
     config = SceneConfig(size=size)
-    train = SynthCrowdDataset(num_images, "train", scene_seed=seed, config=config,
-                              transforms=Compose([RandomHorizontalFlip(COCO17.flip_index), PixelNoise(8.0)]))
+    # no horizontal flips: the renderer mirrors poses itself, and a flipped picture would show its darker left
+    # limbs on the right
+    train = SynthCrowdDataset(num_images, "train", scene_seed=seed, config=config, transforms=PixelNoise(8.0))
     val = SynthCrowdDataset(val_images, "val", scene_seed=seed, config=config)
     model = HeatmapPretrainer(backbone)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     step, elapsed, history = 0, 0.0, []
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state.get("synthcrowd_renderer", 1) != RENDERER_VERSION:
+            raise ValueError(f"{state_path}: field synthcrowd_renderer is "
+                             f"{state.get('synthcrowd_renderer', '(missing: version 1)')}, but this posediff draws "
+                             f"SynthCrowd version {RENDERER_VERSION}; start afresh (without --resume) or use another "
+                             f"--out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
@@ -80,7 +85,7 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     def save_state():
         with atomic_path(state_path) as tmp:
             torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step, elapsed=time.time() - t0,
-                            history=history, torch_rng=torch.get_rng_state()), tmp)
+                            history=history, torch_rng=torch.get_rng_state(), synthcrowd_renderer=RENDERER_VERSION), tmp)
 
     while step < steps and (minutes is None or (time.time() - t0) < minutes * 60):
         idx = [int(order[(step * batch_size + j) % num_images]) for j in range(batch_size)]
@@ -107,7 +112,8 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     meta = {"format": "posediff.backbone/1", "backbone": backbone, "task": "SynthCrowd keypoint heatmaps (CenterNet)",
             "command": "posediff " + " ".join(sys.argv[1:]) if sys.argv and "posediff" in sys.argv[0] else "",
             "steps": str(step), "batch_size": str(batch_size), "seconds": f"{seconds:.0f}",
-            "val_hit_rate_8px": f"{hit:.4f}", "machine": json.dumps(machine_info())}
+            "val_hit_rate_8px": f"{hit:.4f}", "machine": json.dumps(machine_info()),
+            "synthcrowd_renderer": str(RENDERER_VERSION)}
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().half().contiguous() for k, v in model.backbone_state_dict().items()

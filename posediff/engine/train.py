@@ -61,9 +61,16 @@ class DataConfig:
     crop_size: tuple[int, int] = (160, 224)
     max_size: int = 400
     eval_size: int = 256
-    flip: bool = True
+    # horizontal flips (labels swapped); None: on for photographs, off for SynthCrowd, whose renderer mirrors
+    # poses itself and draws left limbs darker: a flipped picture would show that cue on the right
+    flip: bool | None = None
     pixel_noise: float = 6.0
     max_val_images: int | None = None
+
+    @property
+    def flips(self) -> bool:
+        """Whether training flips: ``flip`` as set, or by default on for photographs and off for SynthCrowd."""
+        return self.flip if self.flip is not None else self.kind != "synthcrowd"
 
 
 # ED-Pose's augmentation sizes for real photographs
@@ -200,14 +207,18 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
     if d.kind == "synthcrowd":
         root = Path(d.root)
         ann_name = "coco.json" if skeleton.name == "coco17" else "crowdpose.json"
-        wanted = dict(num_images=d.num_images, size=d.size, scene_seed=d.scene_seed)
+        from ..data.synthcrowd import RENDERER_VERSION
+
+        wanted = dict(num_images=d.num_images, size=d.size, scene_seed=d.scene_seed, renderer=RENDERER_VERSION)
         stamp = root / "synthcrowd.json"
         if stamp.is_file():
-            have = json.loads(stamp.read_text())
-            if have != wanted:
-                raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with {have}, but the config asks "
-                                 f"for {wanted} (fields data.num_images, data.size, data.scene_seed); point data.root "
-                                 f"elsewhere or delete the folder")
+            have = {"renderer": 1, **json.loads(stamp.read_text())}  # version 1 wrote no renderer
+            diff = [k for k in wanted if have.get(k) != wanted[k]]
+            if diff:
+                fields = ", ".join(f"{'renderer version' if k == 'renderer' else 'data.' + k} {have.get(k)} (wanted "
+                                   f"{wanted[k]})" for k in diff)
+                raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with other settings: {fields}; "
+                                 f"point data.root elsewhere or delete the folder")
         if not stamp.is_file() or not (root / d.val_split / ann_name).is_file():
             if rank == 0:
                 from ..data.synthcrowd import SceneConfig, write_split
@@ -226,18 +237,45 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
         raise ValueError(f"config field data.kind must be 'synthcrowd' or 'coco', got {d.kind!r}")
     tf = train_transforms(skeleton.flip_index, scales=d.train_scales, max_size=d.max_size, crop_scales=d.crop_scales,
                           crop_size=d.crop_size)
-    if not d.flip:
+    if not d.flips:
         tf.transforms = [t for t in tf.transforms if not isinstance(t, RandomHorizontalFlip)]
+    elif d.kind == "synthcrowd" and rank == 0:
+        log.warning("data.flip=True on SynthCrowd: a flipped scene shows its darker left limbs on the right, so "
+                    "the cue that tells left from right is lost (docs/data.md)")
     if d.pixel_noise > 0:
         tf = Compose([tf, PixelNoise(d.pixel_noise)])
     train_ds = CocoKeypointDataset(train_images, train_ann, skeleton=skeleton, transforms=tf, prior=prior,
                                    seed=cfg.seed, require_persons=True)
     val_ds = CocoKeypointDataset(val_images, val_ann, skeleton=skeleton,
                                  transforms=eval_transforms(d.eval_size, d.max_size))
+    if d.kind == "synthcrowd":
+        from ..data.synthcrowd import check_renderer
+
+        check_renderer(train_ann, train_ds.coco.dataset)
+        check_renderer(val_ann, val_ds.coco.dataset)
     if d.max_val_images is not None:
         val_ds.ids = val_ds.ids[: d.max_val_images]
     metric = "coco" if skeleton.name == "coco17" else "crowdpose"
     return train_ds, val_ds, str(val_ann), metric
+
+
+def synthcrowd_meta(data: DataConfig) -> dict:
+    """``{"synthcrowd_renderer": version}`` for a checkpoint trained on SynthCrowd (files without it: version 1
+    or other data), else ``{}``."""
+    from ..data.synthcrowd import RENDERER_VERSION
+
+    return {"synthcrowd_renderer": RENDERER_VERSION} if data.kind == "synthcrowd" else {}
+
+
+def check_synthcrowd_meta(meta: dict, checkpoint, action: str) -> None:
+    """Refuse to ``action`` a checkpoint (its metadata ``meta``) trained on another SynthCrowd renderer."""
+    from ..data.synthcrowd import RENDERER_VERSION
+
+    have = json.loads(meta["synthcrowd_renderer"]) if "synthcrowd_renderer" in meta else "(missing: version 1)"
+    if have != RENDERER_VERSION:
+        raise ValueError(f"{checkpoint}: metadata field synthcrowd_renderer is {have}, but this posediff draws "
+                         f"SynthCrowd version {RENDERER_VERSION}, so it cannot {action} a model trained on other "
+                         f"pictures; train it again on this version")
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
@@ -364,7 +402,9 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             log.warning("--resume: no checkpoint in %s; starting afresh", out)
         else:
             weights_path, state_path = resume_point
-            weights, ema_w, _ = load_checkpoint(weights_path)
+            weights, ema_w, meta = load_checkpoint(weights_path)
+            if cfg.data.kind == "synthcrowd":
+                check_synthcrowd_meta(meta, weights_path, "resume")
             model.load_state_dict(weights)
             if ema is not None and ema_w:
                 ema.load_state_dict(ema_w)
@@ -480,6 +520,6 @@ def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, his
                  seconds=seconds, torch_rng=rng, numpy_rng=np.random.get_state(), python_rng=random.getstate(),
                  history=history)
     save_checkpoint(out, step, model, cfg.recipe, cfg.model, state=state, ema=ema.module if ema is not None else None,
-                    extra_meta={"config": jsonable(cfg)}, keep=cfg.keep_checkpoints)
+                    extra_meta={"config": jsonable(cfg), **synthcrowd_meta(cfg.data)}, keep=cfg.keep_checkpoints)
     _write_history(out, history)
 

@@ -79,8 +79,17 @@ def test_rerun_recomputes_nothing_and_interrupted_eval_continues(bench, monkeypa
 
 def test_other_settings_in_the_same_folder_are_refused(bench):
     tmp, _ = bench
-    with pytest.raises(ValueError, match="train_steps"):
+    with pytest.raises(ValueError, match=r"other settings: train_steps 3 \(wanted 5\)"):
         run_bench(spec(tmp, train_steps=5))
+    stamp = tmp / "b" / "bench_config.json"
+    saved = json.loads(stamp.read_text())
+    assert saved["data"]["flip"] is False  # the resolved default: SynthCrowd is not flipped
+    try:  # another size, and the flip default unresolved (as an earlier posediff stamped it): only the size differs
+        stamp.write_text(json.dumps(dict(saved, data=dict(saved["data"], size=64, flip=None))))
+        with pytest.raises(ValueError, match=r"other settings: data\.size 64 \(wanted 96\); use another"):
+            run_bench(spec(tmp))
+    finally:
+        stamp.write_text(json.dumps(saved))
 
 
 def test_bad_arguments(tmp_path):

@@ -1,6 +1,7 @@
 """SynthCrowd: deterministic scenes whose labels agree with the pixels, in COCO and CrowdPose format."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,58 @@ def test_on_the_fly_dataset_targets():
     lab = targets.visibility > 0
     torch.testing.assert_close(targets.keypoints_completed[lab], targets.keypoints[lab])
     assert targets.valid.sum() == sum(len(make_scene(2, "train", i).keypoints) for i in range(6))
+
+
+def test_left_limbs_are_a_shade_darker_than_right_ones():
+    from PIL import Image, ImageDraw
+
+    from posediff.data.synthcrowd import _LEFT_SHADE, _draw_person
+
+    # a figure facing the camera, arms and legs spread so that no limb covers another
+    kp = np.array([[128, 40], [124, 36], [132, 36], [118, 38], [138, 38],  # face
+                   [150, 70], [106, 70], [190, 80], [66, 80], [220, 90], [36, 90],  # shoulders, elbows, wrists
+                   [145, 140], [111, 140], [170, 190], [86, 190], [180, 240], [76, 240]], dtype=float)
+    image = Image.new("RGB", (256, 256), (255, 255, 255))
+    label = Image.new("L", (256, 256), 0)
+    _draw_person((ImageDraw.Draw(image), ImageDraw.Draw(label)), kp, 200.0, 1, np.random.default_rng(0))
+    pixels = np.asarray(image).astype(float)
+    for left, right in ((7, 8), (13, 14), (9, 10)):  # elbows, knees, wrists (hands)
+        if left in (7, 13):  # the middle of the forearm / shin below the joint
+            a, b = (kp[left] + kp[left + 2]) / 2, (kp[right] + kp[right + 2]) / 2
+        else:
+            a, b = kp[left], kp[right]
+        lc, rc = pixels[int(a[1]), int(a[0])], pixels[int(b[1]), int(b[0])]
+        np.testing.assert_allclose(lc, np.round(rc * _LEFT_SHADE), atol=1)
+
+
+def test_a_split_drawn_by_another_renderer_version_is_refused(tmp_path):
+    from posediff.data.synthcrowd import RENDERER_VERSION, write_split
+
+    write_split(tmp_path, "val", 2, seed=0, config=SceneConfig(size=96))
+    assert len(synthcrowd_split(tmp_path, "val")) >= 1
+    ann = tmp_path / "val" / "coco.json"
+    data = json.loads(ann.read_text())
+    assert data["info"]["renderer"] == RENDERER_VERSION
+    del data["info"]["renderer"]  # as version 1 wrote it
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="info.renderer"):
+        synthcrowd_split(tmp_path, "val")
+
+
+def test_renderer_version_2_draws_the_labels_of_version_1():
+    """Version 2 shades the left limbs and draws no extra random numbers: layouts and labels are unchanged."""
+    fixture = json.loads((Path(__file__).parents[1] / "data" / "synthcrowd_v1_labels.json").read_text())
+    for rec in fixture["scenes"]:
+        scene = make_scene(0, rec["split"], rec["index"])
+        np.testing.assert_allclose(scene.keypoints, rec["keypoints"], atol=1e-3)
+        np.testing.assert_allclose(scene.boxes, rec["boxes"], atol=1e-3)
+        np.testing.assert_allclose(scene.areas, rec["areas"], atol=1e-3)
+
+
+def test_an_annotation_file_whose_info_is_not_an_object_is_refused(tmp_path):
+    from posediff.data.synthcrowd import check_renderer
+
+    ann = tmp_path / "coco.json"
+    ann.write_text(json.dumps(dict(info="SynthCrowd", images=[], annotations=[])))
+    with pytest.raises(ValueError, match=r"coco\.json: field info must be an object"):
+        check_renderer(ann)

@@ -1,6 +1,7 @@
 """Training: the loss falls; same seed, same losses; a resumed run equals an uninterrupted one; DDP."""
 
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -144,9 +145,55 @@ def test_train_command_line(data_root, tmp_path, capsys):
 def test_synthcrowd_folder_rendered_with_other_settings_is_reported(tmp_path):
     from posediff.engine.train import build_datasets
 
-    (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=99, size=96, scene_seed=0)))
-    with pytest.raises(ValueError, match="data.num_images"):
+    from posediff.data.synthcrowd import RENDERER_VERSION
+
+    d = config("edpose_tiny", tmp_path, tmp_path / "run").data
+    (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=99, size=d.size, scene_seed=d.scene_seed,
+                                                              renderer=RENDERER_VERSION)))
+    with pytest.raises(ValueError, match=rf"other settings: data\.num_images 99 \(wanted {d.num_images}\);"):
         build_datasets(config("edpose_tiny", tmp_path, tmp_path / "run"))
+    # the same settings, drawn by renderer version 1 (which wrote no renderer)
+    (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=d.num_images, size=d.size,
+                                                              scene_seed=d.scene_seed)))
+    with pytest.raises(ValueError, match=rf"other settings: renderer version 1 \(wanted {RENDERER_VERSION}\);"):
+        build_datasets(config("edpose_tiny", tmp_path, tmp_path / "run"))
+
+
+def test_synthcrowd_is_not_flipped_unless_asked(data_root, tmp_path, caplog):
+    from posediff.data.transforms import RandomHorizontalFlip
+    from posediff.engine.train import build_datasets
+
+    def flips(*extra):
+        train_ds = build_datasets(config("edpose_tiny", data_root, tmp_path / "run", *extra))[0]
+        found, todo = [], [train_ds.transforms]
+        while todo:  # walk nested Compose / RandomSelect
+            t = todo.pop()
+            found.append(isinstance(t, RandomHorizontalFlip))
+            todo += list(getattr(t, "transforms", [])) + [getattr(t, n) for n in ("first", "second") if hasattr(t, n)]
+        return any(found)
+
+    assert not flips()  # the darker left limbs would show on the right
+    with caplog.at_level(logging.WARNING, logger="posediff.engine.train"):
+        assert flips("data.flip=True")
+    assert "darker left limbs" in caplog.text
+    assert DataConfig(kind="coco").flips and not DataConfig(kind="coco", flip=False).flips  # photographs flip
+
+
+def test_checkpoints_record_the_synthcrowd_renderer(data_root, tmp_path):
+    from posediff.data.synthcrowd import RENDERER_VERSION
+    from posediff.engine.checkpoint import load_checkpoint
+
+    train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=1", "ckpt_every=1"), progress=False)
+    weights_path = latest_checkpoint(tmp_path / "run")[0]
+    weights, _, meta = load_checkpoint(weights_path)
+    assert meta["synthcrowd_renderer"] == str(RENDERER_VERSION)
+    from safetensors.torch import save_file
+
+    del meta["synthcrowd_renderer"]  # as renderer version 1 left it: resuming would mix two kinds of pictures
+    save_file(weights, str(weights_path), metadata=meta)
+    with pytest.raises(ValueError, match="synthcrowd_renderer is \\(missing: version 1\\).*cannot resume"):
+        train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=2", "ckpt_every=1"), progress=False,
+              resume=True)
 
 
 def test_ema_weights_are_saved_and_used(data_root, tmp_path):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from posediff import create_model
+from posediff.data.synthcrowd import RENDERER_VERSION
 from posediff.engine.checkpoint import init_from, save_checkpoint
 from posediff.zoo import (
     PRETRAINED,
@@ -23,6 +24,7 @@ def test_shipped_edpose_tiny_scores_its_recorded_ap():
     assert not model.training
     recorded = zoo_metadata(zoo_path(PRETRAINED[("edpose_tiny", "synthcrowd")]))["metrics"]
     split = recorded["test_split"]
+    assert split.get("renderer", 1) == RENDERER_VERSION, "the zoo was scored on other SynthCrowd pictures: re-export it"
     torch.set_num_threads(min(2, torch.get_num_threads()))
     got = score_on_synthcrowd_test(model, num_images=split["images"], size=split["size"],
                                    scene_seed=split["scene_seed"], eval_size=split["eval_size"],
@@ -64,6 +66,31 @@ def test_export_leaves_out_the_frozen_base_and_refuses_a_changed_one(tmp_path):
     ckpt = save_checkpoint(tmp_path / "run", 2, model, "edpose_tiny", {})
     with pytest.raises(ValueError, match="differ"):
         export_zoo(ckpt, tmp_path / "z2.safetensors", base=BACKBONE)
+
+
+def test_a_model_whose_base_changed_since_its_export_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = create_model("edpose_tiny")
+    init_from(model, zoo_path(BACKBONE))
+    ckpt = save_checkpoint(tmp_path / "run", 1, model, "edpose_tiny", {"freeze_backbone": True})
+    export_zoo(ckpt, tmp_path / "z.safetensors", base=BACKBONE)
+    meta = zoo_metadata(tmp_path / "z.safetensors")
+    assert len(meta["base_digest"]) == 64
+    raw = {k: v for k, v in meta.items() if k not in ("overrides", "metrics", "made_by")}
+    raw.update(overrides="{}", metrics="{}", made_by="{}", base_digest="0" * 64)  # exported against another base
+    save_file(load_file(tmp_path / "z.safetensors"), str(tmp_path / "z.safetensors"), metadata=raw)
+    with pytest.raises(ValueError, match="base_digest"):
+        read_zoo_file(tmp_path / "z.safetensors")
+
+
+def test_export_refuses_a_run_trained_on_another_synthcrowd_renderer(tmp_path):
+    from posediff.zoo import export_and_score
+
+    ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {},
+                           extra_meta={"config": {"data": {"kind": "synthcrowd"}}})  # no synthcrowd_renderer: v1
+    with pytest.raises(ValueError, match="synthcrowd_renderer is \\(missing: version 1\\)"):
+        export_and_score(ckpt, tmp_path / "z.safetensors")
 
 
 def test_init_skips_tensors_of_another_shape(tmp_path):
