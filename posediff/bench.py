@@ -208,6 +208,11 @@ def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
 # One run: train (or continue), then evaluate at every sampling step not yet evaluated
 # ----------------------------------------------------------------------------------------------------
 
+def _same_json(a, b) -> bool:
+    """Equal as a stamp file stores them (tuples and lists alike)."""
+    return json.dumps(a, default=str, sort_keys=True) == json.dumps(b, default=str, sort_keys=True)
+
+
 def _test_set(cfg, spec: BenchSpec):
     """(dataset, {format: ground-truth file}) of the split the bench scores on."""
     from .engine.train import build_datasets
@@ -384,13 +389,12 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
         have = json.loads(stamp.read_text())
         if isinstance(have.get("data"), dict) and have["data"].get("flip", False) is None:  # stamped unresolved
             have["data"]["flip"] = DataConfig(kind=have["data"].get("kind", "synthcrowd")).flips
-        same = lambda a, b: json.dumps(a, default=str, sort_keys=True) == json.dumps(b, default=str, sort_keys=True)
         diff = []
         for k in wanted:
             if k == "data" and isinstance(have.get(k), dict):
                 diff += [f"data.{f} {have[k].get(f)!r} (wanted {v!r})" for f, v in wanted[k].items()
-                         if not same(have[k].get(f), v)]
-            elif not same(have.get(k), wanted[k]):
+                         if not _same_json(have[k].get(f), v)]
+            elif not _same_json(have.get(k), wanted[k]):
                 diff.append(f"{k} {have.get(k)!r} (wanted {wanted[k]!r})")
         if diff:
             raise ValueError(f"{stamp}: this folder holds a bench run with other settings: {'; '.join(diff)}; use "

@@ -85,7 +85,8 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     def save_state():
         with atomic_path(state_path) as tmp:
             torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step, elapsed=time.time() - t0,
-                            history=history, torch_rng=torch.get_rng_state(), synthcrowd_renderer=RENDERER_VERSION), tmp)
+                            history=history, torch_rng=torch.get_rng_state(),
+                            synthcrowd_renderer=RENDERER_VERSION), tmp)
 
     while step < steps and (minutes is None or (time.time() - t0) < minutes * 60):
         idx = [int(order[(step * batch_size + j) % num_images]) for j in range(batch_size)]

@@ -143,9 +143,8 @@ def test_train_command_line(data_root, tmp_path, capsys):
 
 
 def test_synthcrowd_folder_rendered_with_other_settings_is_reported(tmp_path):
-    from posediff.engine.train import build_datasets
-
     from posediff.data.synthcrowd import RENDERER_VERSION
+    from posediff.engine.train import build_datasets
 
     d = config("edpose_tiny", tmp_path, tmp_path / "run").data
     (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=99, size=d.size, scene_seed=d.scene_seed,
