@@ -105,7 +105,8 @@ def main(argv=None) -> dict:
     if args.skeleton == "crowdpose14" and results and len(results[0]["keypoints"]) == 51:
         results = results_to_crowdpose14(results)  # a COCO-17 model, scored on CrowdPose-14 files
     out = keypoint_errors(ann, results, skeleton=args.skeleton, image_ids=ds.ids, min_oks=args.min_oks)
-    info = ds.coco.dataset.get("info") if isinstance(ds.coco.dataset.get("info"), dict) else {}
+    info = ds.coco.dataset.get("info")
+    info = info if isinstance(info, dict) else {}
     renderer = info.get("renderer", None if args.ann else 1)  # SynthCrowd files without one: version 1
     out = dict(out, model=args.model, ann=ann, images=len(ds), args=vars(args), synthcrowd_renderer=renderer,
                seconds=round(time.time() - t0, 1), machine=machine_info(), date=time.strftime("%Y-%m-%d"))

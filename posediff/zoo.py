@@ -72,10 +72,10 @@ def read_zoo_file(path: Path, seen: tuple = ()) -> dict[str, torch.Tensor]:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     base = meta.get("base")
     out = read_zoo_file(zoo_path(base), seen + (path.name,)) if base else {}
-    if base and "base_digest" in meta and tensors_digest(out) != meta["base_digest"]:
+    if base and "base_digest" in meta and (digest := tensors_digest(out)) != meta["base_digest"]:
         raise ValueError(f"{path}: its base {base} is not the file it was exported against (metadata field "
-                         f"base_digest {meta['base_digest'][:12]}..., the base's tensors give "
-                         f"{tensors_digest(out)[:12]}...); export the model again against this base")
+                         f"base_digest {meta['base_digest'][:12]}..., the base's tensors give {digest[:12]}...); "
+                         f"export the model again against this base")
     out.update(tensors)
     return {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
 

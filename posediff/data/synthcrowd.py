@@ -47,7 +47,8 @@ from .base import PoseDataset
 from .coco import CocoKeypointDataset, crowd_index
 
 __all__ = ["SceneConfig", "PoseBank", "render_scene", "make_scene", "Scene", "write_split", "SPLITS",
-           "build_pose_bank", "SynthCrowdDataset", "synthcrowd_split", "check_renderer", "RENDERER_VERSION"]
+           "build_pose_bank", "SynthCrowdDataset", "synthcrowd_split", "check_renderer", "refuse_other_renderer",
+           "RENDERER_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -526,11 +527,18 @@ def check_renderer(ann_file, dataset: dict | None = None) -> None:
     if not isinstance(info, dict):
         raise ValueError(f"{ann_file}: field info must be an object (SynthCrowd records its renderer version "
                          f"there), got {type(info).__name__}")
-    have = info.get("renderer", 1)
-    if have != RENDERER_VERSION:
-        raise ValueError(f"{ann_file}: field info.renderer is {info.get('renderer', '(missing: version 1)')}, but "
-                         f"this posediff draws SynthCrowd version {RENDERER_VERSION}; render the split again "
-                         f"(posediff data synthcrowd) or point at another folder")
+    refuse_other_renderer(info.get("renderer"), f"{ann_file}: field info.renderer",
+                          "render the split again (posediff data synthcrowd) or point at another folder")
+
+
+def refuse_other_renderer(have, what: str, remedy: str) -> None:
+    """Raise unless ``have`` (a recorded renderer version; None: not recorded, so version 1) is this posediff's.
+
+    ``what`` names the file and field in the error, ``remedy`` says what to do instead.
+    """
+    if (1 if have is None else have) != RENDERER_VERSION:
+        raise ValueError(f"{what} is {'(missing: version 1)' if have is None else have}, but this posediff draws "
+                         f"SynthCrowd version {RENDERER_VERSION}; {remedy}")
 
 
 def synthcrowd_split(root, split: str, skeleton: str = "coco17", **kwargs) -> CocoKeypointDataset:

@@ -51,7 +51,7 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     from tqdm import tqdm
 
     from ..data import SynthCrowdDataset, collate
-    from ..data.synthcrowd import RENDERER_VERSION, SceneConfig
+    from ..data.synthcrowd import RENDERER_VERSION, SceneConfig, refuse_other_renderer
     from ..data.transforms import PixelNoise
     from ..env import machine_info
     from ..models.pretrain import HeatmapPretrainer, heatmap_focal_loss, render_heatmaps
@@ -69,11 +69,8 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     step, elapsed, history = 0, 0.0, []
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state.get("synthcrowd_renderer", 1) != RENDERER_VERSION:
-            raise ValueError(f"{state_path}: field synthcrowd_renderer is "
-                             f"{state.get('synthcrowd_renderer', '(missing: version 1)')}, but this posediff draws "
-                             f"SynthCrowd version {RENDERER_VERSION}; start afresh (without --resume) or use another "
-                             f"--out")
+        refuse_other_renderer(state.get("synthcrowd_renderer"), f"{state_path}: field synthcrowd_renderer",
+                              "start afresh (without --resume) or use another --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]

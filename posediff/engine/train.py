@@ -269,13 +269,11 @@ def synthcrowd_meta(data: DataConfig) -> dict:
 
 def check_synthcrowd_meta(meta: dict, checkpoint, action: str) -> None:
     """Refuse to ``action`` a checkpoint (its metadata ``meta``) trained on another SynthCrowd renderer."""
-    from ..data.synthcrowd import RENDERER_VERSION
+    from ..data.synthcrowd import refuse_other_renderer
 
-    have = json.loads(meta["synthcrowd_renderer"]) if "synthcrowd_renderer" in meta else "(missing: version 1)"
-    if have != RENDERER_VERSION:
-        raise ValueError(f"{checkpoint}: metadata field synthcrowd_renderer is {have}, but this posediff draws "
-                         f"SynthCrowd version {RENDERER_VERSION}, so it cannot {action} a model trained on other "
-                         f"pictures; train it again on this version")
+    refuse_other_renderer(json.loads(meta["synthcrowd_renderer"]) if "synthcrowd_renderer" in meta else None,
+                          f"{checkpoint}: metadata field synthcrowd_renderer",
+                          f"it cannot {action} a model trained on other pictures; train it again on this version")
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:

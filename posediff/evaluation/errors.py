@@ -146,13 +146,14 @@ def keypoint_errors(gt, results, skeleton: str = "coco17", image_ids=None, min_o
     out = dict(persons=n_persons, found=len(px) / max(n_persons, 1))
     if px:
         e, v = np.stack(px), np.stack(labelled)  # (F, K) each
-        r = e / np.asarray(scales)[:, None]  # (F, K) relative to each person's scale
+        s = np.asarray(scales)[:, None]  # (F, 1)
+        r = e / s  # (F, K) relative to each person's scale
         out["joint_error_px"] = {names[j]: float(np.median(e[v[:, j], j])) if v[:, j].any() else None
                                  for j in range(k)}
         out["joint_error_rel"] = {names[j]: float(np.median(r[v[:, j], j])) if v[:, j].any() else None
                                   for j in range(k)}
         own = np.nanmean(np.where(v, r, np.nan), 1)  # (F,): mean relative error over labelled joints
-        other = np.nanmean(np.where(v, np.stack(px_swapped) / np.asarray(scales)[:, None], np.nan), 1)
+        other = np.nanmean(np.where(v, np.stack(px_swapped) / s, np.nan), 1)
         out.update(mean_error_rel=float(np.median(own)), swap_share=float((other < own).mean()),
                    lr_spread=float(np.median(spread)) if spread else None)
     else:
