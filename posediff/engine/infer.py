@@ -60,8 +60,8 @@ class Predictor:
 
         h, w = image.shape[:2]
         oh, ow = _resized_hw(h, w, self.size, self.max_size)
-        resized = np.asarray(Image.fromarray(image).resize((ow, oh), Image.BILINEAR))
-        x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float().div_(255.0)
+        resized = np.array(Image.fromarray(image).resize((ow, oh), Image.BILINEAR))  # (oh, ow, 3), a writable copy
+        x = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)  # (3, oh, ow)
         return (x - self.mean) / self.std, (w / ow, h / oh)
 
     @torch.no_grad()
