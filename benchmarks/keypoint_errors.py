@@ -76,6 +76,7 @@ def plot(result: dict, path: str, title: str) -> None:
 
 
 def main(argv=None) -> dict:
+    from posediff.data.synthcrowd import renderer_version
     from posediff.engine.train import predict_results
     from posediff.evaluation import keypoint_errors, results_to_crowdpose14
 
@@ -107,7 +108,7 @@ def main(argv=None) -> dict:
     out = keypoint_errors(ann, results, skeleton=args.skeleton, image_ids=ds.ids, min_oks=args.min_oks)
     info = ds.coco.dataset.get("info")
     info = info if isinstance(info, dict) else {}
-    renderer = info.get("renderer", None if args.ann else 1)  # SynthCrowd files without one: version 1
+    renderer = None if args.ann else renderer_version(info.get("renderer"))  # None: not SynthCrowd
     out = dict(out, model=args.model, ann=ann, images=len(ds), args=vars(args), synthcrowd_renderer=renderer,
                seconds=round(time.time() - t0, 1), machine=machine_info(), date=time.strftime("%Y-%m-%d"))
     print(f"{args.model} on {len(ds)} images of {ann}: {out['persons']} persons, {out['found']:.1%} paired "

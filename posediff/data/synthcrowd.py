@@ -48,7 +48,7 @@ from .coco import CocoKeypointDataset, crowd_index
 
 __all__ = ["SceneConfig", "PoseBank", "render_scene", "make_scene", "Scene", "write_split", "SPLITS",
            "build_pose_bank", "SynthCrowdDataset", "synthcrowd_split", "check_renderer", "refuse_other_renderer",
-           "RENDERER_VERSION"]
+           "renderer_version", "RENDERER_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -531,12 +531,18 @@ def check_renderer(ann_file, dataset: dict | None = None) -> None:
                           "render the split again (posediff data synthcrowd) or point at another folder")
 
 
+def renderer_version(recorded) -> int:
+    """The SynthCrowd renderer version a file or checkpoint was made with; None (not recorded) means version 1,
+    which recorded none."""
+    return 1 if recorded is None else recorded
+
+
 def refuse_other_renderer(have, what: str, remedy: str) -> None:
-    """Raise unless ``have`` (a recorded renderer version; None: not recorded, so version 1) is this posediff's.
+    """Raise unless ``have`` (a recorded renderer version, or None: :func:`renderer_version`) is this posediff's.
 
     ``what`` names the file and field in the error, ``remedy`` says what to do instead.
     """
-    if (1 if have is None else have) != RENDERER_VERSION:
+    if renderer_version(have) != RENDERER_VERSION:
         raise ValueError(f"{what} is {'(missing: version 1)' if have is None else have}, but this posediff draws "
                          f"SynthCrowd version {RENDERER_VERSION}; {remedy}")
 
