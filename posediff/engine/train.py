@@ -16,10 +16,12 @@ import ast
 import dataclasses
 import json
 import logging
+import math
 import os
 import random
 import runpy
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -409,9 +411,11 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             if state_path is None:
                 raise FileNotFoundError(f"{weights_path}: its training state (.state.pt) is missing")
             state = torch.load(state_path, map_location="cpu", weights_only=False)
+            asked_lrs = list(schedule.base_lrs)
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             step, epoch, pos = state["step"], state["epoch"], state["pos"]
+            _follow_asked_schedule(schedule, asked_lrs, cfg, step, state_path)
             torch.set_rng_state(state["torch_rng"][rank] if isinstance(state["torch_rng"], list) else
                                 state["torch_rng"])
             np.random.set_state(state["numpy_rng"])
@@ -494,6 +498,28 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     if world > 1:
         torch.distributed.barrier()
     return result
+
+
+def _follow_asked_schedule(schedule, asked_lrs: list[float], cfg: TrainConfig, step: int, state_path) -> None:
+    """On resume, make the learning-rate schedule the command asks for, or refuse clearly.
+
+    The saved scheduler state would otherwise win silently over ``lr``, ``lr_gamma`` and ``lr_drop``. The
+    learning rates and the drops already behind ``step`` cannot change (the steps are taken); drops after it
+    follow the command, so a finished run can be extended with a later drop.
+    """
+    if len(asked_lrs) != len(schedule.base_lrs) or not all(
+            math.isclose(a, b, rel_tol=1e-6) for a, b in zip(asked_lrs, schedule.base_lrs)):
+        raise ValueError(f"{state_path}: this run trained with base learning rates {schedule.base_lrs}, the command "
+                         f"asks for {asked_lrs} (lr={cfg.lr}, backbone_lr_mult={cfg.backbone_lr_mult}); a resumed "
+                         f"run keeps its lr: start a new out= folder with --init instead")
+    done = sorted(m for m in schedule.milestones.elements() if m <= step)
+    asked_done = sorted(m for m in cfg.lr_drop if m <= step)
+    if done != asked_done or (done and not math.isclose(schedule.gamma, cfg.lr_gamma)):
+        raise ValueError(f"{state_path}: this run dropped its learning rate at steps {done} (x{schedule.gamma} each) "
+                         f"up to step {step}; the command asks for lr_drop={tuple(cfg.lr_drop)}, lr_gamma="
+                         f"{cfg.lr_gamma}. Drops before step {step} cannot change; later ones can")
+    schedule.milestones = Counter(cfg.lr_drop)  # drops after `step` follow the command
+    schedule.gamma = cfg.lr_gamma
 
 
 def _write_history(out: Path, history: list[dict]) -> None:

@@ -207,3 +207,23 @@ def test_ema_weights_are_saved_and_used(data_root, tmp_path):
     assert not torch.equal(ema[name], weights[name])  # an average, not the last weights
     torch.testing.assert_close(load_model(weights_path).state_dict()[name], ema[name])
     torch.testing.assert_close(load_model(weights_path, use_ema=False).state_dict()[name], weights[name])
+
+
+def test_resume_follows_the_asked_schedule_or_refuses(data_root, tmp_path):
+    recipe, out = "edpose_tiny", tmp_path / "run"
+    train(config(recipe, data_root, out, "max_steps=4", "ckpt_every=4", "lr_drop=(2,)"), progress=False)
+    with pytest.raises(ValueError, match=r"dropped its learning rate at steps \[2\].*lr_drop=\(3,\)"):
+        train(config(recipe, data_root, out, "max_steps=6", "ckpt_every=2", "lr_drop=(3,)"), resume=True,
+              progress=False)
+    with pytest.raises(ValueError, match=r"base learning rates.*lr=0.001"):
+        train(config(recipe, data_root, out, "max_steps=6", "ckpt_every=2", "lr_drop=(2,)", "lr=1e-3"),
+              resume=True, progress=False)
+    # a later drop, added on resume, is taken: 5e-4 x 0.1 (step 2) x 0.1 (step 5)
+    train(config(recipe, data_root, out, "max_steps=6", "ckpt_every=2", "lr_drop=(2, 5)"), resume=True,
+          progress=False)
+    _, state_path = latest_checkpoint(out)
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    assert state["step"] == 6
+    schedule = state["schedule"]
+    assert max(schedule["base_lrs"]) == pytest.approx(5e-4)
+    assert schedule["_last_lr"] == pytest.approx([lr * 0.01 for lr in schedule["base_lrs"]])
