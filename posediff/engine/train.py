@@ -380,7 +380,6 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(dict(config=jsonable(cfg), machine=machine_info(), world_size=world), out / "config.json")
     _seed_all(cfg.seed)
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
     model = create_model(cfg.recipe, **cfg.model).to(device)
@@ -423,6 +422,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             history = [h for h in state["history"] if h["step"] <= step]
             seconds_before = float(state.get("seconds", 0.0))  # training time of the earlier calls
             log.info("resumed %s at step %d", out, step)
+    if rank == 0:  # after the checks above: a refused --resume leaves the run's record as it was
+        write_json(dict(config=jsonable(cfg), machine=machine_info(), world_size=world), out / "config.json")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
