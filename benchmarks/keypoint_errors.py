@@ -88,7 +88,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--image-dir", default="")
     ap.add_argument("--skeleton", default="coco17", choices=["coco17", "crowdpose14"])
     ap.add_argument("--images", type=int, default=100)
-    ap.add_argument("--eval-size", type=int, default=256)
+    ap.add_argument("--eval-size", type=int, default=None,
+                    help="shorter side at evaluation (default: the largest training scale of "
+                         "SynthCrowd or, with --ann, of photographs: 800)")
     ap.add_argument("--max-size", type=int, default=400)
     ap.add_argument("--min-oks", type=float, default=0.1, help="the least OKS that pairs a prediction and a person")
     ap.add_argument("--device", default="cpu")
@@ -99,6 +101,10 @@ def main(argv=None) -> dict:
         ap.error("--ann needs --image-dir")
     if args.images < 1:
         ap.error(f"--images must be at least 1, got {args.images}")
+    if args.eval_size is None:  # recorded in the JSON as used
+        from posediff.engine.train import DataConfig, coco_data
+
+        args.eval_size = (coco_data() if args.ann else DataConfig()).eval_scale
     ds, ann = dataset(args)
     model = load(args.model).to(args.device).eval()
     t0 = time.time()

@@ -83,8 +83,7 @@ class Preset:
 # The CPU presets' diffusion head is anchored to ED-Pose's regression (docs/recipes.md): in the paper's form a fresh
 # denoiser scores AP 0 after quick's 100 steps
 _ANCHORED = {"diffusion_regpose_tiny": {"anchor": "regression", "prior_std": 0.0}}
-_CPU_SIZES = dict(train_scales=(256, 288, 320), crop_scales=(224, 256), crop_size=(192, 288), max_size=512,
-                  eval_size=320)
+_CPU_SIZES = dict(train_scales=(256, 288, 320), crop_scales=(224, 256), crop_size=(192, 288), max_size=512)
 
 PRESETS: dict[str, Preset] = {
     # 100 steps and 2 sampling-step counts: 16.8 min in all with 150 steps and (1, 2, 4) on a slow day of the
@@ -382,7 +381,8 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
 
     wanted = dict(preset=preset.name, dataset=spec.dataset, recipes=list(spec.recipes), init=spec.init,
                   train_steps=spec.train_steps, test_images=spec.test_images, overrides=list(spec.overrides),
-                  data=dict(dataclasses.asdict(runs[0]["config"].data), flip=runs[0]["config"].data.flips),
+                  data=dict(dataclasses.asdict(runs[0]["config"].data), flip=runs[0]["config"].data.flips,
+                            eval_size=runs[0]["config"].data.eval_scale),
                   synthcrowd_renderer=RENDERER_VERSION if spec.dataset == "synthcrowd" else None)
     stamp = out / "bench_config.json"
     if stamp.is_file():
@@ -416,7 +416,7 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     val_metric = "coco" if runs[0]["config"].data.skeleton == "coco17" else "crowdpose"  # as build_datasets
     results = dict(
         bench=dict(dataclasses.asdict(spec), table_format=fmt, val_metric=val_metric, command=command,
-                   synthcrowd_renderer=wanted["synthcrowd_renderer"]),
+                   synthcrowd_renderer=wanted["synthcrowd_renderer"], eval_size=wanted["data"]["eval_size"]),
         preset=dataclasses.asdict(preset),
         config={f"{r['recipe']}/seed{r['seed']}": jsonable(r["config"]) for r in runs},
         runs=[_public(r, fmt) for r in records],
@@ -644,7 +644,8 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
             "APs on images of easy (crowd index ≤ 0.1), medium and hard (> 0.8) crowding") if (
         fmt == "crowdpose" and b["dataset"] == "synthcrowd") else f"{fmt.upper()} metrics"
     over = f"mean ± std over seeds {seeds}" if len(b["seeds"]) > 1 else f"seed {seeds}"
-    lines += [f"## Results: test split ({n_test} images), {over}", "",
+    at = f" of {b['eval_size']} px (shorter side)" if b.get("eval_size") else ""
+    lines += [f"## Results: test split ({n_test} images{at}), {over}", "",
               f"{what}, ×100. Latency: median milliseconds per image, batch 1, on this machine; diffusion "
               f"recipes at their default number of sampling steps (column *steps*).", "",
               format_table(results), ""]

@@ -105,7 +105,8 @@ def _zoo_export(args: argparse.Namespace) -> int:
     from .zoo import export_and_score
 
     made_by = dict(command=args.command or "", time=args.time or "", machine=args.machine or "")
-    summary = export_and_score(args.run, args.out, base=args.base, data_root=args.data_root, made_by=made_by)
+    summary = export_and_score(args.run, args.out, base=args.base, data_root=args.data_root, made_by=made_by,
+                               eval_size=args.eval_size)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="zoo file to write")
     ex.add_argument("--base", help="zoo file whose tensors are left out where equal (the frozen backbone)")
     ex.add_argument("--data-root", help="SynthCrowd folder whose test split scores it (default: the run's data)")
+    ex.add_argument("--eval-size", type=int, help="shorter side the test images are scored at (default: the run's "
+                                                  "data.eval_size, or its largest training scale)")
     ex.add_argument("--command", help="the command that trained the run, recorded in the file")
     ex.add_argument("--time", help="how long training took, and when, recorded in the file")
     ex.add_argument("--machine", help="where it was trained, recorded in the file")

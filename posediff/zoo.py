@@ -169,9 +169,10 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
 
 
 def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
-                             eval_size: int = 256, max_size: int = 400, steps: int | None = None,
+                             eval_size: int | None = None, max_size: int = 400, steps: int | None = None,
                              progress: bool = False) -> dict:
-    """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split.
+    """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split, evaluated at ``eval_size``
+    (default: :class:`~posediff.engine.DataConfig`'s, the largest training scale).
 
     ``root``: a SynthCrowd folder holding ``test/`` (as ``posediff train`` writes it); without one, the test
     split of ``num_images`` scenes of ``size`` pixels and ``scene_seed`` is rendered into a temporary folder
@@ -183,8 +184,9 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
     from .bench import _ground_truth, score
     from .data.synthcrowd import RENDERER_VERSION, SceneConfig, check_renderer, synthcrowd_split, write_split
     from .data.transforms import eval_transforms
-    from .engine.train import predict_results
+    from .engine.train import DataConfig, predict_results
 
+    eval_size = eval_size if eval_size is not None else DataConfig().eval_scale
     with tempfile.TemporaryDirectory() as tmp:
         if root is None:
             root = tmp
@@ -198,12 +200,15 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
                                          max_size=max_size, renderer=RENDERER_VERSION))
 
 
-def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None) -> dict:
+def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None,
+                     eval_size: int | None = None) -> dict:
     """``posediff zoo export``: score the run's last checkpoint, with its weights rounded to fp16 as users get
-    them, on the SynthCrowd test split of the data it was trained on, then write the zoo file (once) with
-    the metrics in its metadata."""
+    them, on the SynthCrowd test split of the data it was trained on (at ``eval_size``, by default the run's
+    data config's), then write the zoo file (once) with the metrics in its metadata."""
+    import dataclasses
+
     from .engine.checkpoint import latest_checkpoint, load_checkpoint
-    from .engine.train import check_synthcrowd_meta, split_size
+    from .engine.train import DataConfig, check_synthcrowd_meta, split_size
     from .registry import create_model
 
     run = Path(run)
@@ -220,6 +225,10 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
     check_synthcrowd_meta(meta, checkpoint, "score and export")
+    if eval_size is None:
+        known = {f.name for f in dataclasses.fields(DataConfig)}
+        eval_size = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                                  if k in known}).eval_scale
     half = zoo_tensors(checkpoint, base)[0]
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
              **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}
@@ -229,6 +238,6 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     metrics = score_on_synthcrowd_test(model.eval(), root=data_root or data.get("root"),
                                        num_images=split_size(data.get("num_images", 4000), "test"),
                                        size=data.get("size", 256), scene_seed=data.get("scene_seed", 0),
-                                       eval_size=data.get("eval_size", 256), max_size=data.get("max_size", 400))
+                                       eval_size=eval_size, max_size=data.get("max_size", 400))
     summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
     return dict(summary, checkpoint=str(checkpoint), metrics=metrics)

@@ -41,6 +41,7 @@ def test_results_json(bench):
     row = saved["summary"]["edpose_tiny"]
     assert row["seeds"] == [0, 1] and set(row["AP"]) == {"mean", "std"}
     assert {"machine", "config", "preset", "bench"} <= set(saved)
+    assert saved["bench"]["eval_size"] == 96
 
 
 def test_report_and_plots(bench):
@@ -49,6 +50,7 @@ def test_report_and_plots(bench):
     report = (out / "report.md").read_text()
     assert "| recipe | steps | AP | AP50 | AP75 | AR | AP_E | AP_M | AP_H |" in report
     assert "| edpose_tiny |" in report and "| diffusion_regpose_tiny | 4 |" in report
+    assert "test split (3 images of 96 px (shorter side))" in report
     for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png"):
         assert (out / "plots" / name).stat().st_size > 5000
         assert f"plots/{name}" in report

@@ -178,6 +178,19 @@ def test_synthcrowd_is_not_flipped_unless_asked(data_root, tmp_path, caplog):
     assert DataConfig(kind="coco").flips and not DataConfig(kind="coco", flip=False).flips  # photographs flip
 
 
+def test_evaluation_is_at_the_largest_training_scale_unless_set(data_root, tmp_path):
+    from posediff.engine.train import build_datasets, coco_data
+
+    def eval_sizes(*extra):
+        val_ds = build_datasets(config("edpose_tiny", data_root, tmp_path / "run", *extra))[1]
+        (resize,) = val_ds.transforms.transforms
+        return resize.sizes
+
+    assert eval_sizes("data.eval_size=None", "data.train_scales=(64,96,80)") == [96]
+    assert eval_sizes("data.eval_size=72") == [72]
+    assert DataConfig().eval_scale == 288 and coco_data().eval_scale == 800  # ED-Pose: COCO at 800, its largest
+
+
 def test_checkpoints_record_the_synthcrowd_renderer(data_root, tmp_path):
     from posediff.data.synthcrowd import RENDERER_VERSION
     from posediff.engine.checkpoint import load_checkpoint

@@ -93,6 +93,19 @@ def test_export_refuses_a_run_trained_on_another_synthcrowd_renderer(tmp_path):
         export_and_score(ckpt, tmp_path / "z.safetensors")
 
 
+def test_export_scores_at_the_runs_evaluation_size_or_the_asked_one(tmp_path, monkeypatch):
+    import posediff.zoo
+
+    asked = []
+    monkeypatch.setattr(posediff.zoo, "score_on_synthcrowd_test", lambda model, **kw: asked.append(kw) or {})
+    data = {"kind": "synthcrowd", "num_images": 30, "size": 96, "train_scales": [80, 96], "eval_size": None}
+    ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {},
+                           extra_meta={"config": {"data": data}, "synthcrowd_renderer": RENDERER_VERSION})
+    posediff.zoo.export_and_score(ckpt, tmp_path / "a.safetensors")
+    posediff.zoo.export_and_score(ckpt, tmp_path / "b.safetensors", eval_size=72)
+    assert [kw["eval_size"] for kw in asked] == [96, 72]  # the largest training scale, then as asked
+
+
 def test_init_skips_tensors_of_another_shape(tmp_path):
     model = create_model("edpose_tiny", num_keypoints=14)
     source = create_model("edpose_tiny")
