@@ -13,13 +13,15 @@ Prints a table (COCO-17 AP and CrowdPose-14 AP, AP_H, ×100), writes JSON and a 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from keypoint_errors import dataset, load  # the same model loading and split as keypoint_errors.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keypoint_errors import dataset, load  # noqa: E402  the same model loading and split as keypoint_errors.py
 
-from posediff.env import machine_info
-from posediff.io import save_result
+from posediff.env import machine_info  # noqa: E402
+from posediff.io import save_result  # noqa: E402
 
 
 def plot(out: dict, path: str) -> None:
@@ -59,8 +61,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="")
     ap.add_argument("--plot", default="")
     args = ap.parse_args(argv)
-    if args.images < 1 or min(args.sizes) < 32:
-        ap.error(f"--images must be at least 1 and --sizes at least 32, got {args.images} and {args.sizes}")
+    if args.images < 1 or min(args.sizes) < 32 or max(args.sizes) > args.max_size:
+        ap.error(f"--images must be at least 1 and --sizes between 32 and --max-size ({args.max_size}), got "
+                 f"{args.images} and {args.sizes}")
+    asked = dict(vars(args))  # recorded in the JSON
     args.ann, args.image_dir, args.skeleton = "", "", "coco17"  # what keypoint_errors.dataset reads
     model = load(args.model).eval()
     split = Path(args.data_root) / args.split
@@ -71,12 +75,15 @@ def main(argv=None) -> dict:
         args.eval_size = size
         ds, _ = dataset(args)
         m = score(predict_results(model, ds, batch_size=4), gts, [int(i) for i in ds.ids])
+        if "coco" not in m:
+            raise SystemExit(f"{args.model}: predicts {model.num_keypoints} keypoints; this script scores COCO-17 "
+                             f"models (SynthCrowd's COCO file, and CrowdPose-14 by conversion)")
         c, p = m["coco"], m["crowdpose"]
         rows.append(dict(eval_size=size, coco_AP=c["AP"], crowdpose_AP=p["AP"], crowdpose_AP_E=p["AP_E"],
                          crowdpose_AP_M=p["AP_M"], crowdpose_AP_H=p["AP_H"]))
         print(f"| {size} | {100 * c['AP']:.1f} | {100 * p['AP']:.1f} | {100 * p['AP_E']:.1f} | "
               f"{100 * p['AP_M']:.1f} | {100 * p['AP_H']:.1f} |", flush=True)
-    out = dict(model=args.model, split=args.split, images=len(ds), rows=rows, args=vars(args),
+    out = dict(model=args.model, split=args.split, images=len(ds), rows=rows, args=asked,
                seconds=round(time.time() - t0, 1), machine=machine_info(), date=time.strftime("%Y-%m-%d"))
     if args.plot:
         plot(out, args.plot)

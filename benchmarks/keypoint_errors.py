@@ -10,7 +10,8 @@ bar plot of the relative per-joint errors.
 Run (the zoo's edpose_tiny on SynthCrowd's first 100 val scenes):
 ``python benchmarks/keypoint_errors.py --model zoo --out docs/results/keypoint_errors.json
 --plot docs/images/keypoint_errors.png``; ``--model RUN/step_0007000.safetensors`` for a checkpoint;
-``--ann FILE --image-dir DIR --eval-size 800 --max-size 1333`` for COCO or CrowdPose files
+``--ann FILE --image-dir DIR`` for COCO or CrowdPose files (scored at 800 / 1333 px unless ``--eval-size`` /
+``--max-size`` say otherwise)
 (``--skeleton crowdpose14`` scores a COCO-17 model's predictions converted to CrowdPose-14).
 """
 
@@ -89,9 +90,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--skeleton", default="coco17", choices=["coco17", "crowdpose14"])
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--eval-size", type=int, default=None,
-                    help="shorter side at evaluation (default: the largest training scale of "
-                         "SynthCrowd or, with --ann, of photographs: 800)")
-    ap.add_argument("--max-size", type=int, default=400)
+                    help="shorter side at evaluation (default: the largest training scale of SynthCrowd, 288, or "
+                         "with --ann of photographs, 800)")
+    ap.add_argument("--max-size", type=int, default=None,
+                    help="cap on the longer side (default: SynthCrowd's 400, or with --ann 1333)")
     ap.add_argument("--min-oks", type=float, default=0.1, help="the least OKS that pairs a prediction and a person")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="")
@@ -101,10 +103,11 @@ def main(argv=None) -> dict:
         ap.error("--ann needs --image-dir")
     if args.images < 1:
         ap.error(f"--images must be at least 1, got {args.images}")
-    if args.eval_size is None:  # recorded in the JSON as used
-        from posediff.engine.train import DataConfig, coco_data
+    from posediff.engine.train import DataConfig, coco_data
 
-        args.eval_size = (coco_data() if args.ann else DataConfig()).eval_scale
+    sizes = coco_data() if args.ann else DataConfig()  # the defaults, recorded in the JSON as used
+    args.eval_size = args.eval_size if args.eval_size is not None else sizes.eval_scale
+    args.max_size = args.max_size if args.max_size is not None else sizes.max_size
     ds, ann = dataset(args)
     model = load(args.model).to(args.device).eval()
     t0 = time.time()

@@ -644,7 +644,7 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
             "APs on images of easy (crowd index ≤ 0.1), medium and hard (> 0.8) crowding") if (
         fmt == "crowdpose" and b["dataset"] == "synthcrowd") else f"{fmt.upper()} metrics"
     over = f"mean ± std over seeds {seeds}" if len(b["seeds"]) > 1 else f"seed {seeds}"
-    at = f" of {b['eval_size']} px (shorter side)" if b.get("eval_size") else ""
+    at = f", shorter side {b['eval_size']} px" if b.get("eval_size") else ""
     lines += [f"## Results: test split ({n_test} images{at}), {over}", "",
               f"{what}, ×100. Latency: median milliseconds per image, batch 1, on this machine; diffusion "
               f"recipes at their default number of sampling steps (column *steps*).", "",

@@ -104,6 +104,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _zoo_export(args: argparse.Namespace) -> int:
     from .zoo import export_and_score
 
+    if args.eval_size is not None and args.eval_size < 32:
+        raise SystemExit(f"posediff zoo export: --eval-size is a shorter side in pixels, at least 32; got "
+                         f"{args.eval_size}")
     made_by = dict(command=args.command or "", time=args.time or "", machine=args.machine or "")
     summary = export_and_score(args.run, args.out, base=args.base, data_root=args.data_root, made_by=made_by,
                                eval_size=args.eval_size)

@@ -7,7 +7,7 @@ import pytest
 from posediff.bench import BenchSpec, main, run_bench
 
 TINY = ("data.num_images=30", "data.size=96", "data.train_scales=(96,)", "data.crop_scales=(96,)",
-        "data.crop_size=(64,96)", "data.max_size=128", "data.eval_size=96")
+        "data.crop_size=(64,96)", "data.max_size=128")  # evaluated at 96, the largest training scale
 
 
 def spec(tmp_path, **kw):
@@ -50,7 +50,7 @@ def test_report_and_plots(bench):
     report = (out / "report.md").read_text()
     assert "| recipe | steps | AP | AP50 | AP75 | AR | AP_E | AP_M | AP_H |" in report
     assert "| edpose_tiny |" in report and "| diffusion_regpose_tiny | 4 |" in report
-    assert "test split (3 images of 96 px (shorter side))" in report
+    assert "test split (3 images, shorter side 96 px)" in report
     for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png"):
         assert (out / "plots" / name).stat().st_size > 5000
         assert f"plots/{name}" in report

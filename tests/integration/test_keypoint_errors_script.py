@@ -1,4 +1,5 @@
-"""benchmarks/keypoint_errors.py runs end to end on a written SynthCrowd split and a checkpoint."""
+"""benchmarks/keypoint_errors.py and benchmarks/eval_size.py run end to end on a written SynthCrowd split and a
+checkpoint."""
 
 import importlib.util
 import json
@@ -12,13 +13,19 @@ from posediff.data import SceneConfig
 from posediff.data.synthcrowd import write_split
 from posediff.engine.checkpoint import save_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "keypoint_errors.py"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = BENCHMARKS / "keypoint_errors.py"
+
+
+def load_script(path):
+    spec = importlib.util.spec_from_file_location(path.stem + "_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 
 def test_script_writes_its_json_and_plot(tmp_path):
-    spec = importlib.util.spec_from_file_location("keypoint_errors_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(SCRIPT)
     write_split(tmp_path / "data", "val", 3, seed=0, config=SceneConfig(size=96))
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {})
@@ -32,3 +39,20 @@ def test_script_writes_its_json_and_plot(tmp_path):
     assert (tmp_path / "e.png").is_file() == (saved["swap_share"] is not None)
     with pytest.raises(SystemExit):
         script.main(["--data-root", str(tmp_path / "nowhere")])
+
+
+def test_eval_size_script_scores_each_size(tmp_path):
+    script = load_script(BENCHMARKS / "eval_size.py")
+    write_split(tmp_path / "data", "val", 3, seed=0, config=SceneConfig(size=96))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {})
+    common = ["--model", str(ckpt), "--data-root", str(tmp_path / "data"), "--images", "2", "--max-size", "128"]
+    out = script.main(common + ["--sizes", "64", "96", "--out", str(tmp_path / "s.json"), "--plot",
+                                str(tmp_path / "s.png")])
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert [r["eval_size"] for r in saved["rows"]] == [64, 96] == [r["eval_size"] for r in out["rows"]]
+    assert saved["args"]["sizes"] == [64, 96] and saved["images"] == 2
+    assert all(0.0 <= r["coco_AP"] <= 1.0 and 0.0 <= r["crowdpose_AP"] <= 1.0 for r in saved["rows"])
+    assert (tmp_path / "s.png").stat().st_size > 5000
+    with pytest.raises(SystemExit):  # larger than the cap on the longer side: it would be capped silently
+        script.main(common + ["--sizes", "256"])
