@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from keypoint_errors import dataset, load  # noqa: E402  the same model loading and split as keypoint_errors.py
+from keypoint_errors import dataset, load, model_and_split_arguments  # noqa: E402  the same models and splits
 
 from posediff.env import machine_info  # noqa: E402
 from posediff.io import save_result  # noqa: E402
@@ -30,7 +30,7 @@ def plot(out: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from posediff.io import atomic_path
+    from posediff.viz import save_figure
 
     sizes = [r["eval_size"] for r in out["rows"]]
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -41,9 +41,7 @@ def plot(out: dict, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     print(f"wrote {path}")
 
 
@@ -52,14 +50,9 @@ def main(argv=None) -> dict:
     from posediff.engine.train import predict_results
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="zoo", help="'zoo' (edpose_tiny, synthcrowd) or a checkpoint file")
-    ap.add_argument("--data-root", default="data/synthcrowd", help="a SynthCrowd folder")
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--images", type=int, default=200)
+    model_and_split_arguments(ap, images=200)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 272, 288, 304, 320])
     ap.add_argument("--max-size", type=int, default=400)
-    ap.add_argument("--out", default="")
-    ap.add_argument("--plot", default="")
     args = ap.parse_args(argv)
     if args.images < 1 or min(args.sizes) < 32 or max(args.sizes) > args.max_size:
         ap.error(f"--images must be at least 1 and --sizes between 32 and --max-size ({args.max_size}), got "

@@ -61,7 +61,7 @@ def plot(result: dict, path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from posediff.io import atomic_path
+    from posediff.viz import save_figure
 
     rel = {k: v for k, v in result["joint_error_rel"].items() if v is not None}
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -70,10 +70,18 @@ def plot(result: dict, path: str, title: str) -> None:
     ax.set_ylabel("median error / sqrt(area)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     print(f"wrote {path}")
+
+
+def model_and_split_arguments(ap: argparse.ArgumentParser, images: int) -> None:
+    """The options that say which model predicts which split (shared with ``eval_size.py``)."""
+    ap.add_argument("--model", default="zoo", help="'zoo' (edpose_tiny, SynthCrowd) or a checkpoint file")
+    ap.add_argument("--data-root", default="data/synthcrowd", help="a SynthCrowd folder")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--images", type=int, default=images, help="the split's first IMAGES images")
+    ap.add_argument("--out", default="", help="JSON file to write")
+    ap.add_argument("--plot", default="", help="PNG file to write")
 
 
 def main(argv=None) -> dict:
@@ -82,13 +90,10 @@ def main(argv=None) -> dict:
     from posediff.evaluation import keypoint_errors, results_to_crowdpose14
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="zoo", help="'zoo' (edpose_tiny, SynthCrowd) or a checkpoint file")
-    ap.add_argument("--data-root", default="data/synthcrowd", help="a SynthCrowd folder")
-    ap.add_argument("--split", default="val")
+    model_and_split_arguments(ap, images=100)
     ap.add_argument("--ann", default="", help="a COCO-format annotation file instead of SynthCrowd")
     ap.add_argument("--image-dir", default="")
     ap.add_argument("--skeleton", default="coco17", choices=["coco17", "crowdpose14"])
-    ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--eval-size", type=int, default=None,
                     help="shorter side at evaluation (default: the largest training scale of SynthCrowd, 288, or "
                          "with --ann of photographs, 800)")
@@ -96,8 +101,6 @@ def main(argv=None) -> dict:
                     help="cap on the longer side (default: SynthCrowd's 400, or with --ann 1333)")
     ap.add_argument("--min-oks", type=float, default=0.1, help="the least OKS that pairs a prediction and a person")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="")
-    ap.add_argument("--plot", default="")
     args = ap.parse_args(argv)
     if args.ann and not args.image_dir:
         ap.error("--ann needs --image-dir")

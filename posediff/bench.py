@@ -504,15 +504,13 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
+    from .viz import save_figure
 
     (out / "plots").mkdir(exist_ok=True)
     made = {}
 
     def save(fig, name):
-        with atomic_path(out / "plots" / name) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, out / "plots" / name, bbox_inches="tight")
         made[name] = f"plots/{name}"
 
     recipes = list(results["summary"])

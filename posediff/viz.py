@@ -1,4 +1,4 @@
-"""Drawing poses on images, contact sheets."""
+"""Drawing poses on images, contact sheets, saving plots."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from .skeletons import Skeleton, get_skeleton
 
-__all__ = ["draw_poses", "contact_sheet", "person_colours"]
+__all__ = ["draw_poses", "contact_sheet", "person_colours", "save_figure"]
 
 
 def person_colours(n: int) -> list[tuple[int, int, int]]:
@@ -65,3 +65,14 @@ def contact_sheet(images: Sequence[np.ndarray], cols: int = 4, pad: int = 4, bac
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         sheet[y:y + h, x:x + w] = im
     return sheet
+
+
+def save_figure(fig, path, dpi: int = 110, **savefig_kwargs) -> None:
+    """Write a matplotlib figure to ``path`` as PNG, atomically (a reader never sees half a file), and close it."""
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, **savefig_kwargs)
+    plt.close(fig)
