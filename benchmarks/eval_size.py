@@ -5,8 +5,8 @@ evaluates COCO at 800, the largest of its): SynthCrowd's persons are small, and 
 helps them. Choose on the val split; the test split only confirms.
 
 Run (the zoo's edpose_tiny, the first 200 val scenes):
-``python benchmarks/eval_size.py --model zoo --sizes 256 272 288 304 320 --out docs/results/eval_size.json
---plot docs/images/eval_size.png``; ``--model RUN/step_0007000.safetensors`` for a checkpoint.
+``python benchmarks/eval_size.py --model zoo --sizes 256 272 288 304 320 --out docs/results/eval_size_val_stage5.json``
+(``--split test --images 400`` for the test split); ``--model RUN/step_0007000.safetensors`` for a checkpoint.
 Prints a table (COCO-17 AP and CrowdPose-14 AP, AP_H, ×100), writes JSON and a line plot.
 """
 
@@ -60,6 +60,9 @@ def main(argv=None) -> dict:
     asked = dict(vars(args))  # recorded in the JSON
     args.ann, args.image_dir, args.skeleton = "", "", "coco17"  # what keypoint_errors.dataset reads
     model = load(args.model).eval()
+    if model.num_keypoints != 17:
+        raise SystemExit(f"{args.model}: predicts {model.num_keypoints} keypoints; this script scores COCO-17 "
+                         f"models (SynthCrowd's COCO file, and CrowdPose-14 by conversion)")
     split = Path(args.data_root) / args.split
     gts = {"coco": str(split / "coco.json"), "crowdpose": str(split / "crowdpose.json")}
     rows, t0 = [], time.time()
@@ -68,9 +71,6 @@ def main(argv=None) -> dict:
         args.eval_size = size
         ds, _ = dataset(args)
         m = score(predict_results(model, ds, batch_size=4), gts, [int(i) for i in ds.ids])
-        if "coco" not in m:
-            raise SystemExit(f"{args.model}: predicts {model.num_keypoints} keypoints; this script scores COCO-17 "
-                             f"models (SynthCrowd's COCO file, and CrowdPose-14 by conversion)")
         c, p = m["coco"], m["crowdpose"]
         rows.append(dict(eval_size=size, coco_AP=c["AP"], crowdpose_AP=p["AP"], crowdpose_AP_E=p["AP_E"],
                          crowdpose_AP_M=p["AP_M"], crowdpose_AP_H=p["AP_H"]))

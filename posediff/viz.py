@@ -68,11 +68,18 @@ def contact_sheet(images: Sequence[np.ndarray], cols: int = 4, pad: int = 4, bac
 
 
 def save_figure(fig, path, dpi: int = 110, **savefig_kwargs) -> None:
-    """Write a matplotlib figure to ``path`` as PNG, atomically (a reader never sees half a file), and close it."""
+    """Write a matplotlib figure to ``path`` (a ``.png``), atomically (a reader never sees half a file), and close
+    it, also when writing fails."""
+    from pathlib import Path
+
     import matplotlib.pyplot as plt
 
     from .io import atomic_path
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, **savefig_kwargs)
-    plt.close(fig)
+    try:
+        if Path(path).suffix.lower() != ".png":
+            raise ValueError(f"{path}: plots are written as PNG; give a file name ending in .png")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, **savefig_kwargs)
+    finally:
+        plt.close(fig)

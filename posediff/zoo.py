@@ -172,7 +172,8 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
                              eval_size: int | None = None, max_size: int = 400, steps: int | None = None,
                              progress: bool = False) -> dict:
     """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split, evaluated at ``eval_size``
-    (default: :class:`~posediff.engine.DataConfig`'s, the largest training scale).
+    (default, for scenes of :class:`~posediff.engine.DataConfig`'s size: its evaluation size, the largest
+    training scale; other scene sizes must say theirs).
 
     ``root``: a SynthCrowd folder holding ``test/`` (as ``posediff train`` writes it); without one, the test
     split of ``num_images`` scenes of ``size`` pixels and ``scene_seed`` is rendered into a temporary folder
@@ -186,7 +187,11 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
     from .data.transforms import eval_transforms
     from .engine.train import DataConfig, predict_results
 
-    eval_size = eval_size if eval_size is not None else DataConfig().eval_scale
+    if eval_size is None:
+        if size != DataConfig().size:
+            raise ValueError(f"score_on_synthcrowd_test: scenes of {size} px need an eval_size (the default, "
+                             f"{DataConfig().eval_scale}, is for {DataConfig().size} px scenes)")
+        eval_size = DataConfig().eval_scale
     with tempfile.TemporaryDirectory() as tmp:
         if root is None:
             root = tmp

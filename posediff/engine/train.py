@@ -63,8 +63,8 @@ class DataConfig:
     crop_size: tuple[int, int] = (160, 224)
     max_size: int = 400
     # shorter side at evaluation; None: the largest training scale, as ED-Pose evaluates COCO at 800, the largest
-    # of its. SynthCrowd's persons are small: on its val split the zoo's edpose_tiny scores CrowdPose AP 0.239 at
-    # 256 and 0.259 at 288 (docs/benchmarks.md)
+    # of its. SynthCrowd's persons are small: on its val split the stage-4 zoo edpose_tiny scored CrowdPose AP
+    # 0.239 at 256 and 0.259 at 288 (docs/benchmarks.md)
     eval_size: int | None = None
     # horizontal flips (labels swapped); None: on for photographs, off for SynthCrowd, whose renderer mirrors
     # poses itself and draws left limbs darker: a flipped picture would show that cue on the right
