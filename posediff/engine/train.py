@@ -423,6 +423,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             schedule.load_state_dict(state["schedule"])
             step, epoch, pos = state["step"], state["epoch"], state["pos"]
             _follow_asked_schedule(schedule, asked_lrs, cfg, step, state_path)
+            _warn_if_evaluation_size_changed(out / "config.json", cfg.data, step)
             torch.set_rng_state(state["torch_rng"][rank] if isinstance(state["torch_rng"], list) else
                                 state["torch_rng"])
             np.random.set_state(state["numpy_rng"])
@@ -431,7 +432,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             seconds_before = float(state.get("seconds", 0.0))  # training time of the earlier calls
             log.info("resumed %s at step %d", out, step)
     if rank == 0:  # after the checks above: a refused --resume leaves the run's record as it was
-        write_json(dict(config=jsonable(cfg), machine=machine_info(), world_size=world), out / "config.json")
+        write_json(dict(config=jsonable(cfg), eval_size=cfg.data.eval_scale, machine=machine_info(), world_size=world),
+                   out / "config.json")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
@@ -507,6 +509,22 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     if world > 1:
         torch.distributed.barrier()
     return result
+
+
+def _warn_if_evaluation_size_changed(config_path: Path, data: DataConfig, step: int) -> None:
+    """A resumed run validates at ``data.eval_scale``; say so when its earlier calls validated at another size
+    (``config.json``'s ``eval_size``, or before that was written, its data config's ``eval_size``)."""
+    if not config_path.is_file():
+        return
+    saved = json.loads(config_path.read_text())
+    before = saved.get("eval_size")
+    if before is None:
+        d = saved.get("config", {}).get("data", {})
+        before = d.get("eval_size") or max(d.get("train_scales") or DataConfig().train_scales)
+    if before != data.eval_scale:
+        log.warning("%s: this run validated at %s px up to step %d and validates at %d px from now on, so "
+                    "history.jsonl mixes the two; pass data.eval_size=%s to keep the earlier size", config_path,
+                    before, step, data.eval_scale, before)
 
 
 def _follow_asked_schedule(schedule, asked_lrs: list[float], cfg: TrainConfig, step: int, state_path) -> None:

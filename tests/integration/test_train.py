@@ -191,6 +191,20 @@ def test_evaluation_is_at_the_largest_training_scale_unless_set(data_root, tmp_p
     assert DataConfig().eval_scale == 288 and coco_data().eval_scale == 800  # ED-Pose: COCO at 800, its largest
 
 
+def test_resuming_at_another_evaluation_size_is_reported(data_root, tmp_path, caplog):
+    run = tmp_path / "run"
+    train(config("edpose_tiny", data_root, run, "max_steps=1", "ckpt_every=1"), progress=False)
+    assert json.loads((run / "config.json").read_text())["eval_size"] == 96  # the size used, not None
+    with caplog.at_level(logging.WARNING, logger="posediff.engine.train"):
+        train(config("edpose_tiny", data_root, run, "max_steps=2", "ckpt_every=1"), progress=False, resume=True)
+    assert "validated at" not in caplog.text  # the same size: nothing to say
+    with caplog.at_level(logging.WARNING, logger="posediff.engine.train"):
+        train(config("edpose_tiny", data_root, run, "max_steps=3", "ckpt_every=1", "data.eval_size=80"),
+              progress=False, resume=True)
+    assert "validated at 96 px up to step 2 and validates at 80 px" in caplog.text
+    assert "data.eval_size=96" in caplog.text
+
+
 def test_checkpoints_record_the_synthcrowd_renderer(data_root, tmp_path):
     from posediff.data.synthcrowd import RENDERER_VERSION
     from posediff.engine.checkpoint import load_checkpoint
