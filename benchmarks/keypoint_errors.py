@@ -74,6 +74,21 @@ def plot(result: dict, path: str, title: str) -> None:
     print(f"wrote {path}")
 
 
+def default_sizes(args):
+    """Where ``--eval-size`` / ``--max-size`` default from: the data config a checkpoint was trained with, else
+    SynthCrowd's or (with ``--ann``) photographs' (a :class:`~posediff.engine.DataConfig`)."""
+    import json
+
+    from posediff.engine.checkpoint import load_checkpoint
+    from posediff.engine.train import DataConfig, coco_data
+
+    if args.model != "zoo":
+        saved = json.loads(load_checkpoint(args.model)[2].get("config", "{}")).get("data")
+        if saved:
+            return DataConfig.from_saved(saved)
+    return coco_data() if args.ann else DataConfig()
+
+
 def model_and_split_arguments(ap: argparse.ArgumentParser, images: int) -> None:
     """The options that say which model predicts which split (shared with ``eval_size.py``)."""
     ap.add_argument("--model", default="zoo", help="'zoo' (edpose_tiny, SynthCrowd) or a checkpoint file")
@@ -95,10 +110,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--image-dir", default="")
     ap.add_argument("--skeleton", default="coco17", choices=["coco17", "crowdpose14"])
     ap.add_argument("--eval-size", type=int, default=None,
-                    help="shorter side at evaluation (default: the largest training scale of SynthCrowd, 288, or "
-                         "with --ann of photographs, 800)")
+                    help="shorter side at evaluation (default: the largest training scale of the checkpoint's "
+                         "data, else of SynthCrowd, 288, or with --ann of photographs, 800)")
     ap.add_argument("--max-size", type=int, default=None,
-                    help="cap on the longer side (default: SynthCrowd's 400, or with --ann 1333)")
+                    help="cap on the longer side (default: the checkpoint's data's, else SynthCrowd's 400, or "
+                         "with --ann 1333)")
     ap.add_argument("--min-oks", type=float, default=0.1, help="the least OKS that pairs a prediction and a person")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -106,9 +122,7 @@ def main(argv=None) -> dict:
         ap.error("--ann needs --image-dir")
     if args.images < 1:
         ap.error(f"--images must be at least 1, got {args.images}")
-    from posediff.engine.train import DataConfig, coco_data
-
-    sizes = coco_data() if args.ann else DataConfig()  # the defaults, recorded in the JSON as used
+    sizes = default_sizes(args)  # recorded in the JSON as used
     args.eval_size = args.eval_size if args.eval_size is not None else sizes.eval_scale
     args.max_size = args.max_size if args.max_size is not None else sizes.max_size
     ds, ann = dataset(args)

@@ -210,8 +210,6 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     """``posediff zoo export``: score the run's last checkpoint, with its weights rounded to fp16 as users get
     them, on the SynthCrowd test split of the data it was trained on (at ``eval_size``, by default the run's
     data config's), then write the zoo file (once) with the metrics in its metadata."""
-    import dataclasses
-
     from .engine.checkpoint import latest_checkpoint, load_checkpoint
     from .engine.train import DataConfig, check_synthcrowd_meta, split_size
     from .registry import create_model
@@ -231,9 +229,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
     check_synthcrowd_meta(meta, checkpoint, "score and export")
     if eval_size is None:
-        known = {f.name for f in dataclasses.fields(DataConfig)}
-        eval_size = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
-                                  if k in known}).eval_scale
+        eval_size = DataConfig.from_saved(data).eval_scale
     half = zoo_tensors(checkpoint, base)[0]
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
              **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}

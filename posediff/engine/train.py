@@ -77,6 +77,13 @@ class DataConfig:
         """Whether training flips: ``flip`` as set, or by default on for photographs and off for SynthCrowd."""
         return self.flip if self.flip is not None else self.kind != "synthcrowd"
 
+    @classmethod
+    def from_saved(cls, saved: dict) -> DataConfig:
+        """The data config a run recorded (``config.json``'s or a checkpoint's ``config["data"]``, JSON lists for
+        tuples); fields this version does not know are left out, missing ones take their defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
+
     @property
     def eval_scale(self) -> int:
         """The shorter side images are evaluated at: ``eval_size`` as set, or the largest training scale."""
@@ -519,8 +526,7 @@ def _warn_if_evaluation_size_changed(config_path: Path, data: DataConfig, step: 
     saved = json.loads(config_path.read_text())
     before = saved.get("eval_size")
     if before is None:
-        d = saved.get("config", {}).get("data", {})
-        before = d.get("eval_size") or max(d.get("train_scales") or DataConfig().train_scales)
+        before = DataConfig.from_saved(saved.get("config", {}).get("data", {})).eval_scale
     if before != data.eval_scale:
         log.warning("%s: this run validated at %s px up to step %d and validates at %d px from now on, so "
                     "history.jsonl mixes the two; pass data.eval_size=%s to keep the earlier size", config_path,

@@ -28,10 +28,13 @@ def test_script_writes_its_json_and_plot(tmp_path):
     script = load_script(SCRIPT)
     write_split(tmp_path / "data", "val", 3, seed=0, config=SceneConfig(size=96))
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {})
+    data = {"kind": "synthcrowd", "size": 96, "train_scales": [64, 96], "max_size": 128}  # as trained
+    ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {},
+                           extra_meta={"config": {"data": data}})
     out = script.main(["--model", str(ckpt), "--data-root", str(tmp_path / "data"), "--images", "2",
-                       "--eval-size", "96", "--out", str(tmp_path / "e.json"), "--plot", str(tmp_path / "e.png")])
+                       "--out", str(tmp_path / "e.json"), "--plot", str(tmp_path / "e.png")])
     saved = json.loads((tmp_path / "e.json").read_text())
+    assert (saved["args"]["eval_size"], saved["args"]["max_size"]) == (96, 128)  # the checkpoint's own sizes
     assert saved["images"] == 2 and saved["persons"] == out["persons"] > 0
     assert len(saved["joint_error_px"]) == len(saved["joint_error_rel"]) == 17
     assert 0.0 <= saved["found"] <= 1.0 and saved["args"]["images"] == 2
