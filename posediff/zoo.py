@@ -188,10 +188,11 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
     from .engine.train import DataConfig, predict_results
 
     if eval_size is None:
-        if size != DataConfig().size:
+        default = DataConfig()
+        if size != default.size:
             raise ValueError(f"score_on_synthcrowd_test: scenes of {size} px need an eval_size (the default, "
-                             f"{DataConfig().eval_scale}, is for {DataConfig().size} px scenes)")
-        eval_size = DataConfig().eval_scale
+                             f"{default.eval_scale}, is for {default.size} px scenes)")
+        eval_size = default.eval_scale
     with tempfile.TemporaryDirectory() as tmp:
         if root is None:
             root = tmp
@@ -228,17 +229,16 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
     check_synthcrowd_meta(meta, checkpoint, "score and export")
-    if eval_size is None:
-        eval_size = DataConfig.from_saved(data).eval_scale
+    d = DataConfig.from_saved(data)  # the run's data, fields it did not record at their defaults
     half = zoo_tensors(checkpoint, base)[0]
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
              **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}
     overrides = {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
     model = create_model(meta["recipe"], **overrides)
     model.load_state_dict(state, strict=True)
-    metrics = score_on_synthcrowd_test(model.eval(), root=data_root or data.get("root"),
-                                       num_images=split_size(data.get("num_images", 4000), "test"),
-                                       size=data.get("size", 256), scene_seed=data.get("scene_seed", 0),
-                                       eval_size=eval_size, max_size=data.get("max_size", 400))
+    metrics = score_on_synthcrowd_test(model.eval(), root=data_root or d.root,
+                                       num_images=split_size(d.num_images, "test"), size=d.size,
+                                       scene_seed=d.scene_seed, max_size=d.max_size,
+                                       eval_size=eval_size if eval_size is not None else d.eval_scale)
     summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
     return dict(summary, checkpoint=str(checkpoint), metrics=metrics)
