@@ -326,11 +326,26 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
                   final_val=result.get("metrics", {}))
     record["train_seconds"] = result["seconds"]  # over every call that trained it (train() adds them up)
     record.setdefault("evals", {})
-    weights, _ = latest_checkpoint(out)
-    model = load_model(weights).to(device)
-    diffusion = _is_diffusion(model)
-    record["params_M"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
-    record["default_steps"] = int(model.head.sampling_steps) if diffusion else None
+
+    loaded = []
+
+    def model(purpose: str):  # loaded only for what is not recorded: a finished run's records stand without weights
+        if not loaded:
+            try:
+                found, why = latest_checkpoint(out), "no last.json"
+            except FileNotFoundError as err:  # last.json names weights that were not carried
+                found, why = None, str(err)
+            if found is None:
+                raise FileNotFoundError(f"{out}: the run is trained ({done.name}) but has no checkpoint left to "
+                                        f"compute {purpose} ({why}); restore its weights or delete the folder")
+            loaded.append(load_model(found[0]).to(device))
+        return loaded[0]
+
+    if "params_M" not in record or "default_steps" not in record:
+        m = model("its parameter count")
+        record["params_M"] = round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
+        record["default_steps"] = int(m.head.sampling_steps) if _is_diffusion(m) else None
+    diffusion = record["default_steps"] is not None
     test_ds, gts = _test_set(cfg, spec)
     image_ids = [int(i) for i in test_ds.ids]
     record["test_images"] = len(image_ids)
@@ -344,8 +359,8 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         if key in record["evals"]:
             continue
         t0 = time.time()
-        results = predict_results(model, test_ds, batch_size=4, device=device, steps=steps, progress=True,
-                                  seed=run["seed"])
+        results = predict_results(model(f"its test metrics (sampling steps {key})"), test_ds, batch_size=4,
+                                  device=device, steps=steps, progress=True, seed=run["seed"])
         metrics = score(results, gts, image_ids)
         record["evals"][key] = dict(steps=steps, metrics=metrics, seconds=round(time.time() - t0, 1),
                                     showcase=[r for r in results if r["image_id"] in show and r["score"] >= 0.3])
@@ -353,7 +368,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         log.info("%s seed %d steps %s: %s", run["recipe"], run["seed"], key,
                  {k: round(v, 3) for k, v in metrics[_table_format(gts)].items()})
     if "latency_ms" not in record:
-        record["latency_ms"] = latency_ms(model, test_ds, PRESETS[spec.preset].latency_images,
+        record["latency_ms"] = latency_ms(model("its latency"), test_ds, PRESETS[spec.preset].latency_images,
                                           steps=record["default_steps"])
         write_json(record, record_path)
     return record

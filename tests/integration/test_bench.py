@@ -79,6 +79,27 @@ def test_rerun_recomputes_nothing_and_interrupted_eval_continues(bench, monkeypa
     assert again["summary"] == results["summary"]  # sampling is seeded: the recomputed ones are equal
 
 
+def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_path):
+    """A finished bench folder carried without its weights (the standard bench is committed this way between
+    sessions) reports the same table; what is not recorded cannot be computed and says so."""
+    import shutil
+
+    tmp, results = bench
+    light = tmp_path / "b"
+    shutil.copytree(tmp / "b", light, ignore=shutil.ignore_patterns("step_*"))
+    assert not list(light.rglob("step_*"))
+    again = run_bench(spec(tmp, out=str(light)))
+    assert again["summary"] == results["summary"]
+    assert (light / "report.md").is_file() and (light / "predictions.png").stat().st_size > 5000
+    record_path = light / "runs" / "diffusion_regpose_tiny" / "seed0" / "bench.json"
+    record = json.loads(record_path.read_text())
+    del record["evals"]["2"]
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(FileNotFoundError, match=r"seed0: the run is trained \(result.json\) but has no checkpoint "
+                                                r"left to compute its test metrics \(sampling steps 2\)"):
+        run_bench(spec(tmp, out=str(light)))
+
+
 def test_other_settings_in_the_same_folder_are_refused(bench):
     tmp, _ = bench
     with pytest.raises(ValueError, match=r"other settings: train_steps 3 \(wanted 5\)"):
