@@ -12,7 +12,7 @@ Protocols (``--preset``):
   and ``edpose_tiny`` is trained on from the same checkpoint for the same number of steps, with the same
   seeds and data order.
 * ``standard``: both recipes from the pretrained SynthCrowd backbone with the same budget (the fair
-  protocol; its ``edpose_tiny`` seed-0 run is the one that made the zoo's checkpoint).
+  protocol; its ``edpose_tiny`` seed-0 run was the first of the five stages that made the zoo's checkpoint).
 * ``full``: the ResNet-50 recipes from ImageNet weights (timm ``pretrained=True``), sized for GPUs.
 
 In both CPU presets ``diffusion_regpose_tiny`` is anchored to ED-Pose's regression (``anchor="regression"``,
@@ -23,7 +23,9 @@ The output folder holds ``results.json`` (every run: recipe, seed, metrics per s
 parameters, training time; with the config, versions and machine), ``report.md`` (the tables, the plots,
 the protocol), ``plots/*.png`` and ``predictions.png`` (the recipes side by side on the hardest test
 images). Each run lives in ``runs/RECIPE/seedS``: training resumes from its last checkpoint and every
-finished evaluation is kept, so an interrupted bench continues where it stopped and recomputes nothing.
+finished evaluation is kept, so an interrupted bench continues where it stopped and recomputes nothing. A
+finished and evaluated run's records (``result.json``, ``bench.json``) stand without its checkpoints: a bench
+folder can be carried (committed, or copied to another machine) without its weights and still report.
 
 On SynthCrowd the models are trained on COCO-17 labels (the Gaussian completion prior is a COCO-17
 prior); their predictions are also converted to CrowdPose-14 (``coco17_to_crowdpose14``, the rule the
@@ -332,12 +334,15 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     def model(purpose: str):  # loaded only for what is not recorded: a finished run's records stand without weights
         if not loaded:
             try:
-                found, why = latest_checkpoint(out), "no last.json"
+                found = latest_checkpoint(out)
             except FileNotFoundError as err:  # last.json names weights that were not carried
                 found, why = None, str(err)
+            else:
+                why = "no last.json"
             if found is None:
                 raise FileNotFoundError(f"{out}: the run is trained ({done.name}) but has no checkpoint left to "
-                                        f"compute {purpose} ({why}); restore its weights or delete the folder")
+                                        f"compute {purpose} ({why}); restore its weights, or its complete "
+                                        f"bench.json from where the folder was carried")
             loaded.append(load_model(found[0]).to(device))
         return loaded[0]
 

@@ -79,18 +79,29 @@ def test_rerun_recomputes_nothing_and_interrupted_eval_continues(bench, monkeypa
     assert again["summary"] == results["summary"]  # sampling is seeded: the recomputed ones are equal
 
 
-def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_path):
-    """A finished bench folder carried without its weights (the standard bench is committed this way between
-    sessions) reports the same table; what is not recorded cannot be computed and says so."""
+def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_path, monkeypatch):
+    """A finished bench folder carried with only its records (``bench_config.json``; per run ``config.json``,
+    ``result.json``, ``bench.json``: how the standard bench is committed between sessions) reports the same
+    table, plots and pictures without loading a model; what is not recorded cannot be computed and says so."""
     import shutil
+    import sys
 
     tmp, results = bench
     light = tmp_path / "b"
-    shutil.copytree(tmp / "b", light, ignore=shutil.ignore_patterns("step_*"))
-    assert not list(light.rglob("step_*"))
+    shutil.copytree(tmp / "b", light, ignore=shutil.ignore_patterns(
+        "step_*", "last.json", "history.jsonl", "results.json", "report.md", "predictions.png", "plots"))
+    assert sorted(p.name for p in (light / "runs" / "edpose_tiny" / "seed0").iterdir()) == [
+        "bench.json", "config.json", "result.json"]
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was trained or loaded for a run whose records are complete")
+
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train", refuse)
+    monkeypatch.setattr(sys.modules["posediff.engine.checkpoint"], "load_model", refuse)
     again = run_bench(spec(tmp, out=str(light)))
     assert again["summary"] == results["summary"]
     assert (light / "report.md").is_file() and (light / "predictions.png").stat().st_size > 5000
+    assert (light / "plots" / "ap_vs_train_step.png").stat().st_size > 5000
     record_path = light / "runs" / "diffusion_regpose_tiny" / "seed0" / "bench.json"
     record = json.loads(record_path.read_text())
     del record["evals"]["2"]
