@@ -12,7 +12,7 @@ Protocols (``--preset``):
   and ``edpose_tiny`` is trained on from the same checkpoint for the same number of steps, with the same
   seeds and data order.
 * ``standard``: both recipes from the pretrained SynthCrowd backbone with the same budget (the fair
-  protocol; its ``edpose_tiny`` seed-0 run was the first of the five stages that made the zoo's checkpoint).
+  protocol; the zoo's ``edpose_tiny`` began with the same 7,000 steps, the first of its five stages).
 * ``full``: the ResNet-50 recipes from ImageNet weights (timm ``pretrained=True``), sized for GPUs.
 
 In both CPU presets ``diffusion_regpose_tiny`` is anchored to ED-Pose's regression (``anchor="regression"``,

@@ -1,6 +1,8 @@
 """``posediff bench`` end to end on a tiny SynthCrowd: tables, JSON, report, plots, resumption."""
 
 import json
+import shutil
+import sys
 
 import pytest
 
@@ -59,8 +61,6 @@ def test_report_and_plots(bench):
 
 def test_rerun_recomputes_nothing_and_interrupted_eval_continues(bench, monkeypatch):
     tmp, results = bench
-    import sys
-
     train_mod = sys.modules["posediff.engine.train"]  # the module (the package exports a function of that name)
 
     def no_training(*a, **k):
@@ -83,9 +83,6 @@ def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_
     """A finished bench folder carried with only its records (``bench_config.json``; per run ``config.json``,
     ``result.json``, ``bench.json``: how the standard bench is committed between sessions) reports the same
     table, plots and pictures without loading a model; what is not recorded cannot be computed and says so."""
-    import shutil
-    import sys
-
     tmp, results = bench
     light = tmp_path / "b"
     shutil.copytree(tmp / "b", light, ignore=shutil.ignore_patterns(
