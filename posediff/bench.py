@@ -713,12 +713,13 @@ def _verdict(results: dict, fmt: str) -> list[str]:
         if d[key]["mean"] is None or e[key]["mean"] is None:
             continue
         delta = 100 * (d[key]["mean"] - e[key]["mean"])
+        signed = f"{delta:+.1f}".replace("-", "−")  # the minus sign, as in the sentence's "−"
         if d[key]["std"] is None or e[key]["std"] is None:
-            out.append(f"{what}: {diff[0]} − {base[0]} = {delta:+.1f} AP (one seed: more seeds show the spread)")
+            out.append(f"{what}: {diff[0]} − {base[0]} = {signed} AP (one seed: more seeds show the spread)")
             continue
         noise = 100 * max(d[key]["std"], e[key]["std"])
         verdict = "within the seed spread" if abs(delta) <= noise else ("better" if delta > 0 else "worse")
-        out.append(f"{what}: {diff[0]} − {base[0]} = {delta:+.1f} AP ({verdict}; seed std up to {noise:.1f})")
+        out.append(f"{what}: {diff[0]} − {base[0]} = {signed} AP ({verdict}; seed std up to {noise:.1f})")
     return ["**Diffusion against the baseline**, " + "; ".join(out) + ".", ""] if out else []
 
 

@@ -132,3 +132,23 @@ def test_bad_arguments(tmp_path):
         run_bench(spec(tmp_path, init=str(tmp_path / "missing.safetensors")))
     with pytest.raises(SystemExit):
         main(["--preset", "huge"])
+
+
+def test_verdict_reads_the_seed_spread():
+    from posediff.bench import _verdict
+
+    def row(ap, ap_std, hard, hard_std):
+        return {"AP": {"mean": ap, "std": ap_std}, "AP_H": {"mean": hard, "std": hard_std}}
+
+    one = {"summary": {"diffusion_regpose_tiny": row(0.056, None, 0.040, None),
+                       "edpose_tiny": row(0.129, None, 0.096, None)}}
+    (line, _) = _verdict(one, "crowdpose")
+    assert "overall: diffusion_regpose_tiny − edpose_tiny = −7.3 AP (one seed" in line
+    assert "in hard crowds: diffusion_regpose_tiny − edpose_tiny = −5.6 AP (one seed" in line
+    two = {"summary": {"diffusion_regpose_tiny": row(0.30, 0.01, 0.20, 0.05),
+                       "edpose_tiny": row(0.25, 0.02, 0.23, 0.01)}}
+    (line, _) = _verdict(two, "crowdpose")
+    assert "= +5.0 AP (better; seed std up to 2.0)" in line
+    assert "= −3.0 AP (within the seed spread; seed std up to 5.0)" in line
+    assert _verdict(two, "coco")[0].count("AP (") == 1  # COCO format: overall only
+    assert _verdict({"summary": {"edpose_tiny": row(0.2, None, 0.1, None)}}, "crowdpose") == []
