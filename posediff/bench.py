@@ -1,7 +1,7 @@
 """``posediff bench``: a head-to-head of pose recipes, trained on the same data with the same budget and
 seeds, scored on the same test split. The same code runs as ``python benchmarks/head_to_head.py``.
 
-    posediff bench --preset quick                       # SynthCrowd, from the zoo, ~15 min on 2 CPU cores
+    posediff bench --preset quick                       # SynthCrowd, from the zoo, 9-11 min on 2 CPU cores
     posediff bench --preset standard --seeds 0 1 2      # both recipes from the pretrained backbone (hours on CPU)
     posediff bench --preset full --dataset crowdpose --data-root /data/crowdpose   # ResNet-50, for a GPU
 
