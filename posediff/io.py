@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_json", "save_result"]
+__all__ = ["atomic_path", "write_json", "save_result", "read_safetensors"]
 
 
 @contextlib.contextmanager
@@ -43,3 +43,18 @@ def save_result(result: dict, path: str | os.PathLike | None) -> dict:
         write_json(result, path)
         print(f"wrote {path}")
     return result
+
+
+def read_safetensors(path: str | os.PathLike, what: str, tensors: bool = True) -> tuple[dict, dict]:
+    """(metadata, tensors or ``{}``) of a ``.safetensors`` file; a missing or unreadable file gets an error that
+    names it and ``what`` was expected there."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path} (expected {what})")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}), ({k: f.get_tensor(k) for k in f.keys()} if tensors else {})  # noqa: SIM118
+    except Exception as err:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a safetensors file ({err}); expected {what}") from err

@@ -51,10 +51,9 @@ def _entry(recipe: str, tag: str) -> Path:
 
 def zoo_metadata(path) -> dict:
     """A zoo file's metadata, with the JSON fields (``overrides``, ``metrics``) decoded."""
-    from safetensors import safe_open
+    from .io import read_safetensors
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
+    meta = dict(read_safetensors(path, "a posediff zoo file", tensors=False)[0])
     for key in ("overrides", "metrics", "made_by"):
         if key in meta:
             meta[key] = json.loads(meta[key])
@@ -63,13 +62,11 @@ def zoo_metadata(path) -> dict:
 
 def read_zoo_file(path: Path, seen: tuple = ()) -> dict[str, torch.Tensor]:
     """All tensors of a zoo file and of its ``base`` chain, as float32 (integer tensors kept as they are)."""
-    from safetensors import safe_open
+    from .io import read_safetensors
 
     if path.name in seen:
         raise ValueError(f"{path}: its 'base' chain loops ({' -> '.join(seen)})")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta, tensors = read_safetensors(path, "a posediff zoo file")
     base = meta.get("base")
     out = read_zoo_file(zoo_path(base), seen + (path.name,)) if base else {}
     if base and "base_digest" in meta and (digest := tensors_digest(out)) != meta["base_digest"]:

@@ -36,12 +36,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, read_safetensors
 
 __all__ = ["GaussianPosePrior", "NORMALIZATIONS", "conditional_gaussian"]
 
@@ -401,17 +400,7 @@ class GaussianPosePrior:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GaussianPosePrior:
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"GaussianPosePrior.load: no file {path}")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
-        except Exception as err:  # safetensors raises its own error types
-            raise ValueError(f"GaussianPosePrior.load: {path} is not a safetensors file ({err})") from err
+        metadata, tensors = read_safetensors(path, "a GaussianPosePrior (GaussianPosePrior.load)")
         if metadata.get("format") != "posediff.GaussianPosePrior/1" or not {"mean", "cov"} <= tensors.keys():
             raise ValueError(f"GaussianPosePrior.load: {path} is not a saved GaussianPosePrior (expected "
                              f"metadata field format='posediff.GaussianPosePrior/1' and tensors mean, cov)")

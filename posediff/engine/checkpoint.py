@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_path, write_json
+from ..io import atomic_path, read_safetensors, write_json
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "load_init_weights", "init_from",
            "FORMAT"]
@@ -81,17 +81,7 @@ def latest_checkpoint(run_dir) -> tuple[Path, Path | None] | None:
 
 def load_checkpoint(path) -> tuple[dict, dict, dict]:
     """(model tensors, EMA tensors, metadata) of a weights file."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as err:
-        raise ValueError(f"{path}: not a safetensors checkpoint ({err})") from err
+    meta, tensors = read_safetensors(path, "a posediff checkpoint")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: metadata field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
     model = {k: v for k, v in tensors.items() if not k.startswith("ema.")}
@@ -116,15 +106,10 @@ def load_model(path, use_ema: bool = True, **overrides):
 
 
 def load_init_weights(path) -> dict:
-    """Tensors to initialise a model from, cast to float32: a posediff checkpoint's weights, a pretrained
-    backbone (``posediff pretrain-backbone``, fp16, names ``backbone.*``) or a zoo file (with its base)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"init weights {path} not found")
-    with safe_open(str(path), framework="pt") as f:
-        fmt = (f.metadata() or {}).get("format")
+    """Tensors to initialise a model from: a posediff checkpoint's weights (as stored), a pretrained backbone
+    (``posediff pretrain-backbone``, fp16 cast to float32, names ``backbone.*``) or a zoo file (with its base)."""
+    meta, _ = read_safetensors(path, "init weights: a posediff checkpoint, backbone or zoo file", tensors=False)
+    fmt = meta.get("format")
     if fmt == FORMAT:
         return load_checkpoint(path)[0]
     if fmt == "posediff.zoo/1":
@@ -132,8 +117,7 @@ def load_init_weights(path) -> dict:
 
         return read_zoo_file(path)
     if fmt == "posediff.backbone/1":
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118
+        return {k: v.float() for k, v in read_safetensors(path, "a pretrained backbone")[1].items()}
     raise ValueError(f"{path}: metadata field 'format' is {fmt!r}; expected {FORMAT!r}, 'posediff.zoo/1' or "
                      f"'posediff.backbone/1'")
 

@@ -56,6 +56,14 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     from ..env import machine_info
     from ..models.pretrain import HeatmapPretrainer, heatmap_focal_loss, render_heatmaps
 
+    bad = [f"{name}={value!r} (expected {want})" for name, value, ok, want in (
+        ("steps", steps, steps >= 1, "at least 1"), ("batch_size", batch_size, batch_size >= 1, "at least 1"),
+        ("size", size, size >= 32, "at least 32 pixels"), ("lr", lr, lr > 0, "positive"),
+        ("minutes", minutes, minutes is None or minutes > 0, "positive or None"),
+        ("num_images", num_images, num_images >= batch_size, f"at least batch_size, {batch_size}"),
+        ("val_images", val_images, val_images >= 1, "at least 1")) if not ok]
+    if bad:
+        raise ValueError(f"pretrain_backbone: {'; '.join(bad)}")
     out = Path(out)
     state_path = out.with_suffix(".state.pt")
     torch.manual_seed(seed)

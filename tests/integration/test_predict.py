@@ -54,3 +54,11 @@ def test_predict_command_writes_results_and_pictures(checkpoint, data_dir, tmp_p
     assert {r["image_id"] for r in results} == set(range(len(images)))
     assert all(len(r["keypoints"]) == 51 for r in results)
     assert len(list(tmp_path.glob("*_poses.png"))) == len(images)
+
+
+def test_bad_sizes_are_refused_by_name():
+    model = posediff.create_model("edpose_tiny")
+    with pytest.raises(ValueError, match=r"size \(shorter side, got 0\) must be at least 32"):
+        Predictor(model, size=0)
+    with pytest.raises(ValueError, match=r"batch_size \(got 0\)"):
+        Predictor(model, batch_size=0)

@@ -46,3 +46,13 @@ def test_shipped_backbone_fills_the_tiny_recipes():
     model = posediff.create_model("diffusion_regpose_tiny")
     missing, unexpected = model.load_state_dict(weights, strict=False)
     assert not unexpected and not any(k.startswith("backbone.") for k in missing) and len(weights) == 100
+
+
+def test_bad_arguments_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"batch_size=0 \(expected at least 1\); size=8 \(expected at least 32"):
+        pretrain_backbone(tmp_path / "w.safetensors", steps=1, batch_size=0, size=8)
+    (tmp_path / "model.pt").write_bytes(b"a torch pickle, not safetensors")
+    with pytest.raises(ValueError, match=r"model\.pt: not a safetensors file .*expected init weights"):
+        load_init_weights(tmp_path / "model.pt")
+    with pytest.raises(FileNotFoundError, match=r"no file .*missing\.safetensors"):
+        load_init_weights(tmp_path / "missing.safetensors")
