@@ -6,13 +6,21 @@
     posediff train CONFIG [key=value ...] [--resume]                      train (torchrun -m posediff train)
     posediff predict IMAGE... --checkpoint C --out DIR                    poses on images (JSON + PNG)
     posediff pretrain-backbone --out W.safetensors [--minutes M]          SynthCrowd heatmap pretraining
+    posediff bench [--preset quick|standard|full] [--recipes R...]        head-to-head: tables, plots, report
+    posediff zoo export RUN --out ZOO.safetensors                         a run -> fp16 zoo file, scored
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line as typed, quoted so that it can be pasted back (recorded with results)."""
+    return "posediff " + shlex.join(args.argv)
 
 
 def _prior_fit(args: argparse.Namespace) -> int:
@@ -29,7 +37,7 @@ def _prior_fit(args: argparse.Namespace) -> int:
         flip_index=None if args.no_flip else skeleton.flip_index,
         condition_on_aspect=not args.no_aspect,
         meta=dict(skeleton=skeleton.name, source=str(args.annotations),
-                  command="posediff " + " ".join(sys.argv[1:]) if args.record_command else None),
+                  command=_command(args) if args.record_command else None),
     )
     prior.save(args.out)
     print(f"fitted on {prior.meta['num_persons']} persons of {args.annotations} -> {args.out}")
@@ -37,19 +45,17 @@ def _prior_fit(args: argparse.Namespace) -> int:
 
 
 def _data_synthcrowd(args: argparse.Namespace) -> int:
-    from .data.synthcrowd import SceneConfig, write_split
+    from .engine.train import render_synthcrowd
 
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    fractions = {"train": 0.8, "val": 0.1, "test": 0.1}
-    unknown = [s for s in splits if s not in fractions]
-    if unknown:
-        raise SystemExit(f"posediff data synthcrowd: --splits must name train, val or test; got {unknown}")
-    total = sum(fractions[s] for s in splits)
-    counts = {s: int(round(args.num_images * fractions[s] / total)) for s in splits}
-    counts[splits[0]] += args.num_images - sum(counts.values())
-    config = SceneConfig(size=args.size)
-    for split in splits:
-        summary = write_split(args.out, split, counts[split], seed=args.seed, config=config)
+    if args.num_images < 1 or args.size < 32:
+        raise SystemExit(f"posediff data synthcrowd: --num-images must be at least 1 (got {args.num_images}) and "
+                         f"--size at least 32 pixels (got {args.size})")
+    splits = tuple(s.strip() for s in args.splits.split(","))
+    try:
+        summaries = render_synthcrowd(args.out, args.num_images, args.size, args.seed, splits=splits)
+    except ValueError as err:
+        raise SystemExit(f"posediff data synthcrowd: --splits {args.splits!r}, --out {args.out}: {err}") from err
+    for split, summary in zip(splits, summaries, strict=True):
         print(f"{split}: {summary['images']} images, {summary['persons']} persons; crowd levels easy "
               f"{summary['easy']}, medium {summary['medium']}, hard {summary['hard']} -> {args.out}/{split}")
     return 0
@@ -98,7 +104,7 @@ def _pretrain_backbone(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_from_args
 
-    return run_from_args(args, "posediff " + " ".join(sys.argv[1:]))
+    return run_from_args(args, _command(args))
 
 
 def _zoo_export(args: argparse.Namespace) -> int:
@@ -123,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc = data_sub.add_parser("synthcrowd", help="render SynthCrowd: crowded scenes from real COCO poses")
     sc.add_argument("--out", required=True, help="output folder (DIR/SPLIT/images, coco.json, crowdpose.json)")
     sc.add_argument("--num-images", type=int, required=True,
-                    help="images in all; divided 80/10/10 over train/val/test (or over the --splits given)")
+                    help="the folder's scenes in all, 80/10/10 over train/val/test (data.num_images in training); "
+                         "--splits renders only some of them")
     sc.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     sc.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     sc.add_argument("--splits", default="train,val,test", help="comma-separated subset of train,val,test")
@@ -204,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 

@@ -196,8 +196,9 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     return cfg
 
 
-def jsonable(cfg) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+def jsonable(obj) -> dict:
+    """A config dataclass (or a dict) as JSON stores it: tuples become lists, paths and the like strings."""
+    return json.loads(json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, default=str))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -212,6 +213,43 @@ def split_size(num_images: int, split: str) -> int:
     return max(int(round(num_images * SPLIT_FRACTIONS[split])), 1)
 
 
+def _synthcrowd_stamp(root: Path, num_images: int, size: int, scene_seed: int, hint: str) -> tuple[Path, dict]:
+    """(the folder's ``synthcrowd.json``, the settings it must hold); refuses a folder stamped with others."""
+    from ..data.synthcrowd import RENDERER_VERSION
+
+    wanted = dict(num_images=num_images, size=size, scene_seed=scene_seed, renderer=RENDERER_VERSION)
+    stamp = Path(root) / "synthcrowd.json"
+    if stamp.is_file():
+        have = {"renderer": 1, **json.loads(stamp.read_text())}  # version 1 wrote no renderer
+        diff = [k for k in wanted if have.get(k) != wanted[k]]
+        if diff:
+            fields = ", ".join(f"{'renderer version' if k == 'renderer' else 'data.' + k} {have.get(k)} (wanted "
+                               f"{wanted[k]})" for k in diff)
+            raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with other settings: {fields}; "
+                             f"{hint}")
+    return stamp, wanted
+
+
+def render_synthcrowd(root, num_images: int, size: int = 256, scene_seed: int = 0,
+                      splits: tuple[str, ...] = tuple(SPLIT_FRACTIONS), progress: bool = True) -> list[dict]:
+    """Render the ``splits`` of a SynthCrowd folder of ``num_images`` scenes, each split its share
+    (:func:`split_size`), and once all three are there the stamp ``build_datasets`` reads, so that training with
+    ``data.num_images=num_images`` uses the folder as it is (a subset of splits writes no stamp). Returns each
+    split's summary."""
+    from ..data.synthcrowd import SceneConfig, write_split
+
+    unknown = [s for s in splits if s not in SPLIT_FRACTIONS]
+    if unknown or not splits or len(set(splits)) != len(splits):
+        raise ValueError(f"splits must be distinct names among {list(SPLIT_FRACTIONS)}, got {list(splits)}")
+    stamp, wanted = _synthcrowd_stamp(Path(root), num_images, size, scene_seed,
+                                      "render into another folder or delete this one")
+    summaries = [write_split(root, split, split_size(num_images, split), seed=scene_seed,
+                             config=SceneConfig(size=size), progress=progress) for split in splits]
+    if set(splits) == set(SPLIT_FRACTIONS):  # a subset leaves the folder unstamped: its other splits are unknown
+        write_json(wanted, stamp)
+    return summaries
+
+
 def build_datasets(cfg: TrainConfig, rank: int = 0):
     """(train dataset, val dataset, val annotation file, metric dataset name)."""
     from ..data import CocoKeypointDataset
@@ -224,26 +262,11 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
     if d.kind == "synthcrowd":
         root = Path(d.root)
         ann_name = "coco.json" if skeleton.name == "coco17" else "crowdpose.json"
-        from ..data.synthcrowd import RENDERER_VERSION
-
-        wanted = dict(num_images=d.num_images, size=d.size, scene_seed=d.scene_seed, renderer=RENDERER_VERSION)
-        stamp = root / "synthcrowd.json"
-        if stamp.is_file():
-            have = {"renderer": 1, **json.loads(stamp.read_text())}  # version 1 wrote no renderer
-            diff = [k for k in wanted if have.get(k) != wanted[k]]
-            if diff:
-                fields = ", ".join(f"{'renderer version' if k == 'renderer' else 'data.' + k} {have.get(k)} (wanted "
-                                   f"{wanted[k]})" for k in diff)
-                raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with other settings: {fields}; "
-                                 f"point data.root elsewhere or delete the folder")
+        stamp, _ = _synthcrowd_stamp(root, d.num_images, d.size, d.scene_seed,
+                                     "point data.root elsewhere or delete the folder")
         if not stamp.is_file() or not (root / d.val_split / ann_name).is_file():
             if rank == 0:
-                from ..data.synthcrowd import SceneConfig, write_split
-
-                for split in SPLIT_FRACTIONS:
-                    write_split(root, split, split_size(d.num_images, split), seed=d.scene_seed,
-                                config=SceneConfig(size=d.size))
-                write_json(wanted, stamp)
+                render_synthcrowd(root, d.num_images, d.size, d.scene_seed)
             if torch.distributed.is_initialized():
                 torch.distributed.barrier()
         train_images, train_ann = root / "train" / "images", root / "train" / ann_name

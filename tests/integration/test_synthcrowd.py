@@ -88,6 +88,22 @@ def test_written_splits_load_and_evaluate(tmp_path):
     # the written picture is the on-the-fly one (PNG is lossless)
     on_the_fly = SynthCrowdDataset(3, split="val", scene_seed=5, config=SceneConfig(size=128), skeleton="crowdpose14")
     torch.testing.assert_close(on_the_fly[0][0], image)
+    # the folder is stamped, so training with the same data settings uses it as it is (nothing re-rendered)
+    from posediff.engine.train import DataConfig, TrainConfig, build_datasets
+
+    stamp = json.loads((tmp_path / "synthcrowd.json").read_text())
+    assert (stamp["num_images"], stamp["size"], stamp["scene_seed"]) == (30, 128, 5)
+    written = (tmp_path / "train" / "coco.json").stat().st_mtime_ns
+    data = DataConfig(kind="synthcrowd", root=str(tmp_path), num_images=30, size=128, scene_seed=5)
+    assert len(build_datasets(TrainConfig(recipe="edpose_tiny", data=data))[0]) == 24
+    assert (tmp_path / "train" / "coco.json").stat().st_mtime_ns == written
+    for splits, message in (("", "--splits ''"), ("test,test", "distinct"), ("train,eval", "distinct names")):
+        with pytest.raises(SystemExit, match=message):
+            cli(["data", "synthcrowd", "--out", str(tmp_path), "--num-images", "30", "--size", "128",
+                 "--seed", "5", "--splits", splits])
+    with pytest.raises(SystemExit, match=r"other settings: data\.num_images 30 \(wanted 40\)"):
+        cli(["data", "synthcrowd", "--out", str(tmp_path), "--num-images", "40", "--size", "128", "--seed", "5",
+             "--splits", "test"])
 
 
 def test_on_the_fly_dataset_targets():

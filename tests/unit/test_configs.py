@@ -37,3 +37,11 @@ def test_overrides():
         apply_overrides(cfg, ["lr"])
     with pytest.raises(TypeError, match="unknown config field"):
         create_model("edpose_tiny", dimm=3)
+
+
+def test_recorded_command_is_quoted_to_paste_back():
+    import argparse
+
+    from posediff.cli import _command
+
+    assert _command(argparse.Namespace(argv=["bench", "--out", "my runs/a"])) == "posediff bench --out 'my runs/a'"
