@@ -1,7 +1,7 @@
 """``posediff bench``: a head-to-head of pose recipes, trained on the same data with the same budget and
 seeds, scored on the same test split. The same code runs as ``python benchmarks/head_to_head.py``.
 
-    posediff bench --preset quick                       # SynthCrowd, from the zoo, 9-12 min on 2 CPU cores
+    posediff bench --preset quick                       # SynthCrowd, from the zoo, 9-12 min on 2 CPU cores (budget 15)
     posediff bench --preset standard --seeds 0 1 2      # both recipes from the pretrained backbone (hours on CPU)
     posediff bench --preset full --dataset crowdpose --data-root /data/crowdpose   # ResNet-50, for a GPU
 
@@ -40,6 +40,7 @@ import dataclasses
 import functools
 import json
 import logging
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -145,9 +146,21 @@ class BenchSpec:
             raise ValueError(f"--train-steps must be at least 1, got {spec.train_steps}")
         if spec.test_images is not None and spec.test_images < 1:
             raise ValueError(f"--test-images must be at least 1, got {spec.test_images}")
-        if len(set(spec.seeds)) != len(spec.seeds):
-            raise ValueError(f"--seeds must be distinct, got {spec.seeds}")
+        if len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:
+            raise ValueError(f"--seeds must be distinct non-negative integers, got {spec.seeds}")
+        if len(set(spec.recipes)) != len(spec.recipes):
+            raise ValueError(f"--recipes must be distinct, got {spec.recipes}")
+        if spec.workers < 0:
+            raise ValueError(f"--workers must be 0 (load in the main process) or more, got {spec.workers}")
+        for item in spec.overrides:
+            flag = _BENCH_OWNED.get(item.split("=", 1)[0])
+            if flag:
+                raise ValueError(f"--set {item}: the bench sets this field for each run; use {flag} instead")
         return p, spec
+
+
+# TrainConfig fields each run's plan sets itself; ``--set`` may not change them behind the folder's stamp
+_BENCH_OWNED = {"recipe": "--recipes", "seed": "--seeds", "out": "--out", "max_steps": "--train-steps"}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -304,6 +317,11 @@ def _is_diffusion(model) -> bool:
     return hasattr(model.head, "sampling_steps")
 
 
+def _eval_key(steps: int | None) -> str:
+    """A run's evaluations are kept under their sampling steps ("4"), a one-pass recipe's under "-"."""
+    return "-" if steps is None else str(steps)
+
+
 def run_one(run: dict, spec: BenchSpec) -> dict:
     """Train (resuming) and evaluate one (recipe, seed); everything finished is kept in ``bench.json``."""
     from .engine.checkpoint import latest_checkpoint, load_model
@@ -360,7 +378,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     show = showcase_ids(gts, image_ids)
     record["showcase_ids"] = show
     for steps in wanted:
-        key = str(steps) if steps is not None else "-"
+        key = _eval_key(steps)
         if key in record["evals"]:
             continue
         t0 = time.time()
@@ -373,8 +391,11 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         log.info("%s seed %d steps %s: %s", run["recipe"], run["seed"], key,
                  {k: round(v, 3) for k, v in metrics[_table_format(gts)].items()})
     if "latency_ms" not in record:
+        from .env import machine_info
+
         record["latency_ms"] = latency_ms(model("its latency"), test_ds, PRESETS[spec.preset].latency_images,
                                           steps=record["default_steps"])
+        record["machine"] = machine_info()  # where the latency was measured: a carried folder mixes machines
         write_json(record, record_path)
     return record
 
@@ -420,7 +441,7 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
             raise ValueError(f"{stamp}: this folder holds a bench run with other settings: {'; '.join(diff)}; use "
                              f"another --out or delete the folder")
     if rank == 0:
-        write_json(jsonable_dict(wanted), stamp)
+        write_json(jsonable(wanted), stamp)
     t0 = time.time()
     records = []
     for i, run in enumerate(runs):
@@ -433,7 +454,7 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
         return {}
     test_ds, gts = _test_set(runs[0]["config"], spec)
     fmt = _table_format(gts)
-    val_metric = "coco" if runs[0]["config"].data.skeleton == "coco17" else "crowdpose"  # as build_datasets
+    val_metric = next(iter(gts))  # the model's own format, which build_datasets validates in
     results = dict(
         bench=dict(dataclasses.asdict(spec), table_format=fmt, val_metric=val_metric, command=command,
                    synthcrowd_renderer=wanted["synthcrowd_renderer"], eval_size=wanted["data"]["eval_size"]),
@@ -450,19 +471,15 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     return results
 
 
-def jsonable_dict(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=str))
-
-
 def _public(record: dict, fmt: str) -> dict:
     """A run as results.json shows it: metrics at the recipe's default sampling steps, and per step."""
-    key = str(record["default_steps"]) if record["default_steps"] is not None else "-"
+    key = _eval_key(record["default_steps"])
     return dict(recipe=record["recipe"], seed=record["seed"], metrics=record["evals"][key]["metrics"][fmt],
                 metrics_all_formats=record["evals"][key]["metrics"], sampling_steps=record["default_steps"],
                 per_sampling_steps={k: v["metrics"][fmt] for k, v in record["evals"].items() if k != "-"},
                 latency_ms=record["latency_ms"], params_M=record["params_M"], train_steps=record["train_steps"],
                 train_seconds=record["train_seconds"], init=record["init"], test_images=record["test_images"],
-                curve=record["history"], final_val=record.get("final_val", {}))
+                curve=record["history"], final_val=record.get("final_val", {}), machine=record.get("machine"))
 
 
 def summarise(records: list[dict], fmt: str) -> dict:
@@ -594,8 +611,7 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str, test_ds
     first = {}
     for r in records:
         first.setdefault(r["recipe"], r)
-    shown = [r["evals"][str(r["default_steps"]) if r["default_steps"] is not None else "-"]["showcase"]
-             for r in first.values()]
+    shown = [r["evals"][_eval_key(r["default_steps"])]["showcase"] for r in first.values()]
     gt_path = gts[fmt]
     gt = _ground_truth(str(gt_path))
     k = len(gt["categories"][0]["keypoints"])
@@ -653,9 +669,7 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
     seeds = ", ".join(str(s) for s in b["seeds"])
     n_test = results["runs"][0]["test_images"]
     lines = [f"# posediff bench: `{b['preset']}` on {b['dataset']}", "",
-             f"{results['date']}; {m['cpu']} ({m['cpus']} CPUs, {m['torch_threads']} torch threads)"
-             + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
-             + f"; torch {m['torch']}, posediff {results['posediff']}.", ""]
+             f"{results['date']}; {_machine_name(m)}; torch {m['torch']}, posediff {results['posediff']}.", ""]
     if b.get("command"):
         lines += ["```", b["command"], "```", ""]
     what = ("CrowdPose-format metrics (COCO-17 predictions converted to CrowdPose-14); AP_E / AP_M / AP_H are the "
@@ -664,9 +678,12 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
     over = f"mean ± std over seeds {seeds}" if len(b["seeds"]) > 1 else f"seed {seeds}"
     at = f", shorter side {b['eval_size']} px" if b.get("eval_size") else ""
     lines += [f"## Results: test split ({n_test} images{at}), {over}", "",
-              f"{what}, ×100. Latency: median milliseconds per image, batch 1, on this machine; diffusion "
-              f"recipes at their default number of sampling steps (column *steps*).", "",
+              f"{what}, ×100. AP is the average precision over OKS thresholds 0.50, 0.55, …, 0.95 (AP50, AP75: "
+              f"at 0.5 and 0.75), AR the average recall over the same thresholds. Latency: median milliseconds "
+              f"per image over {results['runs'][0]['latency_ms']['images']} test images, batch 1, then the mean ± std of those medians "
+              f"over seeds; diffusion recipes at their default number of sampling steps (column *steps*).", "",
               format_table(results), ""]
+    lines += _other_machines(results)
     lines += _verdict(results, fmt)
     steps_rows = {r: row["per_sampling_steps"] for r, row in results["summary"].items() if row["per_sampling_steps"]}
     if steps_rows:
@@ -700,11 +717,25 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
         Path(tmp).write_text("\n".join(lines))
 
 
+def _machine_name(m: dict) -> str:
+    return f"{m['cpu']} ({m['cpus']} CPUs, {m['torch_threads']} torch threads)" + (
+        f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+
+
+def _other_machines(results: dict) -> list[str]:
+    """A line per run whose latency was measured on another machine than the one this report names (a carried
+    folder); runs recorded before bench.json kept the machine are not named."""
+    here = _machine_name(results["machine"])
+    other = [f"{r['recipe']} seed {r['seed']}: {_machine_name(r['machine'])}" for r in results["runs"]
+             if r.get("machine") and _machine_name(r["machine"]) != here]
+    return ["Latency measured on another machine: " + "; ".join(other) + ".", ""] if other else []
+
+
 def _verdict(results: dict, fmt: str) -> list[str]:
     """One sentence: does the diffusion recipe beat the baseline, overall and in the hardest crowds."""
     rows = results["summary"]
-    diff = [r for r in rows if "diffusion" in r]
-    base = [r for r in rows if "diffusion" not in r]
+    diff = [r for r in rows if rows[r]["sampling_steps"] is not None]
+    base = [r for r in rows if rows[r]["sampling_steps"] is None]
     if not diff or not base:
         return []
     d, e = rows[diff[0]], rows[base[0]]
@@ -791,4 +822,4 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="posediff bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return run_from_args(args, "posediff bench " + " ".join(sys.argv[1:] if argv is None else argv))
+    return run_from_args(args, "posediff bench " + shlex.join(sys.argv[1:] if argv is None else argv))

@@ -43,6 +43,7 @@ def test_results_json(bench):
     row = saved["summary"]["edpose_tiny"]
     assert row["seeds"] == [0, 1] and set(row["AP"]) == {"mean", "std"}
     assert {"machine", "config", "preset", "bench"} <= set(saved)
+    assert all(r["machine"] == saved["machine"] for r in runs)  # where each latency was measured
     assert saved["bench"]["eval_size"] == 96
 
 
@@ -53,6 +54,8 @@ def test_report_and_plots(bench):
     assert "| recipe | steps | AP | AP50 | AP75 | AR | AP_E | AP_M | AP_H |" in report
     assert "| edpose_tiny |" in report and "| diffusion_regpose_tiny | 4 |" in report
     assert "test split (3 images, shorter side 96 px)" in report
+    assert "AP is the average precision over OKS thresholds 0.50" in report and "over 3 test images" in report
+    assert "another machine" not in report
     for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png"):
         assert (out / "plots" / name).stat().st_size > 5000
         assert f"plots/{name}" in report
@@ -132,23 +135,47 @@ def test_bad_arguments(tmp_path):
         run_bench(spec(tmp_path, init=str(tmp_path / "missing.safetensors")))
     with pytest.raises(SystemExit):
         main(["--preset", "huge"])
+    for kw, message in ((dict(recipes=("edpose_tiny", "edpose_tiny")), "--recipes must be distinct"),
+                        (dict(seeds=(0, -1)), "--seeds must be distinct non-negative"),
+                        (dict(workers=-1), "--workers"),
+                        (dict(overrides=("ckpt_every=5", "seed=3")), "--set seed=3: .* use --seeds instead"),
+                        (dict(overrides=("max_steps=9",)), "use --train-steps instead")):
+        with pytest.raises(ValueError, match=message):
+            run_bench(spec(tmp_path, **kw))
+    assert not (tmp_path / "b" / "bench_config.json").exists()  # refused before anything is written
+
+
+def test_latency_from_another_machine_is_named():
+    from posediff.bench import _other_machines
+
+    here = dict(cpu="CPU A", cpus=2, torch_threads=2)
+    runs = [dict(recipe="edpose_tiny", seed=0, machine=here), dict(recipe="edpose_tiny", seed=1, machine=None),
+            dict(recipe="diffusion_regpose_tiny", seed=0, machine=dict(here, gpu="H100"))]
+    (line, _) = _other_machines(dict(machine=here, runs=runs))
+    assert line == "Latency measured on another machine: diffusion_regpose_tiny seed 0: CPU A (2 CPUs, 2 torch " \
+                   "threads), GPU H100."
+    assert _other_machines(dict(machine=here, runs=runs[:2])) == []  # unknown (older records) is not claimed
 
 
 def test_verdict_reads_the_seed_spread():
     from posediff.bench import _verdict
 
-    def row(ap, ap_std, hard, hard_std):
-        return {"AP": {"mean": ap, "std": ap_std}, "AP_H": {"mean": hard, "std": hard_std}}
+    def row(ap, ap_std, hard, hard_std, steps=4):
+        return {"AP": {"mean": ap, "std": ap_std}, "AP_H": {"mean": hard, "std": hard_std}, "sampling_steps": steps}
 
     one = {"summary": {"diffusion_regpose_tiny": row(0.056, None, 0.040, None),
-                       "edpose_tiny": row(0.129, None, 0.096, None)}}
+                       "edpose_tiny": row(0.129, None, 0.096, None, steps=None)}}
     (line, _) = _verdict(one, "crowdpose")
     assert "overall: diffusion_regpose_tiny − edpose_tiny = −7.3 AP (one seed" in line
     assert "in hard crowds: diffusion_regpose_tiny − edpose_tiny = −5.6 AP (one seed" in line
     two = {"summary": {"diffusion_regpose_tiny": row(0.30, 0.01, 0.20, 0.05),
-                       "edpose_tiny": row(0.25, 0.02, 0.23, 0.01)}}
+                       "edpose_tiny": row(0.25, 0.02, 0.23, 0.01, steps=None)}}
     (line, _) = _verdict(two, "crowdpose")
     assert "= +5.0 AP (better; seed std up to 2.0)" in line
     assert "= −3.0 AP (within the seed spread; seed std up to 5.0)" in line
     assert _verdict(two, "coco")[0].count("AP (") == 1  # COCO format: overall only
-    assert _verdict({"summary": {"edpose_tiny": row(0.2, None, 0.1, None)}}, "crowdpose") == []
+    assert _verdict({"summary": {"edpose_tiny": row(0.2, None, 0.1, None, steps=None)}}, "crowdpose") == []
+    # a diffusion recipe is one with sampling steps, whatever its name
+    renamed = {"summary": {"edpose_tiny": two["summary"]["edpose_tiny"],
+                           "my_sampler": two["summary"]["diffusion_regpose_tiny"]}}
+    assert "overall: my_sampler − edpose_tiny = +5.0 AP" in _verdict(renamed, "crowdpose")[0]
