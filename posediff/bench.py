@@ -673,7 +673,8 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
     if b.get("command"):
         lines += ["```", b["command"], "```", ""]
     what = ("CrowdPose-format metrics (COCO-17 predictions converted to CrowdPose-14); AP_E / AP_M / AP_H are the "
-            "APs on images of easy (crowd index ≤ 0.1), medium and hard (> 0.8) crowding") if (
+            "APs on images of easy (crowd index < 0.2), medium and hard (≥ 0.8) crowding, the bounds of the "
+            "official CrowdPose evaluator") if (
         fmt == "crowdpose" and b["dataset"] == "synthcrowd") else f"{fmt.upper()} metrics"
     over = f"mean ± std over seeds {seeds}" if len(b["seeds"]) > 1 else f"seed {seeds}"
     at = f", shorter side {b['eval_size']} px" if b.get("eval_size") else ""

@@ -4,8 +4,9 @@
 * ``dataset="crowdpose"``: faster-coco-eval ``COCOeval_faster(iouType="keypoints_crowd")`` with the
   CrowdPose sigmas and ``use_area=False``, which reproduces xtcocotools / crowdpose-api
   ("keypoints_crowd") to 1e-12 (``tests/integration/test_coco_eval.py``) and, unlike the xtcocotools
-  wheel, works with numpy 2. AP_E / AP_M / AP_H are the APs on images with crowd index in
-  [0, 0.1], (0.1, 0.8] and (0.8, 1] (the file's ``images[].crowdIndex``).
+  wheel, works with numpy 2. AP_E / AP_M / AP_H are the APs on images with crowd index (the file's
+  ``images[].crowdIndex``) in [0, 0.2), [0.2, 0.8) and [0.8, 1], the bounds crowdpose-api scores with
+  (``get_type_result(first=0.2, second=0.8)``); the CrowdPose paper's text gives 0.1 for the first.
 
 Results are COCO result dicts: ``{"image_id", "category_id": 1, "keypoints": [x, y, score] * K,
 "score"}``. :class:`KeypointEvaluator` collects them from model outputs batch by batch.

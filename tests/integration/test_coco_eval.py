@@ -110,6 +110,21 @@ def test_errors_name_the_problem(data_dir, tmp_path, caplog):
         evaluate_keypoints(gt, [], dataset="mpii")
 
 
+def test_crowd_levels_are_the_official_evaluators(data_dir):
+    """AP_E / AP_M / AP_H bin images as crowdpose-api scores them, crowd index < 0.2 / < 0.8 / the rest; the
+    CrowdPose paper's text says 0.1 for the first bound."""
+    gt = json.loads((data_dir / "crowdpose_fixture.json").read_text())
+    first = gt["images"][0]["id"]
+    gt["images"][0]["crowdIndex"], gt["images"][1]["crowdIndex"] = 0.15, 0.5
+    perfect = [dict(image_id=a["image_id"], keypoints=a["keypoints"], score=1.0) for a in gt["annotations"]
+               if a["image_id"] == first]
+    got = evaluate_keypoints(gt, perfect, dataset="crowdpose")
+    assert got["AP_E"] > 0.5 and (got["AP_M"], got["AP_H"]) == (0.0, -1.0)  # 0.15: easy; nothing predicted at 0.5
+    gt["images"][0]["crowdIndex"] = 0.25
+    got = evaluate_keypoints(gt, perfect, dataset="crowdpose")
+    assert got["AP_E"] == -1.0 and got["AP_M"] > 0.0  # 0.25: medium, beside the image at 0.5
+
+
 SHARED_SUBSET = SHARED / "coco" / "person_keypoints_val2017_subset.json"
 
 
