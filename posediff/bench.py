@@ -668,6 +668,7 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
     m = results["machine"]
     seeds = ", ".join(str(s) for s in b["seeds"])
     n_test = results["runs"][0]["test_images"]
+    n_latency = results["runs"][0]["latency_ms"]["images"]
     lines = [f"# posediff bench: `{b['preset']}` on {b['dataset']}", "",
              f"{results['date']}; {_machine_name(m)}; torch {m['torch']}, posediff {results['posediff']}.", ""]
     if b.get("command"):
@@ -681,8 +682,8 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
     lines += [f"## Results: test split ({n_test} images{at}), {over}", "",
               f"{what}, ×100. AP is the average precision over OKS thresholds 0.50, 0.55, …, 0.95 (AP50, AP75: "
               f"at 0.5 and 0.75), AR the average recall over the same thresholds. Latency: median milliseconds "
-              f"per image over {results['runs'][0]['latency_ms']['images']} test images, batch 1, then the mean ± std of those medians "
-              f"over seeds; diffusion recipes at their default number of sampling steps (column *steps*).", "",
+              f"per image over {n_latency} test images, batch 1, then the mean ± std of those medians over seeds; "
+              f"diffusion recipes at their default number of sampling steps (column *steps*).", "",
               format_table(results), ""]
     lines += _other_machines(results)
     lines += _verdict(results, fmt)
