@@ -170,6 +170,27 @@ def _parse(value: str):
         return value
 
 
+def _typed(item: str, value: str, obj, name: str):
+    """An override's value as field ``name`` of ``obj`` holds it: ``lr=1`` is 1.0, a text field takes the text
+    as written (``None`` where the field allows it); a value of another type is refused, naming the override."""
+    current = getattr(obj, name)
+    annotation = str(next(f.type for f in dataclasses.fields(obj) if f.name == name))
+    val = _parse(value)
+    kind = type(current)
+    if current is None or (val is None and "None" in annotation):
+        return val
+    if kind is str:
+        return value
+    if kind is bool and isinstance(val, bool) or kind is int and isinstance(val, int) and not isinstance(val, bool):
+        return val
+    if kind is float and isinstance(val, (int, float)) and not isinstance(val, bool):
+        return float(val)
+    if kind is tuple and isinstance(val, (tuple, list)):
+        return tuple(val)
+    expected = {tuple: "a tuple such as (5600,)", bool: "True or False", int: "an integer", float: "a number"}
+    raise ValueError(f"override {item!r}: expected {expected.get(kind, kind.__name__)}, got {value!r}")
+
+
 def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     """``key=value`` overrides: ``lr=2e-4``, ``data.num_images=200``, ``model.sampling_steps=2``."""
     for item in items:
@@ -185,12 +206,13 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
             names = {f.name for f in dataclasses.fields(DataConfig)}
             if parts[1] not in names:
                 raise ValueError(f"override {item!r}: DataConfig has no field {parts[1]!r}; fields: {sorted(names)}")
+            val = _typed(item, value, cfg.data, parts[1])
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{parts[1]: val}))
         elif len(parts) == 1:
             names = {f.name for f in dataclasses.fields(TrainConfig)}
             if key not in names:
                 raise ValueError(f"override {item!r}: TrainConfig has no field {key!r}; fields: {sorted(names)}")
-            cfg = dataclasses.replace(cfg, **{key: val})
+            cfg = dataclasses.replace(cfg, **{key: _typed(item, value, cfg, key)})
         else:
             raise ValueError(f"override {item!r}: unknown key")
     return cfg
@@ -421,7 +443,10 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     _seed_all(cfg.seed)
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
     model = create_model(cfg.recipe, **cfg.model).to(device)
-    resume_point = latest_checkpoint(out) if resume else None
+    resume_point = latest_checkpoint(out)
+    if resume_point is not None and not resume:
+        raise FileExistsError(f"{out}: holds a training run already ({resume_point[0].name}); pass --resume "
+                              f"(resume=True) to continue it, or another out= (or delete the folder) to start afresh")
     if init and not resume_point:
         done = init_from(model, init)
         log.info("initialised from %s: %d tensors loaded, %d fresh, %d of another shape, %d unused", init,
@@ -442,12 +467,17 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             weights, ema_w, meta = load_checkpoint(weights_path)
             if cfg.data.kind == "synthcrowd":
                 check_synthcrowd_meta(meta, weights_path, "resume")
-            model.load_state_dict(weights)
-            if ema is not None and ema_w:
-                ema.load_state_dict(ema_w)
             if state_path is None:
                 raise FileNotFoundError(f"{weights_path}: its training state (.state.pt) is missing")
             state = torch.load(state_path, map_location="cpu", weights_only=False)
+            saved_world = state.get("world", len(state["torch_rng"]) if isinstance(state["torch_rng"], list) else 1)
+            if saved_world != world:
+                raise ValueError(f"{state_path}: this run trained on {saved_world} process(es), this call has {world}; "
+                                 f"the data order and RNG states are per process, so resume it with {saved_world}")
+            model.load_state_dict(weights)
+            if ema is not None and ema_w:
+                ema.module.load_state_dict(ema_w)  # the average so far, and how many updates it holds
+                ema.n_averaged.fill_(int(state.get("ema_updates", state["step"])))
             asked_lrs = list(schedule.base_lrs)
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
@@ -456,6 +486,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             _warn_if_evaluation_size_changed(out / "config.json", cfg.data, step)
             torch.set_rng_state(state["torch_rng"][rank] if isinstance(state["torch_rng"], list) else
                                 state["torch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") and state["cuda_rng"][rank] is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"][rank])  # timesteps and noise are drawn on the GPU
             np.random.set_state(state["numpy_rng"])
             random.setstate(state["python_rng"])
             history = [h for h in state["history"] if h["step"] <= step]
@@ -518,7 +550,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
                 history[-1]["eval"] = last_eval
                 log.info("step %d: %s", step, last_eval)
             if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-                rngs = _gather_rng_states(world)  # every rank's RNG, for an exact resume
+                rngs = _gather_rng_states(world)
                 if rank == 0:
                     _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs,
                                 seconds_before + time.time() - t_start)
@@ -586,19 +618,21 @@ def _write_history(out: Path, history: list[dict]) -> None:
             f.write(json.dumps(h) + "\n")
 
 
-def _gather_rng_states(world: int):
-    rng = torch.get_rng_state()
+def _gather_rng_states(world: int) -> list[tuple]:
+    """Every rank's (CPU RNG state, CUDA RNG state or None), for an exact resume."""
+    rng = (torch.get_rng_state(), torch.cuda.get_rng_state() if torch.cuda.is_available() else None)
     if world == 1:
-        return rng
+        return [rng]
     states = [None] * world
     torch.distributed.all_gather_object(states, rng)
     return states
 
 
-def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rng, seconds):
+def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs, seconds):
     state = dict(step=step, epoch=epoch, pos=pos, optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
-                 seconds=seconds, torch_rng=rng, numpy_rng=np.random.get_state(), python_rng=random.getstate(),
-                 history=history)
+                 seconds=seconds, world=len(rngs), torch_rng=[r[0] for r in rngs], cuda_rng=[r[1] for r in rngs],
+                 numpy_rng=np.random.get_state(), python_rng=random.getstate(), history=history,
+                 ema_updates=int(ema.n_averaged) if ema is not None else None)
     save_checkpoint(out, step, model, cfg.recipe, cfg.model, state=state, ema=ema.module if ema is not None else None,
                     extra_meta={"config": jsonable(cfg), **synthcrowd_meta(cfg.data)}, keep=cfg.keep_checkpoints)
     _write_history(out, history)

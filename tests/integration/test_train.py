@@ -234,6 +234,25 @@ def test_ema_weights_are_saved_and_used(data_root, tmp_path):
     assert not torch.equal(ema[name], weights[name])  # an average, not the last weights
     torch.testing.assert_close(load_model(weights_path).state_dict()[name], ema[name])
     torch.testing.assert_close(load_model(weights_path, use_ema=False).state_dict()[name], weights[name])
+    # resumed, the average goes on where it stopped: equal to an uninterrupted run's
+    train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=5", "ckpt_every=5", "ema_decay=0.5"),
+          resume=True, progress=False)
+    train(config("edpose_tiny", data_root, tmp_path / "full", "max_steps=5", "ckpt_every=5", "ema_decay=0.5"),
+          progress=False)
+    resumed, full = (load_checkpoint(latest_checkpoint(tmp_path / r)[0])[1] for r in ("run", "full"))
+    torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=0)
+
+
+def test_a_run_is_not_overwritten_without_resume(data_root, tmp_path):
+    train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=1"), progress=False)
+    with pytest.raises(FileExistsError, match=r"run: holds a training run already \(step_0000001.safetensors\); "
+                                              r"pass --resume"):
+        train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=2"), progress=False)
+    state_path = latest_checkpoint(tmp_path / "run")[1]
+    state = torch.load(state_path, weights_only=False)
+    torch.save(dict(state, world=2), state_path)
+    with pytest.raises(ValueError, match=r"trained on 2 process\(es\), this call has 1"):
+        train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=2"), resume=True, progress=False)
 
 
 def test_resume_follows_the_asked_schedule_or_refuses(data_root, tmp_path):

@@ -1,5 +1,6 @@
 """Every config file loads and builds its model; overrides reach the right field."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,13 @@ def test_overrides():
         apply_overrides(cfg, ["lr"])
     with pytest.raises(TypeError, match="unknown config field"):
         create_model("edpose_tiny", dimm=3)
+    # values take the field's type, or are refused by name
+    cfg = apply_overrides(cfg, ["lr=1", "lr_drop=[5]", "data.root=2024", "data.prior=None", "data.flip=True"])
+    assert (cfg.lr, cfg.lr_drop, cfg.data.root, cfg.data.prior, cfg.data.flip) == (1.0, (5,), "2024", None, True)
+    for item, expected in (("data.num_images=abc", "an integer"), ("lr_drop=5", r"a tuple such as \(5600,\)"),
+                           ("batch_size=2.5", "an integer"), ("amp=1", "True or False"), ("lr=fast", "a number")):
+        with pytest.raises(ValueError, match=rf"override '{re.escape(item)}': expected {expected}, got"):
+            apply_overrides(cfg, [item])
 
 
 def test_recorded_command_is_quoted_to_paste_back():
