@@ -64,13 +64,23 @@ def _subset(gt: dict, keep: set) -> dict:
                 annotations=[a for a in gt["annotations"] if a.get("image_id") in keep])
 
 
-def _load_gt(gt) -> dict:
+# what the scorers read of each ground-truth person (CrowdPose files have no area: it is scored without)
+_GT_FIELDS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "bbox", "iscrowd")
+
+
+def _load_gt(gt, dataset: str = "crowdpose") -> dict:
     gt, where = _path_or_object(gt, "ground-truth", "ground truth dict")
     if not isinstance(gt, dict):
         raise ValueError(f"evaluate_keypoints: {where} is not a COCO dict")
     for field in ("images", "annotations", "categories"):
         if not isinstance(gt.get(field), list):
             raise ValueError(f"evaluate_keypoints: {where} has no list field {field!r} (not COCO format)")
+    needed = _GT_FIELDS + (("area",) if dataset == "coco" else ())
+    for i, a in enumerate(gt["annotations"]):
+        missing = [f for f in needed if f not in a]
+        if missing:
+            raise ValueError(f"evaluate_keypoints: {where} annotations[{i}] has no field {missing[0]!r}; "
+                             f"{dataset} keypoint ground truth needs {', '.join(needed)}")
     return gt
 
 
@@ -115,7 +125,7 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
     # a dict is subset before _load_gt's copy, so that only the kept part is copied; a file after it is read
     early = keep is not None and isinstance(gt, dict) and all(isinstance(gt.get(f), list)
                                                               for f in ("images", "annotations"))
-    gt = _load_gt(_subset(gt, keep) if early else gt)
+    gt = _load_gt(_subset(gt, keep) if early else gt, dataset)
     if keep is not None and not early:
         gt = _subset(gt, keep)
     results = _load_results(results)
@@ -229,7 +239,7 @@ class KeypointEvaluator:
     """
 
     def __init__(self, gt, dataset: str = "coco", min_score: float = 0.0):
-        self.gt = _load_gt(gt)
+        self.gt = _load_gt(gt, dataset)
         self.dataset = dataset
         self.min_score = min_score
         self.results: list[dict] = []

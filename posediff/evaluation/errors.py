@@ -91,7 +91,7 @@ def keypoint_errors(gt, results, skeleton: str = "coco17", image_ids=None, min_o
         raise ValueError(f"keypoint_errors: skeleton must be one of {sorted(_PROTOCOL)} (a protocol with OKS "
                          f"sigmas), got {skeleton!r}")
     sk, protocol = get_skeleton(skeleton), _PROTOCOL[skeleton]
-    gt = _load_gt(gt)
+    gt = _load_gt(gt, protocol)
     if image_ids is not None:
         gt = _subset(gt, {_plain(i) for i in image_ids})
     results = _load_results(results)

@@ -108,6 +108,10 @@ def test_errors_name_the_problem(data_dir, tmp_path, caplog):
         evaluate_keypoints(no_ci, data_dir / "crowdpose_fixture_gt_results.json", dataset="crowdpose")
     with pytest.raises(ValueError, match="dataset"):
         evaluate_keypoints(gt, [], dataset="mpii")
+    partial = json.loads(gt.read_text())
+    del partial["annotations"][3]["num_keypoints"]
+    with pytest.raises(ValueError, match=r"annotations\[3\] has no field 'num_keypoints'; coco keypoint ground "):
+        evaluate_keypoints(partial, [])
 
 
 def test_crowd_levels_are_the_official_evaluators(data_dir):
