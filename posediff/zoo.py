@@ -60,10 +60,11 @@ def zoo_metadata(path) -> dict:
     return meta
 
 
-def read_zoo_file(path: Path, seen: tuple = ()) -> dict[str, torch.Tensor]:
+def read_zoo_file(path, seen: tuple = ()) -> dict[str, torch.Tensor]:
     """All tensors of a zoo file and of its ``base`` chain, as float32 (integer tensors kept as they are)."""
     from .io import read_safetensors
 
+    path = Path(path)
     if path.name in seen:
         raise ValueError(f"{path}: its 'base' chain loops ({' -> '.join(seen)})")
     meta, tensors = read_safetensors(path, "a posediff zoo file")

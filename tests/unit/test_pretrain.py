@@ -56,3 +56,7 @@ def test_bad_arguments_are_refused_by_name(tmp_path):
         load_init_weights(tmp_path / "model.pt")
     with pytest.raises(FileNotFoundError, match=r"no file .*missing\.safetensors"):
         load_init_weights(tmp_path / "missing.safetensors")
+    from posediff.zoo import PRETRAINED, zoo_path
+
+    zoo_file = str(zoo_path(PRETRAINED[("edpose_tiny", "synthcrowd")]))  # a str, as --init passes it
+    assert load_init_weights(zoo_file)["backbone.body.conv1.weight"].dtype == torch.float32
