@@ -115,14 +115,17 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     preds = predictor(images)
+    stems = [Path(path).stem for path in images]
     results, index = [], []
     for i, (path, pred) in enumerate(zip(images, preds)):
         keep = pred["scores"] >= score_threshold
         results += to_coco_results([i], [dict(keypoints=pred["keypoints"][keep], scores=pred["scores"][keep])])
-        index.append(dict(image_id=i, file_name=str(path), persons=int(keep.sum())))
+        # a/img.jpg and b/img.png would draw over each other: names that repeat get the image's position
+        drawing = f"{stems[i]}_poses.png" if stems.count(stems[i]) == 1 else f"{i:05d}_{stems[i]}_poses.png"
+        index.append(dict(image_id=i, file_name=str(path), persons=int(keep.sum()), drawing=drawing))
         drawn = draw_poses(read_image(path), pred["keypoints"][keep], skeleton, min_visibility=0.0,
                            occluded_hollow=False)
-        with atomic_path(out_dir / f"{Path(path).stem}_poses.png") as tmp:
+        with atomic_path(out_dir / drawing) as tmp:
             Image.fromarray(drawn).save(tmp, format="PNG")
     write_coco_results(results, out_dir / "results.json")
     write_json(dict(checkpoint=str(checkpoint), score_threshold=score_threshold, images=index), out_dir / "images.json")

@@ -48,12 +48,16 @@ def test_predict_command_writes_results_and_pictures(checkpoint, data_dir, tmp_p
     photos = sorted((SHARED / "photos").glob("*")) if (SHARED / "photos").is_dir() else []
     images = [str(p) for p in photos] or [str(data_dir / "matplotlib_grace_hopper.jpg")]
     images += [str(p) for p in sorted((data_dir / "coco_images").glob("*.jpg"))]
+    images.append(images[0])  # the same name twice: two drawings, neither lost
     assert cli(["predict", *images, "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--size", "256",
                 "--score-threshold", "0.0"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert {r["image_id"] for r in results} == set(range(len(images)))
     assert all(len(r["keypoints"]) == 51 for r in results)
     assert len(list(tmp_path.glob("*_poses.png"))) == len(images)
+    index = json.loads((tmp_path / "images.json").read_text())["images"]
+    assert all((tmp_path / im["drawing"]).is_file() for im in index)
+    assert len({im["drawing"] for im in index}) == len(images)
 
 
 def test_bad_sizes_are_refused_by_name():
