@@ -604,7 +604,7 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str, test_ds
     test images (``test_ds`` knows where the image files are)."""
     from PIL import Image, ImageDraw
 
-    from .engine.infer import read_image
+    from .data.base import read_image
     from .io import atomic_path
     from .viz import draw_poses
 

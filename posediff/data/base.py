@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .transforms import ToTensor
 
-__all__ = ["PoseDataset", "ImageError", "collate"]
+__all__ = ["PoseDataset", "ImageError", "collate", "read_image"]
 
 log = logging.getLogger(__name__)
 
 
 class ImageError(OSError):
     """An image that is missing or cannot be decoded; the message names the file and the field."""
+
+
+def read_image(path, named_by: str = "") -> np.ndarray:
+    """An image file as a writable (H, W, 3) uint8 RGB array (grayscale and RGBA converted). A missing or
+    undecodable file raises :class:`ImageError` naming it and, if given, where it was named (``named_by``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    where = f" (named by {named_by})" if named_by else ""
+    if not path.is_file():
+        raise ImageError(f"{path}: image file not found{where}")
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageError(f"{path}: cannot read the image ({err}){where}") from err
 
 
 class PoseDataset(torch.utils.data.Dataset, ABC):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ImageError, PoseDataset, collate  # noqa: F401  (collate re-exported)
+from .base import ImageError, PoseDataset, collate, read_image  # noqa: F401  (collate re-exported)
 
 __all__ = ["PersonArrays", "load_person_arrays", "AnnotationError", "ImageError", "crowd_index",
            "CocoKeypointDataset", "collate"]
@@ -258,17 +258,7 @@ class CocoKeypointDataset(PoseDataset):
         return self.image_dir / self.coco.imgs[image_id]["file_name"]
 
     def read_image(self, image_id: int) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
-        path = self.image_path(image_id)
-        field = f"images[id={image_id}].file_name"
-        if not path.is_file():
-            raise ImageError(f"{path}: image file not found ({self.ann_file} field {field})")
-        try:
-            with Image.open(path) as im:
-                return np.array(im.convert("RGB"))  # a writable copy
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise ImageError(f"{path}: cannot read the image ({err}); named by {self.ann_file} field {field}") from err
+        return read_image(self.image_path(image_id), f"{self.ann_file} field images[id={image_id}].file_name")
 
     def load_sample(self, index: int):
         """The untransformed :class:`PoseSample` of item ``index`` (pixels, original size)."""

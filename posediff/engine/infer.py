@@ -9,23 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.base import read_image
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, _resized_hw
 
-__all__ = ["Predictor", "read_image"]
-
-
-def read_image(path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB (grayscale and RGBA converted); errors name the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{path}: cannot read the image ({err})") from err
+__all__ = ["Predictor"]
 
 
 class Predictor:

@@ -9,6 +9,7 @@ from conftest import SHARED
 
 import posediff
 from posediff.cli import main as cli
+from posediff.data import ImageError
 from posediff.engine import Predictor, save_checkpoint
 
 
@@ -40,7 +41,7 @@ def test_predictor_returns_poses_in_the_original_pixels(checkpoint, data_dir):
     np.testing.assert_allclose(by_array[0]["keypoints"], by_path[0]["keypoints"], atol=1e-3)
     with pytest.raises(ValueError, match="uint8"):
         predictor([np.zeros((10, 10))])
-    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+    with pytest.raises(ImageError, match="nope.jpg: image file not found"):
         predictor(["nope.jpg"])
 
 
