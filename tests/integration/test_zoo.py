@@ -35,6 +35,15 @@ def test_shipped_edpose_tiny_scores_its_recorded_ap():
     assert recorded["coco"]["AP50"] > 0.01  # a trained model (an untrained one scores 0.000)
 
 
+def test_a_given_test_folder_must_hold_the_split_asked_for(tmp_path):
+    from posediff.data.synthcrowd import SceneConfig, write_split
+
+    write_split(tmp_path, "test", 2, seed=1, config=SceneConfig(size=64), progress=False)
+    with pytest.raises(ValueError, match=r"crowdpose.json: field info holds another test split: seed 1 \(wanted 0\)"):
+        score_on_synthcrowd_test(create_model("edpose_tiny"), root=tmp_path, num_images=2, size=64, scene_seed=0,
+                                 eval_size=64)
+
+
 def test_zoo_stays_small():
     total = sum(p.stat().st_size for p in ZOO_DIR.glob("*.safetensors"))
     assert total < 28e6, f"the zoo is {total / 1e6:.1f} MB"
