@@ -143,6 +143,12 @@ def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tu
     return half, meta, dropped
 
 
+def _zoo_overrides(meta: dict) -> dict:
+    """A checkpoint's recipe overrides as the zoo keeps them: without ``pretrained_backbone`` (zoo models load
+    without any network)."""
+    return {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
+
+
 def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
                made_by: dict | None = None, use_ema: bool = True) -> dict:
     """Write a training checkpoint as an fp16 zoo file (see :func:`zoo_tensors`); returns a summary.
@@ -154,7 +160,7 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
     from .io import atomic_path
 
     half, meta, dropped = zoo_tensors(checkpoint, base, use_ema)
-    overrides = {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
+    overrides = _zoo_overrides(meta)
     out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": json.dumps(overrides, sort_keys=True),
                 "step": meta.get("step", ""), "metrics": json.dumps(metrics or {}),
                 "made_by": json.dumps(made_by or {})}
@@ -237,7 +243,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     half = zoo_tensors(checkpoint, base)[0]
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
              **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}
-    overrides = {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
+    overrides = _zoo_overrides(meta)
     model = create_model(meta["recipe"], **overrides)
     model.load_state_dict(state, strict=True)
     metrics = score_on_synthcrowd_test(model.eval(), root=data_root or d.root,

@@ -11,7 +11,7 @@ import torch
 
 from .transforms import ToTensor
 
-__all__ = ["PoseDataset", "ImageError", "collate", "read_image"]
+__all__ = ["PoseDataset", "ImageError", "collate", "pad_images", "read_image"]
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,17 @@ def collate(batch):
     """
     from ..structures import PoseTargets
 
-    images = [b[0] for b in batch]
+    return (*pad_images([b[0] for b in batch]), PoseTargets.from_list([b[1] for b in batch]))
+
+
+def pad_images(images) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, H_i, W_i) images -> (images (B, 3, H, W) zero-padded at the bottom and right, pixel_mask (B, H, W)
+    True on real pixels), H and W the largest of each."""
     h = max(im.shape[1] for im in images)
     w = max(im.shape[2] for im in images)
-    out = images[0].new_zeros(len(images), 3, h, w)
-    mask = torch.zeros(len(images), h, w, dtype=torch.bool)
+    out = images[0].new_zeros(len(images), 3, h, w)  # (B, 3, H, W)
+    mask = torch.zeros(len(images), h, w, dtype=torch.bool)  # (B, H, W)
     for i, im in enumerate(images):
         out[i, :, : im.shape[1], : im.shape[2]] = im
         mask[i, : im.shape[1], : im.shape[2]] = True
-    return out, mask, PoseTargets.from_list([b[1] for b in batch])
+    return out, mask

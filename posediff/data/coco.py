@@ -89,22 +89,15 @@ def load_person_arrays(path: str | os.PathLike, num_keypoints: int | None = None
     for i, ann in enumerate(data["annotations"]):
         if ann.get("iscrowd", 0):
             continue
-        kp = ann.get("keypoints")
-        if kp is None:
+        if ann.get("keypoints") is None:
             continue
-        if len(kp) != 3 * k:
-            raise AnnotationError(f"{path}: annotations[{i}] (id {ann.get('id')}) field 'keypoints' has "
-                                  f"{len(kp)} values, expected {3 * k} (K={k} joints x 3)")
-        kp = np.asarray(kp, dtype=np.float64).reshape(k, 3)
+        problem = _annotation_problem(i, ann, k)
+        if problem:
+            raise AnnotationError(f"{path}: {problem}")
+        kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
         if int((kp[:, 2] > 0).sum()) < min_keypoints:
             continue
-        box = ann.get("bbox")
-        if box is None or len(box) != 4:
-            raise AnnotationError(f"{path}: annotations[{i}] (id {ann.get('id')}) field 'bbox' must be "
-                                  f"[x, y, w, h], got {box!r}")
-        if box[2] < 0 or box[3] < 0:
-            raise AnnotationError(f"{path}: annotations[{i}] (id {ann.get('id')}) field 'bbox' has a "
-                                  f"negative size: {box}")
+        box = ann["bbox"]
         kps.append(kp)
         boxes.append(box)
         exact = ann.get("exact", True)
@@ -153,6 +146,21 @@ def crowd_index(keypoints: np.ndarray, boxes: np.ndarray) -> float:
 # The dataset
 # ----------------------------------------------------------------------------------------------------
 
+def _annotation_problem(i: int, ann: dict, k: int, image_ids=None) -> str | None:
+    """What is wrong with ``annotations[i]`` of a K-joint file (its image among ``image_ids`` if given), or None."""
+    name = f"annotations[{i}] (id {ann.get('id')})"
+    kp, box = ann.get("keypoints"), ann.get("bbox")
+    if "image_id" not in ann or (image_ids is not None and ann["image_id"] not in image_ids):
+        return f"{name} field 'image_id' = {ann.get('image_id')!r} names no image"
+    if box is None or len(box) != 4:
+        return f"{name} field 'bbox' must be [x, y, w, h], got {box!r}"
+    if box[2] < 0 or box[3] < 0:
+        return f"{name} field 'bbox' has a negative size: {box}"
+    if kp is not None and len(kp) != 3 * k:
+        return f"{name} field 'keypoints' has {len(kp)} values, expected {3 * k} (K={k} joints x 3)"
+    return None
+
+
 def _validate(data: dict, path: Path, k: int, skip_invalid: bool) -> tuple[list[dict], dict[int, list[dict]]]:
     """Check every image and annotation entry; return the images and the valid person annotations per image."""
     for field in ("images", "annotations"):
@@ -174,17 +182,7 @@ def _validate(data: dict, path: Path, k: int, skip_invalid: bool) -> tuple[list[
         images.append(img)
     persons: dict[int, list[dict]] = {img["id"]: [] for img in images}
     for i, ann in enumerate(data["annotations"]):
-        problem = None
-        kp, box = ann.get("keypoints"), ann.get("bbox")
-        if ann.get("image_id") not in persons:
-            problem = f"annotations[{i}] (id {ann.get('id')}) field 'image_id' = {ann.get('image_id')!r} names no image"
-        elif box is None or len(box) != 4:
-            problem = f"annotations[{i}] (id {ann.get('id')}) field 'bbox' must be [x, y, w, h], got {box!r}"
-        elif box[2] < 0 or box[3] < 0:
-            problem = f"annotations[{i}] (id {ann.get('id')}) field 'bbox' has a negative size: {box}"
-        elif kp is not None and len(kp) != 3 * k:
-            problem = (f"annotations[{i}] (id {ann.get('id')}) field 'keypoints' has {len(kp)} values, "
-                       f"expected {3 * k} (K={k} joints x 3)")
+        problem = _annotation_problem(i, ann, k, image_ids=persons)
         if problem:
             if not skip_invalid:
                 raise AnnotationError(f"{path}: {problem}")

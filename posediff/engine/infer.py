@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.base import read_image
+from ..data.base import pad_images, read_image
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, _resized_hw
 
 __all__ = ["Predictor"]
@@ -70,13 +70,7 @@ class Predictor:
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         for start in range(0, len(arrays), self.batch_size):
             chunk = [self._prepare(a) for a in arrays[start:start + self.batch_size]]
-            h = max(x.shape[1] for x, _ in chunk)
-            w = max(x.shape[2] for x, _ in chunk)
-            batch = torch.zeros(len(chunk), 3, h, w)
-            mask = torch.zeros(len(chunk), h, w, dtype=torch.bool)
-            for j, (x, _) in enumerate(chunk):
-                batch[j, :, : x.shape[1], : x.shape[2]] = x
-                mask[j, : x.shape[1], : x.shape[2]] = True
+            batch, mask = pad_images([x for x, _ in chunk])  # (B, 3, H, W), (B, H, W)
             outs = self.model(batch.to(self.device), mask.to(self.device), steps=self.steps, generator=gen)
             for out, (_, (sx, sy)) in zip(outs, chunk):
                 kp = out["keypoints"].float().cpu().numpy().copy()
