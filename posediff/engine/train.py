@@ -294,6 +294,10 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
         train_images, train_ann = root / "train" / "images", root / "train" / ann_name
         val_images, val_ann = root / d.val_split / "images", root / d.val_split / ann_name
     elif d.kind == "coco":
+        unset = [f"data.{f}" for f in ("train_images", "train_ann", "val_images", "val_ann") if not getattr(d, f)]
+        if unset:
+            raise ValueError(f"data.kind='coco' reads its images and annotations from data.train_images, "
+                             f"data.train_ann, data.val_images and data.val_ann; {', '.join(unset)} not set")
         train_images, train_ann, val_images, val_ann = d.train_images, d.train_ann, d.val_images, d.val_ann
     else:
         raise ValueError(f"config field data.kind must be 'synthcrowd' or 'coco', got {d.kind!r}")

@@ -140,7 +140,7 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
     if unknown:
         among = "the images of image_ids" if image_ids is not None else "the ground truth"
         raise ValueError(f"evaluate_keypoints: results name image ids that are not among {among}: "
-                         f"{sorted(unknown)[:5]}")
+                         f"{sorted(unknown, key=repr)[:5]}")
     gt.setdefault("info", {})
     gt.setdefault("licenses", [])
     sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())

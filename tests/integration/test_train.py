@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from posediff.engine import TrainConfig, apply_overrides, latest_checkpoint, load_model, train
-from posediff.engine.train import DataConfig, epoch_batches
+from posediff.engine.train import DataConfig, build_datasets, epoch_batches
 
 SMALL = ["data.num_images=30", "data.size=96", "data.train_scales=(96,)", "data.crop_scales=(96,)",
          "data.crop_size=(80,96)", "data.eval_size=96", "data.max_size=128", "batch_size=2"]
@@ -241,6 +241,12 @@ def test_ema_weights_are_saved_and_used(data_root, tmp_path):
           progress=False)
     resumed, full = (load_checkpoint(latest_checkpoint(tmp_path / r)[0])[1] for r in ("run", "full"))
     torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=0)
+
+
+def test_coco_data_names_its_unset_files():
+    cfg = TrainConfig(data=DataConfig(kind="coco", train_images="img", val_images="img", val_ann="val.json"))
+    with pytest.raises(ValueError, match=r"data.train_ann not set"):
+        build_datasets(cfg)
 
 
 def test_a_run_is_not_overwritten_without_resume(data_root, tmp_path):
