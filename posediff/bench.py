@@ -604,7 +604,6 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str, test_ds
     test images (``test_ds`` knows where the image files are)."""
     from PIL import Image, ImageDraw
 
-    from .data.base import read_image
     from .io import atomic_path
     from .viz import draw_poses
 
@@ -619,7 +618,7 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str, test_ds
     rows = []
     for image_id in next(iter(first.values()))["showcase_ids"]:
         info = by_id[image_id]
-        img = read_image(test_ds.image_path(image_id))
+        img = test_ds.read_image(image_id)
         zoom = max(1.0, 320 / img.shape[1])  # small scenes are drawn larger
         img = np.asarray(Image.fromarray(img).resize((round(img.shape[1] * zoom), round(img.shape[0] * zoom)),
                                                      Image.BILINEAR))

@@ -45,16 +45,19 @@ def _prior_fit(args: argparse.Namespace) -> int:
 
 
 def _data_synthcrowd(args: argparse.Namespace) -> int:
-    from .engine.train import render_synthcrowd
+    from .engine.train import SPLIT_FRACTIONS, render_synthcrowd
 
     if args.num_images < 1 or args.size < 32:
         raise SystemExit(f"posediff data synthcrowd: --num-images must be at least 1 (got {args.num_images}) and "
                          f"--size at least 32 pixels (got {args.size})")
     splits = tuple(s.strip() for s in args.splits.split(","))
+    if not set(splits) <= set(SPLIT_FRACTIONS) or len(set(splits)) != len(splits):
+        raise SystemExit(f"posediff data synthcrowd: --splits must name distinct splits among "
+                         f"{','.join(SPLIT_FRACTIONS)}, got {args.splits!r}")
     try:
         summaries = render_synthcrowd(args.out, args.num_images, args.size, args.seed, splits=splits)
-    except ValueError as err:
-        raise SystemExit(f"posediff data synthcrowd: --splits {args.splits!r}, --out {args.out}: {err}") from err
+    except ValueError as err:  # a folder stamped with other settings
+        raise SystemExit(f"posediff data synthcrowd: {err}") from err
     for split, summary in zip(splits, summaries, strict=True):
         print(f"{split}: {summary['images']} images, {summary['persons']} persons; crowd levels easy "
               f"{summary['easy']}, medium {summary['medium']}, hard {summary['hard']} -> {args.out}/{split}")

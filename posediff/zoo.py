@@ -201,16 +201,17 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
         if root is None:
             root = tmp
             write_split(root, "test", num_images, seed=scene_seed, config=SceneConfig(size=size), progress=progress)
+        ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
         gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
-        info = _ground_truth(gts["crowdpose"]).get("info", {})
+        gt = _ground_truth(gts["crowdpose"])
+        check_renderer(gts["crowdpose"], gt)
+        info = gt["info"]  # check_renderer has read it: a dict
         have = dict(num_images=info.get("num_images"), size=info.get("config", {}).get("size"), seed=info.get("seed"))
         asked = dict(num_images=num_images, size=size, seed=scene_seed)
         wrong = [f"{k} {have[k]} (wanted {v})" for k, v in asked.items() if have[k] != v]
         if wrong:  # the metrics record the split they were scored on: it must be the one asked for
             raise ValueError(f"{gts['crowdpose']}: field info holds another test split: {', '.join(wrong)}")
-        ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
         results = predict_results(model, ds, batch_size=4, steps=steps, progress=progress)
-        check_renderer(gts["crowdpose"], _ground_truth(gts["crowdpose"]))
         metrics = score(results, gts, [int(i) for i in ds.ids])
     return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed, eval_size=eval_size,
                                          max_size=max_size, renderer=RENDERER_VERSION))

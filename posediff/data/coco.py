@@ -89,14 +89,13 @@ def load_person_arrays(path: str | os.PathLike, num_keypoints: int | None = None
     for i, ann in enumerate(data["annotations"]):
         if ann.get("iscrowd", 0):
             continue
-        if ann.get("keypoints") is None:
-            continue
+        kp = ann.get("keypoints")
+        if kp is None or (len(kp) == 3 * k and int((np.asarray(kp[2::3]) > 0).sum()) < min_keypoints):
+            continue  # persons left out are not checked further
         problem = _annotation_problem(i, ann, k)
         if problem:
             raise AnnotationError(f"{path}: {problem}")
-        kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
-        if int((kp[:, 2] > 0).sum()) < min_keypoints:
-            continue
+        kp = np.asarray(kp, dtype=np.float64).reshape(k, 3)
         box = ann["bbox"]
         kps.append(kp)
         boxes.append(box)

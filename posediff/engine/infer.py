@@ -30,9 +30,9 @@ class Predictor:
 
     def __init__(self, model, size: int = 512, max_size: int = 1333, batch_size: int = 4, steps: int | None = None,
                  device=None, seed: int = 0):
-        if size < 32 or max_size < size or batch_size < 1 or (steps is not None and steps < 1):
-            raise ValueError(f"Predictor: size (shorter side, got {size}) must be at least 32 pixels and at most "
-                             f"max_size ({max_size}); batch_size (got {batch_size}) and steps (got {steps}) at least 1")
+        if size < 32 or batch_size < 1 or (steps is not None and steps < 1):
+            raise ValueError(f"Predictor: size (shorter side, got {size}) must be at least 32 pixels; batch_size "
+                             f"(got {batch_size}) and steps (got {steps}) at least 1")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.size, self.max_size, self.batch_size, self.steps, self.seed = size, max_size, batch_size, steps, seed

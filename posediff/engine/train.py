@@ -170,25 +170,34 @@ def _parse(value: str):
         return value
 
 
+_SCALARS = {"int": (lambda v: isinstance(v, int) and not isinstance(v, bool), int),
+            "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float),
+            "bool": (lambda v: isinstance(v, bool), bool),
+            "str": (lambda v: isinstance(v, str), str)}
+
+
 def _typed(item: str, value: str, obj, name: str):
-    """An override's value as field ``name`` of ``obj`` holds it: ``lr=1`` is 1.0, a text field takes the text
-    as written (``None`` where the field allows it); a value of another type is refused, naming the override."""
-    current = getattr(obj, name)
-    annotation = str(next(f.type for f in dataclasses.fields(obj) if f.name == name))
+    """An override's value as field ``name`` of the dataclass ``obj`` declares it (``lr=1`` is 1.0; text with
+    or without quotes; ``None`` where the field allows it); a value of another type or tuple length is
+    refused, naming the override and the field's type."""
+    annotation = str(next(f.type for f in dataclasses.fields(obj) if f.name == name))  # e.g. "tuple[int, int]"
+    kinds = [k.strip() for k in annotation.split("|")]
     val = _parse(value)
-    kind = type(current)
-    if current is None or (val is None and "None" in annotation):
-        return val
-    if kind is str:
-        return value
-    if kind is bool and isinstance(val, bool) or kind is int and isinstance(val, int) and not isinstance(val, bool):
-        return val
-    if kind is float and isinstance(val, (int, float)) and not isinstance(val, bool):
-        return float(val)
-    if kind is tuple and isinstance(val, (tuple, list)):
-        return tuple(val)
-    expected = {tuple: "a tuple such as (5600,)", bool: "True or False", int: "an integer", float: "a number"}
-    raise ValueError(f"override {item!r}: expected {expected.get(kind, kind.__name__)}, got {value!r}")
+    if val is None and "None" in kinds:
+        return None
+    base = next((k for k in kinds if k != "None"), "")
+    if base == "str":
+        return val if isinstance(val, str) else value  # data.root=2024 is the folder "2024"
+    if base in _SCALARS and _SCALARS[base][0](val):
+        return _SCALARS[base][1](val)
+    if base.startswith("tuple[") and isinstance(val, (tuple, list)):
+        inner = [k.strip() for k in base[len("tuple["):-1].split(",")]
+        kinds_of = [inner[0]] * len(val) if inner[-1] == "..." else inner
+        if len(kinds_of) == len(val) and all(_SCALARS[k][0](v) for k, v in zip(kinds_of, val)):
+            return tuple(_SCALARS[k][1](v) for k, v in zip(kinds_of, val))
+    example = getattr(obj, name)
+    raise ValueError(f"override {item!r}: field {name} is {annotation}"
+                     + (f" (now {example!r:.60})" if example not in (None, ()) else "") + f", got {value!r}")
 
 
 def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
@@ -197,11 +206,11 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected key=value")
         key, value = item.split("=", 1)
-        parts, val = key.split("."), _parse(value)
+        parts = key.split(".")
         if parts[0] == "model":
             if len(parts) != 2:
                 raise ValueError(f"override {item!r}: use model.FIELD=value")
-            cfg = dataclasses.replace(cfg, model={**cfg.model, parts[1]: val})
+            cfg = dataclasses.replace(cfg, model={**cfg.model, parts[1]: _parse(value)})  # the recipe checks them
         elif parts[0] == "data" and len(parts) == 2:
             names = {f.name for f in dataclasses.fields(DataConfig)}
             if parts[1] not in names:
@@ -255,9 +264,9 @@ def _synthcrowd_stamp(root: Path, num_images: int, size: int, scene_seed: int, h
 def render_synthcrowd(root, num_images: int, size: int = 256, scene_seed: int = 0,
                       splits: tuple[str, ...] = tuple(SPLIT_FRACTIONS), progress: bool = True) -> list[dict]:
     """Render the ``splits`` of a SynthCrowd folder of ``num_images`` scenes, each split its share
-    (:func:`split_size`), and once all three are there the stamp ``build_datasets`` reads, so that training with
-    ``data.num_images=num_images`` uses the folder as it is (a subset of splits writes no stamp). Returns each
-    split's summary."""
+    (:func:`split_size`), and, when this call renders all three, the stamp ``build_datasets`` reads, so that
+    training with ``data.num_images=num_images`` uses the folder as it is (a subset of the splits writes no
+    stamp). Returns each split's summary."""
     from ..data.synthcrowd import SceneConfig, write_split
 
     unknown = [s for s in splits if s not in SPLIT_FRACTIONS]
@@ -442,15 +451,15 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     if device.type == "cuda":
         torch.cuda.set_device(device)
     out = Path(cfg.out)
+    resume_point = latest_checkpoint(out)
+    if resume_point is not None and not resume:  # before anything is rendered or built
+        raise FileExistsError(f"{out}: holds a training run already ({resume_point[0].name}); pass --resume "
+                              f"(resume=True) to continue it, or another out= (or delete the folder) to start afresh")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     _seed_all(cfg.seed)
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
     model = create_model(cfg.recipe, **cfg.model).to(device)
-    resume_point = latest_checkpoint(out)
-    if resume_point is not None and not resume:
-        raise FileExistsError(f"{out}: holds a training run already ({resume_point[0].name}); pass --resume "
-                              f"(resume=True) to continue it, or another out= (or delete the folder) to start afresh")
     if init and not resume_point:
         done = init_from(model, init)
         log.info("initialised from %s: %d tensors loaded, %d fresh, %d of another shape, %d unused", init,

@@ -76,11 +76,12 @@ def _load_gt(gt, dataset: str = "crowdpose") -> dict:
         if not isinstance(gt.get(field), list):
             raise ValueError(f"evaluate_keypoints: {where} has no list field {field!r} (not COCO format)")
     needed = _GT_FIELDS + (("area",) if dataset == "coco" else ())
-    for i, a in enumerate(gt["annotations"]):
+    for a in gt["annotations"]:
         missing = [f for f in needed if f not in a]
         if missing:
-            raise ValueError(f"evaluate_keypoints: {where} annotations[{i}] has no field {missing[0]!r}; "
-                             f"{dataset} keypoint ground truth needs {', '.join(needed)}")
+            raise ValueError(f"evaluate_keypoints: {where} annotation id {a.get('id')} (image_id "
+                             f"{a.get('image_id')}) has no field {missing[0]!r}; {dataset} keypoint ground truth "
+                             f"needs {', '.join(needed)}")
     return gt
 
 

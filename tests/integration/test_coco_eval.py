@@ -110,7 +110,9 @@ def test_errors_name_the_problem(data_dir, tmp_path, caplog):
         evaluate_keypoints(gt, [], dataset="mpii")
     partial = json.loads(gt.read_text())
     del partial["annotations"][3]["num_keypoints"]
-    with pytest.raises(ValueError, match=r"annotations\[3\] has no field 'num_keypoints'; coco keypoint ground "):
+    bad = partial["annotations"][3]
+    with pytest.raises(ValueError, match=rf"annotation id {bad['id']} \(image_id {bad['image_id']}\) has no field "
+                                         r"'num_keypoints'; coco keypoint ground truth needs"):
         evaluate_keypoints(partial, [])
 
 

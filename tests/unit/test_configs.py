@@ -38,12 +38,19 @@ def test_overrides():
         apply_overrides(cfg, ["lr"])
     with pytest.raises(TypeError, match="unknown config field"):
         create_model("edpose_tiny", dimm=3)
-    # values take the field's type, or are refused by name
-    cfg = apply_overrides(cfg, ["lr=1", "lr_drop=[5]", "data.root=2024", "data.prior=None", "data.flip=True"])
-    assert (cfg.lr, cfg.lr_drop, cfg.data.root, cfg.data.prior, cfg.data.flip) == (1.0, (5,), "2024", None, True)
-    for item, expected in (("data.num_images=abc", "an integer"), ("lr_drop=5", r"a tuple such as \(5600,\)"),
-                           ("batch_size=2.5", "an integer"), ("amp=1", "True or False"), ("lr=fast", "a number")):
-        with pytest.raises(ValueError, match=rf"override '{re.escape(item)}': expected {expected}, got"):
+    # values take the field's declared type, or are refused by name
+    cfg = apply_overrides(cfg, ["lr=1", "lr_drop=[5]", "data.root=2024", "data.prior=None", "data.flip=True",
+                                "data.kind='coco'", "data.eval_size=320", "data.crop_size=(64, 96)"])
+    assert (cfg.lr, cfg.lr_drop, cfg.data.root, cfg.data.prior, cfg.data.flip, cfg.data.kind, cfg.data.eval_size,
+            cfg.data.crop_size) == (1.0, (5,), "2024", None, True, "coco", 320, (64, 96))
+    for item, expected in (("data.num_images=abc", r"field num_images is int \(now 50\)"),
+                           ("lr_drop=5", r"field lr_drop is tuple\[int, \.\.\.\] \(now \(5,\)\)"),
+                           ("data.crop_size=(80,)", r"field crop_size is tuple\[int, int\] \(now \(64, 96\)\)"),
+                           ("batch_size=2.5", "field batch_size is int"), ("amp=1", "field amp is bool"),
+                           ("lr=fast", "field lr is float"),
+                           ("data.eval_size=abc", r"field eval_size is int \| None \(now 320\)"),
+                           ("data.flip=1", r"field flip is bool \| None")):
+        with pytest.raises(ValueError, match=rf"override '{re.escape(item)}': {expected}"):
             apply_overrides(cfg, [item])
 
 
