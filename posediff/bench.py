@@ -679,10 +679,10 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
     over = f"mean ± std over seeds {seeds}" if len(b["seeds"]) > 1 else f"seed {seeds}"
     at = f", shorter side {b['eval_size']} px" if b.get("eval_size") else ""
     lines += [f"## Results: test split ({n_test} images{at}), {over}", "",
-              f"{what}, ×100. AP is the average precision over OKS thresholds 0.50, 0.55, …, 0.95 (AP50, AP75: "
-              f"at 0.5 and 0.75), AR the average recall over the same thresholds. Latency: median milliseconds "
-              f"per image over {n_latency} test images, batch 1, then the mean ± std of those medians over seeds; "
-              f"diffusion recipes at their default number of sampling steps (column *steps*).", "",
+              f"{what}. All metrics ×100: AP is the average precision over OKS thresholds 0.50, 0.55, …, 0.95 "
+              f"(AP50, AP75: at 0.5 and 0.75), AR the average recall over the same thresholds. Latency: median "
+              f"milliseconds per image over {n_latency} test images, batch 1, then the mean ± std of those medians "
+              f"over seeds; diffusion recipes at their default number of sampling steps (column *steps*).", "",
               format_table(results), ""]
     lines += _other_machines(results)
     lines += _verdict(results, fmt)
