@@ -483,7 +483,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             if state_path is None:
                 raise FileNotFoundError(f"{weights_path}: its training state (.state.pt) is missing")
             state = torch.load(state_path, map_location="cpu", weights_only=False)
-            saved_world = state.get("world", len(state["torch_rng"]) if isinstance(state["torch_rng"], list) else 1)
+            cpu_rngs = state["torch_rng"] if isinstance(state["torch_rng"], list) else [state["torch_rng"]]  # per rank
+            saved_world = len(cpu_rngs)
             if saved_world != world:
                 raise ValueError(f"{state_path}: this run trained on {saved_world} process(es), this call has {world}; "
                                  f"the data order and RNG states are per process, so resume it with {saved_world}")
@@ -497,8 +498,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             step, epoch, pos = state["step"], state["epoch"], state["pos"]
             _follow_asked_schedule(schedule, asked_lrs, cfg, step, state_path)
             _warn_if_evaluation_size_changed(out / "config.json", cfg.data, step)
-            torch.set_rng_state(state["torch_rng"][rank] if isinstance(state["torch_rng"], list) else
-                                state["torch_rng"])
+            torch.set_rng_state(cpu_rngs[rank])
             if device.type == "cuda" and state.get("cuda_rng") and state["cuda_rng"][rank] is not None:
                 torch.cuda.set_rng_state(state["cuda_rng"][rank])  # timesteps and noise are drawn on the GPU
             np.random.set_state(state["numpy_rng"])
@@ -643,7 +643,7 @@ def _gather_rng_states(world: int) -> list[tuple]:
 
 def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs, seconds):
     state = dict(step=step, epoch=epoch, pos=pos, optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
-                 seconds=seconds, world=len(rngs), torch_rng=[r[0] for r in rngs], cuda_rng=[r[1] for r in rngs],
+                 seconds=seconds, torch_rng=[r[0] for r in rngs], cuda_rng=[r[1] for r in rngs],
                  numpy_rng=np.random.get_state(), python_rng=random.getstate(), history=history,
                  ema_updates=int(ema.n_averaged) if ema is not None else None)
     save_checkpoint(out, step, model, cfg.recipe, cfg.model, state=state, ema=ema.module if ema is not None else None,

@@ -256,7 +256,7 @@ def test_a_run_is_not_overwritten_without_resume(data_root, tmp_path):
         train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=2"), progress=False)
     state_path = latest_checkpoint(tmp_path / "run")[1]
     state = torch.load(state_path, weights_only=False)
-    torch.save(dict(state, world=2), state_path)
+    torch.save(dict(state, torch_rng=state["torch_rng"] * 2), state_path)  # as two processes save it
     with pytest.raises(ValueError, match=r"trained on 2 process\(es\), this call has 1"):
         train(config("edpose_tiny", data_root, tmp_path / "run", "max_steps=2"), resume=True, progress=False)
 
