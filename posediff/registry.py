@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["register_model", "create_model", "list_models", "get_recipe"]
+__all__ = ["register_model", "create_model", "list_models", "get_recipe", "get_config"]
 
 _RECIPES: dict[str, Callable] = {}
 
 
 def register_model(fn: Callable) -> Callable:
-    """Register ``fn(**overrides) -> nn.Module`` under its function name."""
+    """Register ``fn(**overrides) -> nn.Module`` under its function name. A recipe that also has
+    ``fn.config(**overrides)`` (returning the config dataclass it would build) can be read by ``get_config``."""
     if fn.__name__ in _RECIPES:
         raise ValueError(f"register_model: a recipe named {fn.__name__!r} exists already")
     _RECIPES[fn.__name__] = fn
@@ -32,6 +33,15 @@ def get_recipe(name: str) -> Callable:
         return _RECIPES[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; available: {sorted(_RECIPES)}") from None
+
+
+def get_config(name: str, **overrides):
+    """The config dataclass recipe ``name`` builds with these overrides, without building the model (unknown
+    fields are refused as ``create_model`` refuses them). Raises ``TypeError`` for a recipe with no ``config``."""
+    recipe = get_recipe(name)
+    if not callable(getattr(recipe, "config", None)):
+        raise TypeError(f"recipe {name!r} does not expose its config (give it a config(**overrides) attribute)")
+    return recipe.config(**overrides)
 
 
 def create_model(name: str, pretrained: str | None = None, **overrides):

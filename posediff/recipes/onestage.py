@@ -141,25 +141,40 @@ TINY = dict(backbone="resnet18", dim=128, heads=4, levels=3, ffn_dim=512, encode
             dn_groups=0)
 
 
+def _with_config(base: OneStageConfig):
+    """Give a recipe its ``config(**overrides) -> OneStageConfig`` (``posediff.get_config``): what it builds, read
+    without building it."""
+
+    def wrap(fn):
+        fn.config = lambda **overrides: _apply(base, overrides)
+        return fn
+
+    return wrap
+
+
 @register_model
+@_with_config(OneStageConfig(head="regression"))
 def edpose(**overrides):
     """ED-Pose (ICLR 2023): the deterministic baseline."""
-    return build_one_stage(_apply(OneStageConfig(head="regression"), overrides))
+    return build_one_stage(edpose.config(**overrides))
 
 
 @register_model
+@_with_config(OneStageConfig(head="diffusion"))
 def diffusion_regpose(**overrides):
     """DiffusionRegPose (CVPR 2024): ED-Pose with the diffusion keypoint head."""
-    return build_one_stage(_apply(OneStageConfig(head="diffusion"), overrides))
+    return build_one_stage(diffusion_regpose.config(**overrides))
 
 
 @register_model
+@_with_config(OneStageConfig(head="regression", **TINY))
 def edpose_tiny(**overrides):
     """edpose sized for CPU: ResNet-18, 3 levels, width 128, 2 + 2 + 2 layers, 30 queries, 10 persons, no DN."""
-    return build_one_stage(_apply(OneStageConfig(head="regression", **TINY), overrides))
+    return build_one_stage(edpose_tiny.config(**overrides))
 
 
 @register_model
+@_with_config(OneStageConfig(head="diffusion", **TINY))
 def diffusion_regpose_tiny(**overrides):
     """diffusion_regpose sized for CPU, with the sizes of edpose_tiny."""
-    return build_one_stage(_apply(OneStageConfig(head="diffusion", **TINY), overrides))
+    return build_one_stage(diffusion_regpose_tiny.config(**overrides))

@@ -139,7 +139,11 @@ def test_bad_arguments(tmp_path):
                         (dict(seeds=(0, -1)), "--seeds must be distinct non-negative"),
                         (dict(workers=-1), "--workers"),
                         (dict(overrides=("ckpt_every=5", "seed=3")), "--set seed=3: .* use --seeds instead"),
-                        (dict(overrides=("max_steps=9",)), "use --train-steps instead")):
+                        (dict(overrides=("max_steps=9",)), "use --train-steps instead"),
+                        (dict(steps=(4, 1001)), "--steps 1001: diffusion_regpose_tiny trains with "
+                                                "num_train_timesteps=1000"),
+                        (dict(steps=(4, 21), overrides=(*TINY, "model.num_train_timesteps=20")),
+                         "pass --steps of at most 20")):
         with pytest.raises(ValueError, match=message):
             run_bench(spec(tmp_path, **kw))
     assert not (tmp_path / "b" / "bench_config.json").exists()  # refused before anything is written

@@ -54,6 +54,29 @@ def test_overrides():
             apply_overrides(cfg, [item])
 
 
+def test_get_config_reads_what_create_model_builds():
+    from posediff import get_config
+    from posediff.registry import _RECIPES, register_model
+
+    cfg = get_config("diffusion_regpose_tiny", sampling_steps=2, num_keypoints=14)
+    model = create_model("diffusion_regpose_tiny", sampling_steps=2, num_keypoints=14)
+    assert (cfg.head, cfg.sampling_steps, cfg.skeleton) == ("diffusion", 2, "crowdpose14")
+    assert model.head.sampling_steps == 2 and model.num_keypoints == 14
+    assert get_config("edpose").backbone == "resnet50" and get_config("edpose_tiny").backbone == "resnet18"
+    with pytest.raises(TypeError, match="unknown config field"):
+        get_config("edpose_tiny", dimm=3)
+
+    @register_model
+    def _no_config_recipe(**overrides):
+        raise AssertionError("get_config must not build the model")
+
+    try:
+        with pytest.raises(TypeError, match="does not expose its config"):
+            get_config("_no_config_recipe")
+    finally:
+        del _RECIPES["_no_config_recipe"]
+
+
 def test_recorded_command_is_quoted_to_paste_back():
     import argparse
 
