@@ -6,6 +6,7 @@
 import sys
 
 from posediff.bench import main
+from posediff.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -196,7 +196,9 @@ def _init(preset: Preset, spec: BenchSpec) -> tuple[str | None, dict]:
 
 
 def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
-    from .engine.train import TrainConfig, apply_overrides
+    """One TrainConfig per (recipe, seed); every recipe is built once, without weights, so that settings it would
+    refuse (``--set model.*``, ``--steps``) are refused before the first run trains."""
+    from .engine.train import TrainConfig, apply_overrides, build_model
 
     data = _data_config(preset, spec)
     init, model = _init(preset, spec)
@@ -214,23 +216,9 @@ def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
                               eval_every=min(preset.eval_every, spec.train_steps) if preset.eval_every else 0,
                               ckpt_every=max(50, spec.train_steps // 10), keep_checkpoints=1)
             cfg = apply_overrides(cfg, list(spec.overrides))
-            _check_sampling_steps(recipe, cfg.model, spec.steps)
             runs.append(dict(recipe=recipe, seed=seed, config=cfg, init=init))
+        build_model(cfg, steps=spec.steps, weights=False)  # a dry build: settings a run would only trip on later
     return runs
-
-
-def _check_sampling_steps(recipe: str, model: dict, steps: tuple[int, ...]) -> None:
-    """Refuse, before any training, sampling steps that a diffusion recipe's scheduler cannot take. A recipe that
-    does not expose its config (``posediff.get_config``) is checked when it is evaluated."""
-    from .registry import get_config, get_recipe
-
-    if not callable(getattr(get_recipe(recipe), "config", None)):
-        return
-    cfg = get_config(recipe, **model)
-    total = getattr(cfg, "num_train_timesteps", None)
-    if getattr(cfg, "head", None) == "diffusion" and total is not None and max(steps) > total:
-        raise ValueError(f"--steps {max(steps)}: {recipe} trains with num_train_timesteps={total}, and DDIM cannot "
-                         f"sample in more steps than that; pass --steps of at most {total}")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
+import traceback
+from pathlib import Path
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -220,5 +223,24 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def run(entry=main) -> int:
+    """The console entry point: ``entry()``, with an error that posediff raised about its input (a bad flag, field,
+    file) printed as one line, ``posediff: error: ...``, and exit status 2. An error raised anywhere else (inside
+    torch, say) keeps its traceback, as does every error with ``POSEDIFF_TRACEBACK=1``."""
+    try:
+        return entry()
+    except _USER_ERRORS as err:
+        frames = traceback.extract_tb(err.__traceback__)
+        ours = bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(_PACKAGE)
+        if not ours or os.environ.get("POSEDIFF_TRACEBACK"):
+            raise
+        print(f"posediff: error: {err}\n(POSEDIFF_TRACEBACK=1 shows where it was raised)", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -136,6 +136,14 @@ class TrainConfig:
     log_every: int = 10
     keep_checkpoints: int = 2
 
+    def __post_init__(self):
+        for name, least in (("batch_size", 1), ("max_steps", 1), ("ckpt_every", 1), ("log_every", 1),
+                            ("keep_checkpoints", 1), ("workers", 0), ("eval_every", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"config field {name} must be >= {least}"
+                                 + (" (0: only at the end)" if name == "eval_every" else "")
+                                 + f", got {getattr(self, name)!r}")
+
 
 # ----------------------------------------------------------------------------------------------------
 # Config files and overrides
@@ -200,6 +208,25 @@ def _typed(item: str, value: str, obj, name: str):
                      + (f" (now {example!r:.60})" if example not in (None, ()) else "") + f", got {value!r}")
 
 
+def _model_value(cfg: TrainConfig, item: str, name: str, value: str):
+    """A ``model.FIELD=value`` override typed by the recipe's config (``posediff.get_config``); a recipe that does
+    not expose its config gets the literal as written and checks it when it builds."""
+    from ..registry import get_config, get_recipe
+
+    try:
+        exposed = callable(getattr(get_recipe(cfg.recipe), "config", None))
+    except KeyError as err:
+        raise ValueError(f"override {item!r}: config field recipe: {err.args[0]}") from None
+    if not exposed:
+        return _parse(value)
+    base = get_config(cfg.recipe, **cfg.model)
+    names = {f.name for f in dataclasses.fields(base)}
+    if name not in names:
+        raise ValueError(f"override {item!r}: recipe {cfg.recipe} has no config field {name!r}; fields: "
+                         f"{sorted(names)}")
+    return _typed(item, value, base, name)
+
+
 def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     """``key=value`` overrides: ``lr=2e-4``, ``data.num_images=200``, ``model.sampling_steps=2``."""
     for item in items:
@@ -210,7 +237,7 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
         if parts[0] == "model":
             if len(parts) != 2:
                 raise ValueError(f"override {item!r}: use model.FIELD=value")
-            cfg = dataclasses.replace(cfg, model={**cfg.model, parts[1]: _parse(value)})  # the recipe checks them
+            cfg = dataclasses.replace(cfg, model={**cfg.model, parts[1]: _model_value(cfg, item, parts[1], value)})
         elif parts[0] == "data" and len(parts) == 2:
             names = {f.name for f in dataclasses.fields(DataConfig)}
             if parts[1] not in names:
@@ -438,13 +465,38 @@ def param_groups(model, lr: float, backbone_mult: float, weight_decay: float):
             dict(params=backbone, lr=lr * backbone_mult, weight_decay=weight_decay)]
 
 
+def build_model(cfg: TrainConfig, steps: tuple[int, ...] = (), weights: bool = True):
+    """``cfg``'s model, checked against the rest of the run before anything is trained: an unknown or bad model
+    override, a model whose joints are not ``data.skeleton``'s, or sampling ``steps`` (to evaluate at) that its
+    diffusion head cannot take are refused naming the fields. ``weights=False`` builds without downloading
+    pretrained backbone weights (a dry build that checks a plan)."""
+    from ..registry import create_model
+    from ..skeletons import get_skeleton
+
+    overrides = dict(cfg.model, pretrained_backbone=False) if not weights and cfg.model.get("pretrained_backbone") \
+        else dict(cfg.model)
+    try:
+        model = create_model(cfg.recipe, **overrides)
+    except (TypeError, ValueError, KeyError) as err:  # KeyError: an unknown recipe, whose message lists them
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise ValueError(f"recipe {cfg.recipe} with model overrides {cfg.model}: {message}") from err
+    joints = get_skeleton(cfg.data.skeleton).num_joints
+    if model.num_keypoints != joints:
+        raise ValueError(f"recipe {cfg.recipe}: the model predicts {model.num_keypoints} joints but data.skeleton="
+                         f"{cfg.data.skeleton!r} has {joints}; set model.num_keypoints={joints} (or another skeleton)")
+    total = getattr(getattr(model.head, "scheduler", None), "config", {}).get("num_train_timesteps")
+    if steps and total is not None and max(steps) > total:
+        raise ValueError(f"sampling steps {max(steps)} (--steps): recipe {cfg.recipe} trains with num_train_timesteps="
+                         f"{total}, and its scheduler cannot sample in more steps than that; ask for at most {total}")
+    return model
+
+
 def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progress: bool = True) -> dict:
     """Run (or continue) a training run; returns the final metrics and the loss history."""
     from tqdm import tqdm
 
     from ..data import collate
     from ..env import machine_info
-    from ..registry import create_model
 
     rank, local, world = distributed()
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
@@ -458,8 +510,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     _seed_all(cfg.seed)
+    model = build_model(cfg).to(device)  # before the data: bad model settings are refused before any rendering
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
-    model = create_model(cfg.recipe, **cfg.model).to(device)
     if init and not resume_point:
         done = init_from(model, init)
         log.info("initialised from %s: %d tensors loaded, %d fresh, %d of another shape, %d unused", init,

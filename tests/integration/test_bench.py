@@ -140,10 +140,17 @@ def test_bad_arguments(tmp_path):
                         (dict(workers=-1), "--workers"),
                         (dict(overrides=("ckpt_every=5", "seed=3")), "--set seed=3: .* use --seeds instead"),
                         (dict(overrides=("max_steps=9",)), "use --train-steps instead"),
-                        (dict(steps=(4, 1001)), "--steps 1001: diffusion_regpose_tiny trains with "
-                                                "num_train_timesteps=1000"),
-                        (dict(steps=(4, 21), overrides=(*TINY, "model.num_train_timesteps=20")),
-                         "pass --steps of at most 20")):
+                        (dict(steps=(4, 1001)), r"sampling steps 1001 \(--steps\): recipe diffusion_regpose_tiny "
+                                                "trains with num_train_timesteps=1000"),
+                        (dict(steps=(4, 21), overrides=(*TINY, "model.num_train_timesteps=20")), "at most 20"),
+                        (dict(steps=(1,), overrides=(*TINY, "model.num_train_timesteps=3")),
+                         r"sampling_steps must lie in \[1, num_train_timesteps=3\].*got 4"),
+                        (dict(overrides=(*TINY, "model.padding=emtpy")), "padding must be one of"),
+                        (dict(overrides=(*TINY, "data.skeleton=crowdpose14")),
+                         "predicts 17 joints but data.skeleton='crowdpose14' has 14"),
+                        (dict(overrides=(*TINY, "model.dimm=3")), "'model.dimm=3': recipe edpose_tiny has no config "
+                                                                  "field 'dimm'"),
+                        (dict(overrides=(*TINY, "ckpt_every=0")), "ckpt_every must be >= 1")):
         with pytest.raises(ValueError, match=message):
             run_bench(spec(tmp_path, **kw))
     assert not (tmp_path / "b" / "bench_config.json").exists()  # refused before anything is written

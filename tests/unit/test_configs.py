@@ -52,6 +52,31 @@ def test_overrides():
                            ("data.flip=1", r"field flip is bool \| None")):
         with pytest.raises(ValueError, match=rf"override '{re.escape(item)}': {expected}"):
             apply_overrides(cfg, [item])
+    # model fields are typed by the recipe's config (posediff.get_config), like the others
+    cfg = apply_overrides(cfg, ["model.prior_std=1", "model.inference_proposals=None", "model.strides=(8, 16)"])
+    assert (cfg.model["prior_std"], cfg.model["inference_proposals"], cfg.model["strides"]) == (1.0, None, (8, 16))
+    for item, expected in (("model.freeze_backbone=false", "field freeze_backbone is bool"),
+                           ("model.dim=128.0", "field dim is int"),
+                           ("model.dimm=3", f"recipe {cfg.recipe} has no config field 'dimm'")):
+        with pytest.raises(ValueError, match=rf"override '{re.escape(item)}': {expected}"):
+            apply_overrides(cfg, [item])
+    for item, expected in (("batch_size=0", "batch_size must be >= 1, got 0"), ("log_every=0", "log_every must be"),
+                           ("eval_every=-1", r"eval_every must be >= 0 \(0: only at the end\)")):
+        with pytest.raises(ValueError, match=f"config field {expected}"):
+            apply_overrides(cfg, [item])
+
+
+def test_bad_model_settings_are_refused_before_the_data_is_rendered(tmp_path):
+    from posediff.engine import train
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "diffusion_regpose_tiny_synthcrowd.py")
+    cfg = apply_overrides(cfg, [f"data.root={tmp_path / 'sc'}", f"out={tmp_path / 'run'}"])
+    for item, expected in (("model.padding='emtpy'", "padding must be one of"),
+                           ("model.num_keypoints=14", "set model.num_keypoints=17"),
+                           ("model.skeleton='crowdpose14'", "skeleton 'crowdpose14' has 14 joints")):
+        with pytest.raises(ValueError, match=expected):
+            train(apply_overrides(cfg, [item]))
+    assert not (tmp_path / "sc").exists()
 
 
 def test_get_config_reads_what_create_model_builds():
@@ -63,6 +88,7 @@ def test_get_config_reads_what_create_model_builds():
     assert (cfg.head, cfg.sampling_steps, cfg.skeleton) == ("diffusion", 2, "crowdpose14")
     assert model.head.sampling_steps == 2 and model.num_keypoints == 14
     assert get_config("edpose").backbone == "resnet50" and get_config("edpose_tiny").backbone == "resnet18"
+    assert get_config("diffusion_regpose_tiny").dim == 128 and get_config("diffusion_regpose").dim == 256
     with pytest.raises(TypeError, match="unknown config field"):
         get_config("edpose_tiny", dimm=3)
 
@@ -83,3 +109,16 @@ def test_recorded_command_is_quoted_to_paste_back():
     from posediff.cli import _command
 
     assert _command(argparse.Namespace(argv=["bench", "--out", "my runs/a"])) == "posediff bench --out 'my runs/a'"
+
+
+def test_the_command_line_prints_posediffs_own_errors_in_one_line(capsys, monkeypatch, tmp_path):
+    from posediff.cli import main, run
+
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "edpose_tiny_synthcrowd.py")
+    assert run(lambda: main(["train", config, "model.dim=1.5", f"out={tmp_path}"])) == 2
+    assert capsys.readouterr().err.startswith("posediff: error: override 'model.dim=1.5': field dim is int")
+    with pytest.raises(ValueError, match="invalid literal"):  # raised outside posediff: the traceback stays
+        run(lambda: int("x"))
+    monkeypatch.setenv("POSEDIFF_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="field dim is int"):
+        run(lambda: main(["train", config, "model.dim=1.5", f"out={tmp_path}"]))

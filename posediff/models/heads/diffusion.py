@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ...diffusion import SignalCodec, gaussian_posterior_mean, pad_poses, q_sample, sample
+from ...diffusion import PADDING_STRATEGIES, SignalCodec, gaussian_posterior_mean, pad_poses, q_sample, sample
 from ...diffusion.schedulers import Scheduler, check_scheduler
 from ..keypoint_decoder import KeypointDecoder, PoseOutput
 from .common import HumanToKeypoint, InitialKeypoints
@@ -106,6 +106,15 @@ class DiffusionKeypointHead(nn.Module):
         if train_timestep not in TRAIN_TIMESTEPS:
             raise ValueError(f"DiffusionKeypointHead: train_timestep must be one of {TRAIN_TIMESTEPS}, "
                              f"got {train_timestep!r}")
+        if padding not in PADDING_STRATEGIES:
+            raise ValueError(f"DiffusionKeypointHead: padding must be one of {PADDING_STRATEGIES}, got {padding!r}")
+        total = scheduler.config.num_train_timesteps
+        if not 1 <= sampling_steps <= total:
+            raise ValueError(f"DiffusionKeypointHead: sampling_steps must lie in [1, num_train_timesteps={total}] "
+                             f"(DDIM takes at most one step per training timestep), got {sampling_steps!r}")
+        if num_proposals < 1 or (inference_proposals is not None and inference_proposals < 1):
+            raise ValueError(f"DiffusionKeypointHead: num_proposals and inference_proposals must be >= 1, got "
+                             f"{num_proposals!r} and {inference_proposals!r}")
         self.denoiser = denoiser
         self.decoder = decoder or KeypointDecoder(num_keypoints=denoiser.num_keypoints, dim=denoiser.dim)
         self.scheduler, self.signal, self.padding = scheduler, signal, padding
