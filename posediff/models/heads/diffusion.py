@@ -111,7 +111,7 @@ class DiffusionKeypointHead(nn.Module):
         total = scheduler.config.num_train_timesteps
         if not 1 <= sampling_steps <= total:
             raise ValueError(f"DiffusionKeypointHead: sampling_steps must lie in [1, num_train_timesteps={total}] "
-                             f"(DDIM takes at most one step per training timestep), got {sampling_steps!r}")
+                             f"(a sampler takes at most one step per training timestep), got {sampling_steps!r}")
         if num_proposals < 1 or (inference_proposals is not None and inference_proposals < 1):
             raise ValueError(f"DiffusionKeypointHead: num_proposals and inference_proposals must be >= 1, got "
                              f"{num_proposals!r} and {inference_proposals!r}")
