@@ -29,10 +29,12 @@ def _command(args: argparse.Namespace) -> str:
 def _prior_fit(args: argparse.Namespace) -> int:
     from .data import load_person_arrays
     from .diffusion.completion import GaussianPosePrior
+    from .io import check_output_file
     from .skeletons import get_skeleton
 
     skeleton = get_skeleton(args.skeleton)
-    persons = load_person_arrays(args.annotations, num_keypoints=skeleton.num_joints)
+    check_output_file(args.out, "--out", inputs=(args.annotations,))
+    persons = load_person_arrays(args.annotations, joints=skeleton.joints)
     prior = GaussianPosePrior.fit(
         persons.keypoints, persons.boxes,
         normalization=args.normalization,
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
-_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+_USER_ERRORS = (ValueError, OSError, KeyError)  # OSError: a missing or unreadable file (data.ImageError too)
 _PACKAGE = str(Path(__file__).resolve().parent)
 
 
@@ -236,9 +238,12 @@ def run(entry=main) -> int:
     except _USER_ERRORS as err:
         frames = traceback.extract_tb(err.__traceback__)
         ours = bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(_PACKAGE)
-        if not ours or os.environ.get("POSEDIFF_TRACEBACK"):
+        # a KeyError of posediff's carries a sentence (an unknown recipe or skeleton); a bare missing key is a bug
+        sentence = not isinstance(err, KeyError) or (bool(err.args) and " " in str(err.args[0]))
+        if not ours or not sentence or os.environ.get("POSEDIFF_TRACEBACK"):
             raise
-        print(f"posediff: error: {err}\n(POSEDIFF_TRACEBACK=1 shows where it was raised)", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) else err
+        print(f"posediff: error: {message}\n(POSEDIFF_TRACEBACK=1 shows where it was raised)", file=sys.stderr)
         return 2
 
 

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_json", "save_result", "read_safetensors"]
+__all__ = ["atomic_path", "check_output_file", "write_json", "save_result", "read_safetensors"]
 
 
 @contextlib.contextmanager
@@ -28,6 +28,18 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_output_file(path: str | os.PathLike, flag: str, inputs: tuple = ()) -> Path:
+    """``path`` checked as a file a command will write, before it does any work: not a folder, and not one of
+    its ``inputs`` (which it would replace with its own output). Raises ``ValueError`` naming ``flag``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder; expected the file to write")
+    for other in inputs:
+        if other is not None and Path(other).exists() and path.exists() and path.samefile(other):
+            raise ValueError(f"{flag} {path}: is also this command's input; write the output elsewhere")
+    return path
 
 
 def write_json(obj, path: str | os.PathLike, indent: int | None = 1) -> None:

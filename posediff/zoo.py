@@ -224,6 +224,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     data config's), then write the zoo file (once) with the metrics in its metadata."""
     from .engine.checkpoint import latest_checkpoint, load_checkpoint
     from .engine.train import DataConfig, check_synthcrowd_meta, split_size
+    from .io import check_output_file
     from .registry import create_model
 
     run = Path(run)
@@ -234,6 +235,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
         checkpoint = found[0]
     else:
         checkpoint = run
+    check_output_file(out, "--out", inputs=(checkpoint, zoo_path(base) if base else None))
     meta = load_checkpoint(checkpoint)[2]
     data = json.loads(meta.get("config", "{}")).get("data", {})
     if data.get("kind") != "synthcrowd":
@@ -246,7 +248,12 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
              **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}
     overrides = _zoo_overrides(meta)
     model = create_model(meta["recipe"], **overrides)
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # a base file of another model: keys or shapes that do not fit
+        raise ValueError(f"{checkpoint} with --base {base}: the weights do not make a {meta['recipe']} model "
+                         f"({str(err).splitlines()[0]} ...); is the base the backbone this run was trained "
+                         f"from?") from err
     metrics = score_on_synthcrowd_test(model.eval(), root=data_root or d.root,
                                        num_images=split_size(d.num_images, "test"), size=d.size,
                                        scene_seed=d.scene_seed, max_size=d.max_size,

@@ -27,6 +27,8 @@ def read_image(path, named_by: str = "") -> np.ndarray:
 
     path = Path(path)
     where = f" (named by {named_by})" if named_by else ""
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, expected an image file{where}")
     if not path.is_file():
         raise ImageError(f"{path}: image file not found{where}")
     try:

@@ -67,7 +67,7 @@ def _read_json(path: str | os.PathLike) -> dict:
 
 
 def load_person_arrays(path: str | os.PathLike, num_keypoints: int | None = None,
-                       min_keypoints: int = 1) -> PersonArrays:
+                       min_keypoints: int = 1, joints: tuple[str, ...] | None = None) -> PersonArrays:
     """Read the persons of a COCO-format keypoint file into arrays (for pose statistics and priors).
 
     Crowd regions (``iscrowd=1``) and persons with fewer than ``min_keypoints`` labelled joints are left
@@ -77,8 +77,17 @@ def load_person_arrays(path: str | os.PathLike, num_keypoints: int | None = None
         path: annotation JSON.
         num_keypoints: K expected; by default taken from ``categories[0].keypoints``.
         min_keypoints: persons with fewer labelled keypoints are dropped.
+        joints: the joint names expected (a skeleton's ``joints``); a file whose ``categories[0].keypoints``
+            names others (a COCO file read as H36M, say) is refused. Files without the field pass.
     """
     data = _read_json(path)
+    if joints is not None:
+        cats = data.get("categories") or [{}]
+        names = cats[0].get("keypoints") if isinstance(cats[0], dict) else None
+        if names is not None and [str(n).lower() for n in names] != [j.lower() for j in joints]:
+            raise AnnotationError(f"{path}: field categories[0].keypoints names the joints {list(names)}, expected "
+                                  f"{list(joints)}")
+        num_keypoints = len(joints) if num_keypoints is None else num_keypoints
     if num_keypoints is None:
         cats = data.get("categories") or []
         if not cats or "keypoints" not in cats[0]:
@@ -87,14 +96,14 @@ def load_person_arrays(path: str | os.PathLike, num_keypoints: int | None = None
     k = int(num_keypoints)
     kps, boxes, areas, img_ids, ann_ids = [], [], [], [], []
     for i, ann in enumerate(data["annotations"]):
-        if ann.get("iscrowd", 0):
-            continue
-        kp = ann.get("keypoints")
-        if kp is None or (len(kp) == 3 * k and int((np.asarray(kp[2::3]) > 0).sum()) < min_keypoints):
-            continue  # persons left out are not checked further
+        if isinstance(ann, dict) and (ann.get("iscrowd", 0) or ann.get("keypoints") is None):
+            continue  # crowd regions and annotations of other categories are not checked further
         problem = _annotation_problem(i, ann, k)
         if problem:
             raise AnnotationError(f"{path}: {problem}")
+        kp = ann["keypoints"]
+        if int((np.asarray(kp[2::3]) > 0).sum()) < min_keypoints:
+            continue
         kp = np.asarray(kp, dtype=np.float64).reshape(k, 3)
         box = ann["bbox"]
         kps.append(kp)
@@ -147,17 +156,32 @@ def crowd_index(keypoints: np.ndarray, boxes: np.ndarray) -> float:
 
 def _annotation_problem(i: int, ann: dict, k: int, image_ids=None) -> str | None:
     """What is wrong with ``annotations[i]`` of a K-joint file (its image among ``image_ids`` if given), or None."""
+    if not isinstance(ann, dict):
+        return f"annotations[{i}] must be an object, got {ann!r:.80}"
     name = f"annotations[{i}] (id {ann.get('id')})"
     kp, box = ann.get("keypoints"), ann.get("bbox")
-    if "image_id" not in ann or (image_ids is not None and ann["image_id"] not in image_ids):
-        return f"{name} field 'image_id' = {ann.get('image_id')!r} names no image"
-    if box is None or len(box) != 4:
-        return f"{name} field 'bbox' must be [x, y, w, h], got {box!r}"
+    image_id = ann.get("image_id")
+    if not isinstance(image_id, int) or isinstance(image_id, bool):
+        return f"{name} field 'image_id' must be an integer, got {image_id!r}"
+    if image_ids is not None and image_id not in image_ids:
+        return f"{name} field 'image_id' = {image_id!r} names no image"
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        return f"{name} field 'bbox' must be [x, y, w, h] (4 numbers), got {box!r:.80}"
     if box[2] < 0 or box[3] < 0:
         return f"{name} field 'bbox' has a negative size: {box}"
-    if kp is not None and len(kp) != 3 * k:
-        return f"{name} field 'keypoints' has {len(kp)} values, expected {3 * k} (K={k} joints x 3)"
+    if kp is not None:
+        if not isinstance(kp, list):
+            return f"{name} field 'keypoints' must be a list of {3 * k} numbers, got {kp!r:.80}"
+        if len(kp) != 3 * k:
+            return f"{name} field 'keypoints' has {len(kp)} values, expected {3 * k} (K={k} joints x 3)"
+        bad = next((j for j, v in enumerate(kp) if not _is_number(v)), None)
+        if bad is not None:
+            return f"{name} field 'keypoints' value {bad} is {kp[bad]!r}, expected a number"
     return None
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _validate(data: dict, path: Path, k: int, skip_invalid: bool) -> tuple[list[dict], dict[int, list[dict]]]:

@@ -97,11 +97,17 @@ class SceneConfig:
 
 def build_pose_bank(annotations, out, min_keypoints: int = 8) -> int:
     """Pack the COCO-17 persons with at least ``min_keypoints`` labelled joints into an .npz pose bank."""
-    from ..io import atomic_path
-    from .coco import load_person_arrays
+    from ..io import atomic_path, check_output_file
+    from ..skeletons import COCO17
+    from .coco import AnnotationError, load_person_arrays
 
-    persons = load_person_arrays(annotations, num_keypoints=17, min_keypoints=min_keypoints)
+    check_output_file(out, "--out", inputs=(annotations,))
+    persons = load_person_arrays(annotations, min_keypoints=min_keypoints, joints=COCO17.joints)
     keep = (persons.boxes[:, 2] > 1) & (persons.boxes[:, 3] > 1)
+    if not keep.any():
+        raise AnnotationError(f"{annotations}: no person has {min_keypoints} or more labelled keypoints and a box "
+                              f"wider and taller than 1 pixel (--min-keypoints {min_keypoints}); a pose bank needs "
+                              f"a COCO-17 keypoint file (person_keypoints_*.json)")
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, keypoints=persons.keypoints[keep].round().astype(np.int16),
                             boxes=persons.boxes[keep].astype(np.float32),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,31 +55,35 @@ class Predictor:
         x = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)  # (3, oh, ow)
         return (x - self.mean) / self.std, (w / ow, h / oh)
 
-    @torch.no_grad()
     def __call__(self, images: Sequence) -> list[dict]:
-        arrays = []
+        return [result for _, result in self.iterate(images)]
+
+    @torch.no_grad()
+    def iterate(self, images: Sequence) -> Iterator[tuple[int, dict]]:
+        """``(position, result)`` for each image in order, ``batch_size`` images read and predicted at a time, so
+        a long list of photographs is never decoded all at once. Every path and array is checked first: a
+        missing file at the end of the list stops the call before any work."""
         for i, im in enumerate(images):
             if isinstance(im, (str, os.PathLike)):
-                arrays.append(read_image(im))
+                if not Path(im).is_file():
+                    read_image(im)  # raises the error that names it (missing, or a folder)
             else:
                 arr = np.asarray(im)
                 if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
                     raise ValueError(f"Predictor: image {i} must be a path or an (H, W, 3) uint8 array, got "
                                      f"{arr.dtype} {arr.shape}")
-                arrays.append(arr)
-        results = []
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        for start in range(0, len(arrays), self.batch_size):
-            chunk = [self._prepare(a) for a in arrays[start:start + self.batch_size]]
+        for start in range(0, len(images), self.batch_size):
+            chunk = [self._prepare(read_image(im) if isinstance(im, (str, os.PathLike)) else np.asarray(im))
+                     for im in images[start:start + self.batch_size]]
             batch, mask = pad_images([x for x, _ in chunk])  # (B, 3, H, W), (B, H, W)
             outs = self.model(batch.to(self.device), mask.to(self.device), steps=self.steps, generator=gen)
-            for out, (_, (sx, sy)) in zip(outs, chunk):
-                kp = out["keypoints"].float().cpu().numpy().copy()
+            for j, (out, (_, (sx, sy))) in enumerate(zip(outs, chunk)):
+                kp = out["keypoints"].float().cpu().numpy().copy()  # (N, K, 3)
                 kp[..., 0] *= sx
                 kp[..., 1] *= sy
-                boxes = out["boxes"].float().cpu().numpy() * np.array([sx, sy, sx, sy])
-                results.append(dict(keypoints=kp, scores=out["scores"].float().cpu().numpy(), boxes=boxes))
-        return results
+                boxes = out["boxes"].float().cpu().numpy() * np.array([sx, sy, sx, sy])  # (N, 4)
+                yield start + j, dict(keypoints=kp, scores=out["scores"].float().cpu().numpy(), boxes=boxes)
 
 
 def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_threshold: float = 0.3,
@@ -90,19 +95,22 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     from ..io import atomic_path, write_json
     from ..viz import draw_poses
 
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: is a file; expected the folder to write results.json and drawings to")
     predictor = Predictor.from_checkpoint(checkpoint, size=size, steps=steps)
     k = predictor.model.num_keypoints
     skeleton = skeleton or ("coco17" if k == 17 else "crowdpose14")
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    preds = predictor(images)
     stems = [Path(path).stem for path in images]
+    repeated = {stem for stem, n in Counter(stems).items() if n > 1}
     results, index = [], []
-    for i, (path, pred) in enumerate(zip(images, preds)):
+    for i, pred in predictor.iterate(images):  # drawn as they come: one batch of images in memory at a time
+        path = images[i]
         keep = pred["scores"] >= score_threshold
         results += to_coco_results([i], [dict(keypoints=pred["keypoints"][keep], scores=pred["scores"][keep])])
         # a/img.jpg and b/img.png would draw over each other: names that repeat get the image's position
-        drawing = f"{stems[i]}_poses.png" if stems.count(stems[i]) == 1 else f"{i:05d}_{stems[i]}_poses.png"
+        drawing = f"{i:05d}_{stems[i]}_poses.png" if stems[i] in repeated else f"{stems[i]}_poses.png"
         index.append(dict(image_id=i, file_name=str(path), persons=int(keep.sum()), drawing=drawing))
         drawn = draw_poses(read_image(path), pred["keypoints"][keep], skeleton, min_visibility=0.0,
                            occluded_hollow=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,8 +63,17 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
         ("val_images", val_images, val_images >= 1, "at least 1")) if not ok]
     if bad:
         raise ValueError(f"pretrain_backbone: {'; '.join(bad)}")
-    out = Path(out)
+    from ..io import check_output_file
+
+    out = check_output_file(out, "pretrain_backbone: out")
     state_path = out.with_suffix(".state.pt")
+    if resume and not state_path.is_file():
+        raise FileNotFoundError(f"pretrain_backbone: resume=True (--resume) but {state_path} holds no training state "
+                                f"to continue; start without it")
+    if not resume and (out.exists() or state_path.exists()):
+        raise FileExistsError(f"pretrain_backbone: {out if out.exists() else state_path} is there already; pass "
+                              f"resume=True (--resume) to continue its run, or another out (--out)")
+    settings = dict(backbone=backbone, batch_size=batch_size, size=size, num_images=num_images, seed=seed)
     torch.manual_seed(seed)
     config = SceneConfig(size=size)
     # no horizontal flips: the renderer mirrors poses itself, and a flipped picture would show its darker left
@@ -75,10 +83,15 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     model = HeatmapPretrainer(backbone)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     step, elapsed, history = 0, 0.0, []
-    if resume and state_path.is_file():
+    if resume:
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         refuse_other_renderer(state.get("synthcrowd_renderer"), f"{state_path}: field synthcrowd_renderer",
                               "start afresh (without --resume) or use another --out")
+        other = [f"{k}={state['settings'][k]!r} (this call: {v!r})" for k, v in settings.items()
+                 if k in state.get("settings", {}) and state["settings"][k] != v]
+        if other:
+            raise ValueError(f"pretrain_backbone: {state_path} was trained with {', '.join(other)}; resume it with "
+                             f"the same settings (--backbone, --batch-size, --size, --seed)")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
@@ -90,7 +103,7 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     def save_state():
         with atomic_path(state_path) as tmp:
             torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step, elapsed=time.time() - t0,
-                            history=history, torch_rng=torch.get_rng_state(),
+                            history=history, torch_rng=torch.get_rng_state(), settings=settings,
                             synthcrowd_renderer=RENDERER_VERSION), tmp)
 
     while step < steps and (minutes is None or (time.time() - t0) < minutes * 60):

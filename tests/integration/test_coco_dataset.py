@@ -89,6 +89,8 @@ def test_missing_and_unreadable_images_name_the_file(coco, tmp_path, caplog):
     ("keypoints", r"annotations\[0\] \(id \d+\) field 'keypoints' has 48 values, expected 51"),
     ("bbox", r"annotations\[0\] \(id \d+\) field 'bbox' has a negative size"),
     ("image_id", r"annotations\[0\] \(id \d+\) field 'image_id' = 999 names no image"),
+    ("image_id_text", r"annotations\[0\] \(id \d+\) field 'image_id' must be an integer, got 'img_1'"),
+    ("keypoint_null", r"annotations\[0\] \(id \d+\) field 'keypoints' value 5 is None, expected a number"),
 ])
 def test_bad_annotations_are_reported_or_skipped(coco, tmp_path, caplog, problem, match):
     images, ann = coco
@@ -98,6 +100,10 @@ def test_bad_annotations_are_reported_or_skipped(coco, tmp_path, caplog, problem
         a["keypoints"] = a["keypoints"][:48]
     elif problem == "bbox":
         a["bbox"][2] = -4.0
+    elif problem == "image_id_text":
+        a["image_id"] = "img_1"
+    elif problem == "keypoint_null":
+        a["keypoints"][5] = None
     else:
         a["image_id"] = 999
     path = _write(tmp_path, gt)

@@ -42,7 +42,12 @@ def test_predictor_returns_poses_in_the_original_pixels(checkpoint, data_dir):
     with pytest.raises(ValueError, match="uint8"):
         predictor([np.zeros((10, 10))])
     with pytest.raises(ImageError, match="nope.jpg: image file not found"):
-        predictor(["nope.jpg"])
+        predictor([images[0], "nope.jpg"])  # every path is checked before the first batch runs
+    with pytest.raises(ImageError, match="is a folder, expected an image file"):
+        predictor([data_dir])
+    # images are read a batch at a time: the first results come before the last image is opened
+    stream = predictor.iterate([images[0], images[1], images[2]])
+    assert next(stream)[0] == 0 and next(stream)[0] == 1
 
 
 def test_predict_command_writes_results_and_pictures(checkpoint, data_dir, tmp_path):
@@ -59,6 +64,8 @@ def test_predict_command_writes_results_and_pictures(checkpoint, data_dir, tmp_p
     index = json.loads((tmp_path / "images.json").read_text())["images"]
     assert all((tmp_path / im["drawing"]).is_file() for im in index)
     assert len({im["drawing"] for im in index}) == len(images)
+    with pytest.raises(ValueError, match="results.json: is a file; expected the folder"):
+        cli(["predict", images[0], "--checkpoint", str(checkpoint), "--out", str(tmp_path / "results.json")])
 
 
 def test_bad_sizes_are_refused_by_name():

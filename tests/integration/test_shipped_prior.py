@@ -24,6 +24,29 @@ def test_shipped_prior_is_reproduced_by_its_command(data_dir, tmp_path):
     torch.testing.assert_close(mirrored, shipped.mean, atol=1e-12, rtol=0)
 
 
+
+def test_prior_and_posebank_commands_refuse_what_would_go_wrong(data_dir, tmp_path):
+    import shutil
+
+    import pytest
+
+    from posediff.data import AnnotationError
+
+    persons = tmp_path / "persons.json"
+    shutil.copy(data_dir / "coco_val2017_fully_labelled_persons.json", persons)
+    before = persons.read_bytes()
+    with pytest.raises(AnnotationError, match=r"categories\[0\].keypoints names the joints \['nose'.* expected "
+                                              r"\['hip'"):
+        cli(["prior", "fit", str(persons), "--skeleton", "h36m17", "--out", str(tmp_path / "p.safetensors")])
+    for command in (["prior", "fit"], ["data", "posebank"]):  # the output would replace the input
+        with pytest.raises(ValueError, match="is also this command's input"):
+            cli([*command, str(persons), "--out", str(persons)])
+    assert persons.read_bytes() == before
+    with pytest.raises(AnnotationError, match="no person has 18 or more labelled keypoints"):
+        cli(["data", "posebank", str(persons), "--out", str(tmp_path / "bank.npz"), "--min-keypoints", "18"])
+    assert not (tmp_path / "bank.npz").exists()
+
+
 def test_shipped_prior_completes_real_persons_better_than_the_mean_pose(data_dir):
     prior = GaussianPosePrior.from_pretrained("coco17")
     persons = load_person_arrays(data_dir / "coco_val2017_fully_labelled_persons.json")

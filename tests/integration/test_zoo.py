@@ -113,6 +113,13 @@ def test_export_scores_at_the_runs_evaluation_size_or_the_asked_one(tmp_path, mo
     posediff.zoo.export_and_score(ckpt, tmp_path / "a.safetensors")
     posediff.zoo.export_and_score(ckpt, tmp_path / "b.safetensors", eval_size=72)
     assert [kw["eval_size"] for kw in asked] == [96, 72]  # the largest training scale, then as asked
+    # refused before scoring: an --out that is a folder, the checkpoint itself, or the base
+    for out, expected in ((tmp_path, "is a folder"), (ckpt, "is also this command's input")):
+        with pytest.raises(ValueError, match=expected):
+            posediff.zoo.export_and_score(ckpt, out)
+    with pytest.raises(ValueError, match="is also this command's input"):
+        posediff.zoo.export_and_score(ckpt, zoo_path(BACKBONE), base=BACKBONE)
+    assert len(asked) == 2
 
 
 def test_init_skips_tensors_of_another_shape(tmp_path):

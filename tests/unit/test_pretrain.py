@@ -31,6 +31,17 @@ def test_a_few_steps_write_weights_the_recipes_load(tmp_path):
     # resumable: two more steps continue from the saved state
     assert pretrain_backbone(out, steps=4, batch_size=2, size=96, num_images=4, val_images=2, resume=True,
                              progress=False)["steps"] == 4
+    # the run is not replaced without --resume, nor resumed with other settings
+    with pytest.raises(FileExistsError, match="bb.safetensors is there already; pass resume=True"):
+        pretrain_backbone(out, steps=4, batch_size=2, size=96, num_images=4, val_images=2, progress=False)
+    with pytest.raises(ValueError, match=r"trained with batch_size=2 \(this call: 3\)"):
+        pretrain_backbone(out, steps=6, batch_size=3, size=96, num_images=4, val_images=2, resume=True,
+                          progress=False)
+    with pytest.raises(ValueError, match="is a folder"):
+        pretrain_backbone(tmp_path, steps=1, batch_size=2, size=96, num_images=4, val_images=2, progress=False)
+    with pytest.raises(FileNotFoundError, match="holds no training state"):
+        pretrain_backbone(tmp_path / "new.safetensors", steps=1, batch_size=2, size=96, num_images=4, val_images=2,
+                          resume=True, progress=False)
     state = torch.load(out.with_suffix(".state.pt"), weights_only=False)
     del state["synthcrowd_renderer"]  # as renderer version 1 left it: trained on other pictures, with flips
     torch.save(state, out.with_suffix(".state.pt"))
