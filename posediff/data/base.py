@@ -20,8 +20,9 @@ class ImageError(OSError):
     """An image that is missing or cannot be decoded; the message names the file and the field."""
 
 
-def read_image(path, named_by: str = "") -> np.ndarray:
-    """An image file as a writable (H, W, 3) uint8 RGB array (grayscale and RGBA converted). A missing or
+def read_image(path, named_by: str = "", header_only: bool = False) -> np.ndarray | tuple[int, int]:
+    """An image file as a writable (H, W, 3) uint8 RGB array (grayscale and RGBA converted), or with
+    ``header_only`` just its (width, height) from the header, a quick check before long work. A missing or
     undecodable file raises :class:`ImageError` naming it and, if given, where it was named (``named_by``)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -33,8 +34,8 @@ def read_image(path, named_by: str = "") -> np.ndarray:
         raise ImageError(f"{path}: image file not found{where}")
     try:
         with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+            return im.size if header_only else np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{path}: cannot read the image ({err}){where}") from err
 
 

@@ -61,12 +61,12 @@ class Predictor:
     @torch.no_grad()
     def iterate(self, images: Sequence) -> Iterator[tuple[int, dict]]:
         """``(position, result)`` for each image in order, ``batch_size`` images read and predicted at a time, so
-        a long list of photographs is never decoded all at once. Every path and array is checked first: a
-        missing file at the end of the list stops the call before any work."""
+        a long list of photographs is never decoded all at once. Every path's header and every array's shape
+        is checked first: a missing or unidentifiable file at the end of the list stops the call before any work
+        (a file whose header reads but whose pixels are corrupt still fails when its batch comes)."""
         for i, im in enumerate(images):
             if isinstance(im, (str, os.PathLike)):
-                if not Path(im).is_file():
-                    read_image(im)  # raises the error that names it (missing, or a folder)
+                read_image(im, header_only=True)
             else:
                 arr = np.asarray(im)
                 if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:

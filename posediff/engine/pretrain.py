@@ -68,8 +68,9 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     out = check_output_file(out, "pretrain_backbone: out")
     state_path = out.with_suffix(".state.pt")
     if resume and not state_path.is_file():
-        raise FileNotFoundError(f"pretrain_backbone: resume=True (--resume) but {state_path} holds no training state "
-                                f"to continue; start without it")
+        raise FileNotFoundError(f"pretrain_backbone: resume=True (--resume) but there is no {state_path} to continue "
+                                + (f"{out}'s run from; delete {out} or use another out (--out) to start afresh"
+                                   if out.exists() else "from; start without it"))
     if not resume and (out.exists() or state_path.exists()):
         raise FileExistsError(f"pretrain_backbone: {out if out.exists() else state_path} is there already; pass "
                               f"resume=True (--resume) to continue its run, or another out (--out)")

@@ -137,12 +137,13 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self):
+        zero = {"eval_every": " (0: only at the end)", "keep_checkpoints": " (0: keep them all)"}
         for name, least in (("batch_size", 1), ("max_steps", 1), ("ckpt_every", 1), ("log_every", 1),
-                            ("keep_checkpoints", 1), ("workers", 0), ("eval_every", 0)):
-            if getattr(self, name) < least:
-                raise ValueError(f"config field {name} must be >= {least}"
-                                 + (" (0: only at the end)" if name == "eval_every" else "")
-                                 + f", got {getattr(self, name)!r}")
+                            ("keep_checkpoints", 0), ("workers", 0), ("eval_every", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"config field {name} must be an integer >= {least}{zero.get(name, '')}, got "
+                                 f"{value!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -481,10 +482,11 @@ def build_model(cfg: TrainConfig, steps: tuple[int, ...] = (), weights: bool = T
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ValueError(f"recipe {cfg.recipe} with model overrides {cfg.model}: {message}") from err
     joints = get_skeleton(cfg.data.skeleton).num_joints
-    if model.num_keypoints != joints:
+    if getattr(model, "num_keypoints", joints) != joints:
         raise ValueError(f"recipe {cfg.recipe}: the model predicts {model.num_keypoints} joints but data.skeleton="
                          f"{cfg.data.skeleton!r} has {joints}; set model.num_keypoints={joints} (or another skeleton)")
-    total = getattr(getattr(model.head, "scheduler", None), "config", {}).get("num_train_timesteps")
+    head = getattr(model, "head", None)
+    total = getattr(getattr(head, "scheduler", None), "config", {}).get("num_train_timesteps")
     if steps and total is not None and max(steps) > total:
         raise ValueError(f"sampling steps {max(steps)} (--steps): recipe {cfg.recipe} trains with num_train_timesteps="
                          f"{total}, and its scheduler cannot sample in more steps than that; ask for at most {total}")
@@ -507,10 +509,10 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     if resume_point is not None and not resume:  # before anything is rendered or built
         raise FileExistsError(f"{out}: holds a training run already ({resume_point[0].name}); pass --resume "
                               f"(resume=True) to continue it, or another out= (or delete the folder) to start afresh")
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     _seed_all(cfg.seed)
     model = build_model(cfg).to(device)  # before the data: bad model settings are refused before any rendering
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
     if init and not resume_point:
         done = init_from(model, init)

@@ -150,7 +150,7 @@ def test_bad_arguments(tmp_path):
                          "predicts 17 joints but data.skeleton='crowdpose14' has 14"),
                         (dict(overrides=(*TINY, "model.dimm=3")), "'model.dimm=3': recipe edpose_tiny has no config "
                                                                   "field 'dimm'"),
-                        (dict(overrides=(*TINY, "ckpt_every=0")), "ckpt_every must be >= 1")):
+                        (dict(overrides=(*TINY, "ckpt_every=0")), "ckpt_every must be an integer >= 1")):
         with pytest.raises(ValueError, match=message):
             run_bench(spec(tmp_path, **kw))
     assert not (tmp_path / "b" / "bench_config.json").exists()  # refused before anything is written

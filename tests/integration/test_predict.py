@@ -20,7 +20,7 @@ def checkpoint(request, tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("ckpt"), 0, model, request.param, {})
 
 
-def test_predictor_returns_poses_in_the_original_pixels(checkpoint, data_dir):
+def test_predictor_returns_poses_in_the_original_pixels(checkpoint, data_dir, tmp_path):
     predictor = Predictor.from_checkpoint(checkpoint, size=256, batch_size=2)
     images = [data_dir / "matplotlib_grace_hopper.jpg", *sorted((data_dir / "coco_images").glob("*.jpg"))]
     preds = predictor(images)
@@ -45,9 +45,26 @@ def test_predictor_returns_poses_in_the_original_pixels(checkpoint, data_dir):
         predictor([images[0], "nope.jpg"])  # every path is checked before the first batch runs
     with pytest.raises(ImageError, match="is a folder, expected an image file"):
         predictor([data_dir])
-    # images are read a batch at a time: the first results come before the last image is opened
-    stream = predictor.iterate([images[0], images[1], images[2]])
-    assert next(stream)[0] == 0 and next(stream)[0] == 1
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(ImageError, match="notes.jpg: cannot read the image"):
+        predictor([images[0], tmp_path / "notes.jpg"])
+
+
+def test_predictor_reads_a_batch_at_a_time(checkpoint, data_dir, monkeypatch):
+    import posediff.engine.infer as infer
+
+    opened, read = [], infer.read_image
+
+    def counting(path, **kw):
+        if not kw.get("header_only"):
+            opened.append(path)
+        return read(path, **kw)
+
+    monkeypatch.setattr(infer, "read_image", counting)
+    images = [data_dir / "matplotlib_grace_hopper.jpg", *sorted((data_dir / "coco_images").glob("*.jpg"))]
+    stream = Predictor.from_checkpoint(checkpoint, size=256, batch_size=1).iterate(images)
+    assert next(stream)[0] == 0 and opened == images[:1]  # decoded: the first image only
+    assert next(stream)[0] == 1 and opened == images[:2]
 
 
 def test_predict_command_writes_results_and_pictures(checkpoint, data_dir, tmp_path):

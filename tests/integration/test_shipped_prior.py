@@ -24,7 +24,6 @@ def test_shipped_prior_is_reproduced_by_its_command(data_dir, tmp_path):
     torch.testing.assert_close(mirrored, shipped.mean, atol=1e-12, rtol=0)
 
 
-
 def test_prior_and_posebank_commands_refuse_what_would_go_wrong(data_dir, tmp_path):
     import shutil
 

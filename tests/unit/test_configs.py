@@ -60,8 +60,10 @@ def test_overrides():
                            ("model.dimm=3", f"recipe {cfg.recipe} has no config field 'dimm'")):
         with pytest.raises(ValueError, match=rf"override '{re.escape(item)}': {expected}"):
             apply_overrides(cfg, [item])
-    for item, expected in (("batch_size=0", "batch_size must be >= 1, got 0"), ("log_every=0", "log_every must be"),
-                           ("eval_every=-1", r"eval_every must be >= 0 \(0: only at the end\)")):
+    for item, expected in (("batch_size=0", "batch_size must be an integer >= 1, got 0"),
+                           ("log_every=0", "log_every must be"),
+                           ("eval_every=-1", r"eval_every must be an integer >= 0 \(0: only at the end\)"),
+                           ("keep_checkpoints=-1", r"keep_checkpoints must be an integer >= 0 \(0: keep them all\)")):
         with pytest.raises(ValueError, match=f"config field {expected}"):
             apply_overrides(cfg, [item])
 
@@ -76,7 +78,8 @@ def test_bad_model_settings_are_refused_before_the_data_is_rendered(tmp_path):
                            ("model.skeleton='crowdpose14'", "skeleton 'crowdpose14' has 14 joints")):
         with pytest.raises(ValueError, match=expected):
             train(apply_overrides(cfg, [item]))
-    assert not (tmp_path / "sc").exists()
+    assert not (tmp_path / "sc").exists() and not (tmp_path / "run").exists()
+    assert apply_overrides(cfg, ["keep_checkpoints=0"]).keep_checkpoints == 0  # 0 keeps every checkpoint
 
 
 def test_get_config_reads_what_create_model_builds():
