@@ -108,7 +108,7 @@ def _resized_hw(h: int, w: int, short: int, max_size: int | None) -> tuple[int, 
     if max_size is not None:
         lo, hi = min(h, w), max(h, w)
         if hi / lo * short > max_size:
-            short = int(round(max_size * lo / hi))
+            short = max(1, int(round(max_size * lo / hi)))  # at least a pixel, however thin the image
     if w < h:
         return int(round(short * h / w)), short
     return short, int(round(short * w / h))

@@ -34,6 +34,11 @@ class Predictor:
         if size < 32 or batch_size < 1 or (steps is not None and steps < 1):
             raise ValueError(f"Predictor: size (shorter side, got {size}) must be at least 32 pixels; batch_size "
                              f"(got {batch_size}) and steps (got {steps}) at least 1")
+        total = getattr(getattr(getattr(model, "head", None), "scheduler", None), "config", {}).get(
+            "num_train_timesteps")
+        if steps is not None and total is not None and steps > total:
+            raise ValueError(f"Predictor: steps (--steps) {steps} exceeds the model's num_train_timesteps={total}, "
+                             f"the most sampling steps its scheduler can take")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.size, self.max_size, self.batch_size, self.steps, self.seed = size, max_size, batch_size, steps, seed

@@ -36,6 +36,12 @@ class TimmBackbone(nn.Module):
         super().__init__()
         import timm
 
+        if not timm.is_model(name):
+            import difflib
+
+            close = difflib.get_close_matches(name, timm.list_models(), n=5)
+            raise ValueError(f"TimmBackbone: timm has no model {name!r}" + (f"; similar names: {close}" if close else
+                                                                            "; timm.list_models() lists them"))
         probe = timm.create_model(name, features_only=True, pretrained=False, **kwargs)
         reductions = list(probe.feature_info.reduction())
         missing = [s for s in strides if s not in reductions]

@@ -25,6 +25,8 @@ def test_backbone_levels_by_stride_nhwc_and_frozen_bn():
     assert TimmBackbone("resnet18", strides=(16,)).channels == [256]
     with pytest.raises(ValueError, match="no feature level with stride"):
         TimmBackbone("resnet18", strides=(64,))
+    with pytest.raises(ValueError, match=r"timm has no model 'resnet-18'; similar names: \['resnet18'"):
+        TimmBackbone("resnet-18")
     swin = TimmBackbone("swin_tiny_patch4_window7_224", strides=(8, 16), img_size=64)
     assert swin.nhwc and [o.shape[1] for o in swin(torch.randn(1, 3, 64, 64))] == swin.channels
 

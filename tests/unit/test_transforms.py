@@ -142,6 +142,9 @@ def test_resize_respects_max_size():
                    areas=np.zeros(0), image_id=1, orig_size=(100, 400))
     out = RandomResize([200], max_size=500)(s, np.random.default_rng(0))
     assert out.size == (125, 500)
+    from posediff.data.transforms import _resized_hw
+
+    assert _resized_hw(1, 4000, 512, 1333) == (1, 4000)  # a sliver keeps a pixel; PIL refuses a 0-pixel side
 
 
 @pytest.mark.parametrize("bad", ["flip"])
