@@ -46,6 +46,7 @@ __all__ = ["GaussianPosePrior", "NORMALIZATIONS", "conditional_gaussian"]
 
 NORMALIZATIONS = ("box", "box_isotropic")
 _PRETRAINED = {"coco17": "prior_coco17.safetensors"}
+_EM_CHUNK = 4096  # persons per E-step chunk in GaussianPosePrior.fit: (4096, D, D) float64, 40 MB for COCO
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -365,10 +366,17 @@ class GaussianPosePrior:
             cov = torch.diag(var.clamp_min(reg)) + reg * eye
             iters = 0
             for iters in range(1, em_iters + 1):  # noqa: B007
-                cond = conditional_gaussian(mean, cov, obs, vis2, with_cov=True)
-                new_mean = cond.mean.mean(0)  # M-step: μ = E[y]
-                centred = cond.mean - new_mean
-                new_cov = (centred.T @ centred + cond.cov.sum(0)) / n + reg * eye  # Σ = E[(y-μ)(y-μ)ᵀ]
+                # E-step in chunks of persons: the conditional covariances are (B, D, D), 3 GB each for COCO train
+                filled = torch.empty_like(obs)  # (n, D): E[y | y_V]
+                hidden_cov = torch.zeros_like(cov)  # (D, D): Σ_persons Cov[y | y_V]
+                for start in range(0, n, _EM_CHUNK):
+                    part = slice(start, start + _EM_CHUNK)
+                    cond = conditional_gaussian(mean, cov, obs[part], vis2[part], with_cov=True)
+                    filled[part] = cond.mean
+                    hidden_cov += cond.cov.sum(0)
+                new_mean = filled.mean(0)  # M-step: μ = E[y]
+                centred = filled - new_mean
+                new_cov = (centred.T @ centred + hidden_cov) / n + reg * eye  # Σ = E[(y-μ)(y-μ)ᵀ]
                 delta = float((new_cov - cov).abs().max())
                 mean, cov = new_mean, 0.5 * (new_cov + new_cov.T)
                 if delta < 1e-9:

@@ -186,6 +186,16 @@ def test_fit_recovers_a_known_gaussian_and_em_handles_missing_joints():
     np.testing.assert_allclose(em.mean, mean, atol=0.006)
     np.testing.assert_allclose(em.cov, cov, atol=0.003)
     assert em.meta["em_iters"] > 1
+    import posediff.diffusion.completion as completion  # the E-step's chunks (4096 persons) change nothing
+
+    chunk, completion._EM_CHUNK = completion._EM_CHUNK, n
+    try:
+        whole = GaussianPosePrior.fit(kp_missing, boxes, condition_on_aspect=False, min_visible=1, reg=0.0)
+    finally:
+        completion._EM_CHUNK = chunk
+    assert n > chunk and whole.meta["em_iters"] == em.meta["em_iters"]
+    np.testing.assert_allclose(whole.cov, em.cov, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(whole.mean, em.mean, rtol=0, atol=1e-12)
 
 
 def test_bad_input_is_reported():
