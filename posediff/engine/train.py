@@ -220,7 +220,11 @@ def _model_value(cfg: TrainConfig, item: str, name: str, value: str):
         raise ValueError(f"override {item!r}: config field recipe: {err.args[0]}") from None
     if not exposed:
         return _parse(value)
-    base = get_config(cfg.recipe, **cfg.model)
+    try:
+        base = get_config(cfg.recipe, **cfg.model)
+    except (TypeError, ValueError) as err:  # the config's own model fields, before this override
+        raise ValueError(f"override {item!r}: the config's model fields {cfg.model} do not fit recipe "
+                         f"{cfg.recipe}: {err}") from err
     names = {f.name for f in dataclasses.fields(base)}
     if name not in names:
         raise ValueError(f"override {item!r}: recipe {cfg.recipe} has no config field {name!r}; fields: "
