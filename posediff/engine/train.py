@@ -22,6 +22,7 @@ import random
 import runpy
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ..io import write_json
 from .checkpoint import init_from, latest_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "build_datasets", "evaluate",
-           "predict_results", "coco_data", "crowdpose_data"]
+           "predict_results", "predict_results_at_steps", "coco_data", "crowdpose_data"]
 
 log = logging.getLogger(__name__)
 
@@ -405,21 +406,36 @@ def predict_results(model, dataset, batch_size: int = 4, device="cpu", steps: in
 
     Sampling noise comes from one generator seeded by ``seed``, so a diffusion model's results repeat.
     """
+    return predict_results_at_steps(model, dataset, (steps,), batch_size, device, progress, seed)[steps]
+
+
+def predict_results_at_steps(model, dataset, steps: Sequence[int | None], batch_size: int = 4, device="cpu",
+                             progress: bool = False, seed: int = 0) -> dict:
+    """``{s: predict_results(model, dataset, steps=s, seed=seed)}`` for each sampling-step count ``s`` (None: the
+    model's own), with each image's features computed once for all of them
+    (:meth:`~posediff.models.OneStagePoseModel.predict_at_steps`); every count has its own generator seeded by
+    ``seed``, so its results are those of its own pass."""
     from tqdm import tqdm
 
     from ..data import collate
     from ..evaluation import to_coco_results
 
+    steps = list(dict.fromkeys(steps))
     was_training = model.training
     model.eval()
-    results = []
+    results: dict = {s: [] for s in steps}
+    gens = [torch.Generator(device="cpu").manual_seed(seed) for _ in steps]
     n = len(dataset)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
     for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
         images, mask, targets = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
-        kwargs = dict(steps=steps, generator=gen) if steps is not None else dict(generator=gen)
-        outputs = model(images.to(device), mask.to(device), **kwargs)
-        results += to_coco_results(targets.image_ids.tolist(), outputs, scales=targets.scale_to_original.tolist())
+        images, mask = images.to(device), mask.to(device)
+        if hasattr(model, "predict_at_steps"):
+            outputs = model.predict_at_steps(images, mask, steps, gens)
+        else:  # any other model: a pass per step count
+            outputs = [model(images, mask, generator=g, **({} if s is None else dict(steps=s)))
+                       for s, g in zip(steps, gens)]
+        for s, out in zip(steps, outputs):
+            results[s] += to_coco_results(targets.image_ids.tolist(), out, scales=targets.scale_to_original.tolist())
     model.train(was_training)
     return results
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -168,8 +169,23 @@ class OneStagePoseModel(nn.Module):
                 losses["aux_heatmap"] = self._heatmap_loss(enc, images, targets)
                 losses["loss"] = losses["loss"] + self.aux_heatmap * losses["aux_heatmap"]
             return losses
-        logits, boxes, keypoints = self.head.predict(humans, enc, steps=steps, generator=generator)
+        return self._predictions(humans, enc, image_sizes(pixel_mask, images), steps, generator)
+
+    @torch.no_grad()
+    def predict_at_steps(self, images, pixel_mask, steps: Sequence[int | None],
+                         generators: Sequence[torch.Generator | None]) -> list[list[dict]]:
+        """The predictions of ``forward(images, pixel_mask, steps=s, generator=g)`` for each (s, g) pair, with the
+        backbone, encoder and human decoder run once: only the head samples once per step count (an evaluation
+        of several sampling-step counts costs one feature pass). Eval mode only."""
+        if self.training or len(steps) != len(generators):
+            raise ValueError("OneStagePoseModel.predict_at_steps: eval mode, and one generator per step count")
+        enc = self.encode(images, pixel_mask)
+        humans = self.human_decoder(enc.memory, enc.padding_mask, enc.spatial_shapes, enc.valid_ratios)
         sizes = image_sizes(pixel_mask, images)
+        return [self._predictions(humans, enc, sizes, s, g) for s, g in zip(steps, generators)]
+
+    def _predictions(self, humans, enc, sizes, steps, generator) -> list[dict]:
+        logits, boxes, keypoints = self.head.predict(humans, enc, steps=steps, generator=generator)
         if not getattr(self.head, "nms", False):
             return to_predictions(logits, boxes, keypoints, sizes, self.max_det)
         preds = to_predictions(logits, boxes, keypoints, sizes, logits.shape[1])

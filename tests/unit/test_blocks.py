@@ -368,3 +368,23 @@ def test_heatmap_focal_loss_is_finite_for_confident_bfloat16_logits():
     loss = heatmap_focal_loss(logits, target)
     assert torch.isfinite(loss) and loss.dtype == torch.float32
     torch.testing.assert_close(heatmap_focal_loss(logits, target, num_peaks=3.0), loss / 3)
+
+
+@pytest.mark.parametrize("recipe", ["edpose_tiny", "diffusion_regpose_tiny"])
+def test_predict_at_steps_equals_a_forward_pass_per_step_count(recipe):
+    import posediff
+
+    torch.manual_seed(0)
+    model = posediff.create_model(recipe).eval()
+    images, mask = torch.rand(2, 3, 96, 128), torch.zeros(2, 96, 128, dtype=torch.bool)
+    mask[1, :, 100:] = True  # the second image padded on the right
+    steps = [1, 4, None]
+    shared = model.predict_at_steps(images, mask, steps, [torch.Generator().manual_seed(7) for _ in steps])
+    with torch.no_grad():
+        alone = [model(images, mask, steps=s, generator=torch.Generator().manual_seed(7)) for s in steps]
+    for a, b in zip(shared, alone):
+        assert len(a) == len(b) == 2
+        for pa, pb in zip(a, b):
+            assert pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa)
+    if recipe.startswith("diffusion"):  # the step counts did sample differently
+        assert not torch.equal(shared[0][0]["keypoints"], shared[1][0]["keypoints"])
