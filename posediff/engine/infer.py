@@ -34,8 +34,7 @@ class Predictor:
         if size < 32 or batch_size < 1 or (steps is not None and steps < 1):
             raise ValueError(f"Predictor: size (shorter side, got {size}) must be at least 32 pixels; batch_size "
                              f"(got {batch_size}) and steps (got {steps}) at least 1")
-        total = getattr(getattr(getattr(model, "head", None), "scheduler", None), "config", {}).get(
-            "num_train_timesteps")
+        total = getattr(getattr(model, "head", None), "max_sampling_steps", None)  # None: a one-pass head
         if steps is not None and total is not None and steps > total:
             raise ValueError(f"Predictor: steps (--steps) {steps} exceeds the model's num_train_timesteps={total}, "
                              f"the most sampling steps its scheduler can take")
@@ -63,12 +62,18 @@ class Predictor:
     def __call__(self, images: Sequence) -> list[dict]:
         return [result for _, result in self.iterate(images)]
 
-    @torch.no_grad()
     def iterate(self, images: Sequence) -> Iterator[tuple[int, dict]]:
         """``(position, result)`` for each image in order, ``batch_size`` images read and predicted at a time, so
         a long list of photographs is never decoded all at once. Every path's header and every array's shape
         is checked first: a missing or unidentifiable file at the end of the list stops the call before any work
         (a file whose header reads but whose pixels are corrupt still fails when its batch comes)."""
+        for i, _, result in self._predicted(images):
+            yield i, result
+
+    @torch.no_grad()
+    def _predicted(self, images: Sequence) -> Iterator[tuple[int, np.ndarray, dict]]:
+        """``iterate``'s items with each image's (H, W, 3) array beside them, for drawing without reading it
+        again."""
         for i, im in enumerate(images):
             if isinstance(im, (str, os.PathLike)):
                 read_image(im, header_only=True)
@@ -79,8 +84,9 @@ class Predictor:
                                      f"{arr.dtype} {arr.shape}")
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         for start in range(0, len(images), self.batch_size):
-            chunk = [self._prepare(read_image(im) if isinstance(im, (str, os.PathLike)) else np.asarray(im))
-                     for im in images[start:start + self.batch_size]]
+            arrays = [read_image(im) if isinstance(im, (str, os.PathLike)) else np.asarray(im)
+                      for im in images[start:start + self.batch_size]]
+            chunk = [self._prepare(a) for a in arrays]
             batch, mask = pad_images([x for x, _ in chunk])  # (B, 3, H, W), (B, H, W)
             outs = self.model(batch.to(self.device), mask.to(self.device), steps=self.steps, generator=gen)
             for j, (out, (_, (sx, sy))) in enumerate(zip(outs, chunk)):
@@ -88,7 +94,8 @@ class Predictor:
                 kp[..., 0] *= sx
                 kp[..., 1] *= sy
                 boxes = out["boxes"].float().cpu().numpy() * np.array([sx, sy, sx, sy])  # (N, 4)
-                yield start + j, dict(keypoints=kp, scores=out["scores"].float().cpu().numpy(), boxes=boxes)
+                yield start + j, arrays[j], dict(keypoints=kp, scores=out["scores"].float().cpu().numpy(),
+                                                 boxes=boxes)
 
 
 def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_threshold: float = 0.3,
@@ -110,14 +117,14 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     stems = [Path(path).stem for path in images]
     repeated = {stem for stem, n in Counter(stems).items() if n > 1}
     results, index = [], []
-    for i, pred in predictor.iterate(images):  # drawn as they come: one batch of images in memory at a time
+    for i, image, pred in predictor._predicted(images):  # drawn as they come: one batch in memory at a time
         path = images[i]
         keep = pred["scores"] >= score_threshold
         results += to_coco_results([i], [dict(keypoints=pred["keypoints"][keep], scores=pred["scores"][keep])])
         # a/img.jpg and b/img.png would draw over each other: names that repeat get the image's position
         drawing = f"{i:05d}_{stems[i]}_poses.png" if stems[i] in repeated else f"{stems[i]}_poses.png"
         index.append(dict(image_id=i, file_name=str(path), persons=int(keep.sum()), drawing=drawing))
-        drawn = draw_poses(read_image(path), pred["keypoints"][keep], skeleton, min_visibility=0.0,
+        drawn = draw_poses(image, pred["keypoints"][keep], skeleton, min_visibility=0.0,
                            occluded_hollow=False)
         with atomic_path(out_dir / drawing) as tmp:
             Image.fromarray(drawn).save(tmp, format="PNG")

@@ -428,12 +428,7 @@ def predict_results_at_steps(model, dataset, steps: Sequence[int | None], batch_
     n = len(dataset)
     for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
         images, mask, targets = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
-        images, mask = images.to(device), mask.to(device)
-        if hasattr(model, "predict_at_steps"):
-            outputs = model.predict_at_steps(images, mask, steps, gens)
-        else:  # any other model: a pass per step count
-            outputs = [model(images, mask, generator=g, **({} if s is None else dict(steps=s)))
-                       for s, g in zip(steps, gens)]
+        outputs = model.predict_at_steps(images.to(device), mask.to(device), steps, gens)
         for s, out in zip(steps, outputs):
             results[s] += to_coco_results(targets.image_ids.tolist(), out, scales=targets.scale_to_original.tolist())
     model.train(was_training)
@@ -494,8 +489,9 @@ def build_model(cfg: TrainConfig, steps: tuple[int, ...] = (), weights: bool = T
     from ..registry import create_model
     from ..skeletons import get_skeleton
 
-    overrides = dict(cfg.model, pretrained_backbone=False) if not weights and cfg.model.get("pretrained_backbone") \
-        else dict(cfg.model)
+    overrides = dict(cfg.model)
+    if not weights and overrides.get("pretrained_backbone"):
+        overrides["pretrained_backbone"] = False
     try:
         model = create_model(cfg.recipe, **overrides)
     except (TypeError, ValueError, KeyError) as err:  # KeyError: an unknown recipe, whose message lists them
@@ -505,8 +501,7 @@ def build_model(cfg: TrainConfig, steps: tuple[int, ...] = (), weights: bool = T
     if getattr(model, "num_keypoints", joints) != joints:
         raise ValueError(f"recipe {cfg.recipe}: the model predicts {model.num_keypoints} joints but data.skeleton="
                          f"{cfg.data.skeleton!r} has {joints}; set model.num_keypoints={joints} (or another skeleton)")
-    head = getattr(model, "head", None)
-    total = getattr(getattr(head, "scheduler", None), "config", {}).get("num_train_timesteps")
+    total = getattr(getattr(model, "head", None), "max_sampling_steps", None)  # None: a one-pass head
     if steps and total is not None and max(steps) > total:
         raise ValueError(f"sampling steps {max(steps)} (--steps): recipe {cfg.recipe} trains with num_train_timesteps="
                          f"{total}, and its scheduler cannot sample in more steps than that; ask for at most {total}")

@@ -207,6 +207,11 @@ class DiffusionKeypointHead(nn.Module):
         return out.after(persons.logits, boxes, persons.kp0)  # the prior's mean is supervised, as ED-Pose's kp_0
 
     # -- inference -------------------------------------------------------------------------------------
+    @property
+    def max_sampling_steps(self) -> int:
+        """The most sampling steps the scheduler can take: one per training timestep."""
+        return int(self.scheduler.config.num_train_timesteps)
+
     @torch.no_grad()
     def predict(self, humans, enc, steps: int | None = None, generator: torch.Generator | None = None):
         """Sample poses; returns logits (B, M), boxes (B, M, 4), keypoints (B, M, K, 2), M = N x pooled steps."""
