@@ -24,14 +24,18 @@ from posediff.io import save_result
 
 
 def latency(model, image, steps=None, warmup=2, repeat=5) -> float:
+    """Median seconds of one forward pass on ``image``'s device (CUDA synchronised around each)."""
     kwargs = {} if steps is None else dict(steps=steps, generator=torch.Generator().manual_seed(0))
+    sync = torch.cuda.synchronize if image.device.type == "cuda" else (lambda: None)
     with torch.no_grad():
         for _ in range(warmup):
             model(image, **kwargs)
         times = []
         for _ in range(repeat):
+            sync()
             t0 = time.perf_counter()
             model(image, **kwargs)
+            sync()
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -60,18 +64,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--inference-proposals", type=int, default=30,
                     help="also time ResNet-50 diffusion sampling only this many best persons")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    image = torch.randn(1, 3, args.image, args.image)
+    device = torch.device(args.device)
+    image = torch.randn(1, 3, args.image, args.image, device=device)
     rows = []
     for size in args.sizes:
         suffix = "_tiny" if size == "tiny" else ""
         torch.manual_seed(0)
-        base = posediff.create_model(f"edpose{suffix}").eval()
+        base = posediff.create_model(f"edpose{suffix}").eval().to(device)
         base_ms = latency(base, image, None, args.warmup, args.repeat) * 1e3
         rows.append(dict(size=size, recipe=f"edpose{suffix}", steps=None, latency_ms=base_ms,
                          params_m=sum(p.numel() for p in base.parameters()) / 1e6, gflops=flops(base, image),
@@ -79,7 +85,7 @@ def main(argv=None) -> dict:
         variants = [None] if size == "tiny" else [None, args.inference_proposals]
         for proposals in variants:
             torch.manual_seed(0)
-            diff = posediff.create_model(f"diffusion_regpose{suffix}", inference_proposals=proposals).eval()
+            diff = posediff.create_model(f"diffusion_regpose{suffix}", inference_proposals=proposals).eval().to(device)
             params = sum(p.numel() for p in diff.parameters()) / 1e6
             label = f"diffusion_regpose{suffix}" + (f" (sampling {proposals} best persons)" if proposals
                                                     else " (sampling all proposals)" if size != "tiny" else "")
@@ -92,14 +98,16 @@ def main(argv=None) -> dict:
                 if r["recipe"] == label and r["steps"] not in (None, 1):
                     r["extra_step_vs_edpose"] = (r["latency_ms"] - one["latency_ms"]) / (r["steps"] - 1) / base_ms
 
-    print(f"Latency per image (batch 1, {args.image} x {args.image}, CPU, {torch.get_num_threads()} threads)")
+    where = (f"GPU {torch.cuda.get_device_name(device)}, fp32" if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"Latency per image (batch 1, {args.image} x {args.image}, {where})")
     print("| model | steps | latency (ms) | x edpose | extra step (x edpose) | params (M) | GFLOPs |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         extra = f"{r['extra_step_vs_edpose']:.3f}" if "extra_step_vs_edpose" in r else "-"
         print(f"| {r['recipe']} | {r['steps'] or '-'} | {r['latency_ms']:.0f} | {r['vs_edpose']:.2f} | {extra} | "
               f"{r['params_m']:.1f} | {r['gflops']:.1f} |")
-    result = dict(benchmark="speed", image=args.image, rows=rows, machine=machine_info(),
+    result = dict(benchmark="speed", image=args.image, device=device.type, rows=rows, machine=machine_info(),
                   targets=dict(one_step_vs_edpose_max=1.15, extra_step_vs_edpose_max=0.10))
     return save_result(result, args.out)
 

@@ -13,6 +13,7 @@ RNG state (timesteps, noise, dropout) is saved with each checkpoint.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import json
 import logging
@@ -32,8 +33,8 @@ import torch
 from ..io import write_json
 from .checkpoint import init_from, latest_checkpoint, load_checkpoint, save_checkpoint
 
-__all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "build_datasets", "evaluate",
-           "predict_results", "predict_results_at_steps", "coco_data", "crowdpose_data"]
+__all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "train_step", "build_datasets",
+           "evaluate", "predict_results", "predict_results_at_steps", "coco_data", "crowdpose_data"]
 
 log = logging.getLogger(__name__)
 
@@ -508,6 +509,27 @@ def build_model(cfg: TrainConfig, steps: tuple[int, ...] = (), weights: bool = T
     return model
 
 
+def train_step(net, optimizer, schedule, batch, device, clip_grad: float, autocast=None, step: int = 0) -> dict:
+    """One optimisation step on ``batch`` = (images (B, 3, H, W), mask (B, H, W), targets), under ``autocast``
+    when given; returns the detached losses. A non-finite loss is refused (naming ``step``) before the weights
+    change. ``train`` runs its steps with it, and ``benchmarks/train_speed.py`` times it."""
+    images, mask, targets = (x.to(device) for x in batch)
+    net.train()
+    with autocast if autocast is not None else contextlib.nullcontext():
+        losses = net(images, mask, targets)
+    loss = losses["loss"]
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"step {step}: loss is {float(loss)}; "
+                                 f"parts: { {k: float(v) for k, v in losses.items()} }")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad)
+    optimizer.step()
+    schedule.step()
+    return {k: v.detach() for k, v in losses.items()}
+
+
 def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progress: bool = True) -> dict:
     """Run (or continue) a training run; returns the final metrics and the loss history."""
     from tqdm import tqdm
@@ -597,31 +619,14 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
         # from drawing on the global RNG (timesteps, noise), which a resumed run must continue exactly
         loader = torch.utils.data.DataLoader(train_ds, batch_sampler=todo, collate_fn=collate, num_workers=cfg.workers,
                                              generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        for images, mask, targets in loader:
-            images, mask, targets = images.to(device), mask.to(device), targets.to(device)
-            net.train()
-            if autocast is not None:
-                with autocast:
-                    losses = net(images, mask, targets)
-            else:
-                losses = net(images, mask, targets)
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"step {step}: loss is {float(loss)}; "
-                                         f"parts: { {k: float(v) for k, v in losses.items()} }")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
-            schedule.step()
+        for batch in loader:
+            losses = train_step(net, optimizer, schedule, batch, device, cfg.clip_grad, autocast, step)
             if ema is not None:
                 ema.update_parameters(model)
             step += 1
             pos += 1
-            record = {"step": step, "loss": float(loss.detach()),
-                      **{k: float(v.detach()) for k, v in losses.items()
-                         if k in ("class", "keypoints", "oks", "aux_heatmap")}}
+            record = {"step": step, "loss": float(losses["loss"]),
+                      **{k: float(v) for k, v in losses.items() if k in ("class", "keypoints", "oks", "aux_heatmap")}}
             history.append(record)
             bar.update(1)
             if step % cfg.log_every == 0:

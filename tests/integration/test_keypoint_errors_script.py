@@ -1,4 +1,4 @@
-"""benchmarks/keypoint_errors.py and benchmarks/eval_size.py run end to end on a written SynthCrowd split and a
+"""benchmarks/keypoint_errors.py, eval_size.py and train_speed.py run end to end on a written SynthCrowd split and a
 checkpoint."""
 
 import importlib.util
@@ -59,3 +59,18 @@ def test_eval_size_script_scores_each_size(tmp_path):
     assert (tmp_path / "s.png").stat().st_size > 5000
     with pytest.raises(SystemExit):  # larger than the cap on the longer side: it would be capped silently
         script.main(common + ["--sizes", "256"])
+
+
+def test_train_speed_times_each_recipe_of_a_preset(tmp_path):
+    script = load_script(BENCHMARKS / "train_speed.py")
+    small = ["data.num_images=20", "data.size=96", "data.train_scales=(96,)", "data.crop_scales=(96,)",
+             "data.crop_size=(80,96)", "data.max_size=128", "batch_size=2"]
+    result = script.main(["--preset", "quick", "--data-root", str(tmp_path / "data"), "--steps", "2", "--warmup", "1",
+                          "--workers", "0", "--out", str(tmp_path / "speed.json"), "--set", *small])
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert [r["recipe"] for r in saved["rows"]] == ["edpose_tiny", "diffusion_regpose_tiny"] == \
+        [r["recipe"] for r in result["rows"]]
+    for row in saved["rows"]:
+        assert row["batch_size"] == 2 and row["steps"] == 2 and row["step_s_median"] > 0
+        assert row["trainable_m"] < row["params_m"]  # the quick preset freezes the backbone, as the bench does
+        assert row["coco_epoch_min"]["1"] == pytest.approx(8 * row["coco_epoch_min"]["8"])

@@ -45,6 +45,7 @@ def test_loss_falls_and_checkpoint_loads(recipe, data_root, tmp_path):
     assert out[0]["keypoints"].shape[1:] == (17, 3)
 
 
+@pytest.mark.usefixtures("cpu_only")
 @pytest.mark.parametrize("recipe", ["edpose_tiny", "diffusion_regpose_tiny"])
 def test_same_seed_same_losses(recipe, data_root, tmp_path):
     a = train(config(recipe, data_root, tmp_path / "a", "max_steps=4", "ckpt_every=100"), progress=False)
@@ -54,6 +55,7 @@ def test_same_seed_same_losses(recipe, data_root, tmp_path):
     assert [h["loss"] for h in c["history"]] != [h["loss"] for h in a["history"]]
 
 
+@pytest.mark.usefixtures("cpu_only")
 def test_resumed_run_equals_an_uninterrupted_one(data_root, tmp_path):
     recipe = "diffusion_regpose_tiny"  # draws timesteps and noise: the RNG state must travel too
     full = train(config(recipe, data_root, tmp_path / "full", "max_steps=8", "ckpt_every=4", "lr_drop=(5,)"),
@@ -222,6 +224,7 @@ def test_checkpoints_record_the_synthcrowd_renderer(data_root, tmp_path):
               resume=True)
 
 
+@pytest.mark.usefixtures("cpu_only")
 def test_ema_weights_are_saved_and_used(data_root, tmp_path):
     from posediff.engine.checkpoint import load_checkpoint
 
