@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict poses on images with a trained checkpoint")
     pr.add_argument("images", nargs="+", help="image files (any size)")
     pr.add_argument("--checkpoint", required=True, help="a posediff .safetensors checkpoint")
-    pr.add_argument("--out", required=True, help="output folder: results.json (COCO results) and *_poses.png")
+    pr.add_argument("--out", required=True, help="output folder: results.json (COCO results), images.json "
+                    "(which drawing is which image) and *_poses.png; a rerun replaces them")
     pr.add_argument("--size", type=int, default=512, help="shorter side the network sees (default 512)")
     pr.add_argument("--score-threshold", type=float, default=0.3)
     pr.add_argument("--steps", type=int, default=None, help="sampling steps of a diffusion model")

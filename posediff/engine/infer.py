@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -114,6 +115,7 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     k = predictor.model.num_keypoints
     skeleton = skeleton or ("coco17" if k == 17 else "crowdpose14")
     out_dir.mkdir(parents=True, exist_ok=True)
+    earlier = _listed_drawings(out_dir / "images.json")  # an earlier call's drawings: replaced, not left beside
     stems = [Path(path).stem for path in images]
     repeated = {stem for stem, n in Counter(stems).items() if n > 1}
     results, index = [], []
@@ -130,4 +132,17 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
             Image.fromarray(drawn).save(tmp, format="PNG")
     write_coco_results(results, out_dir / "results.json")
     write_json(dict(checkpoint=str(checkpoint), score_threshold=score_threshold, images=index), out_dir / "images.json")
+    for stale in earlier - {entry["drawing"] for entry in index}:
+        (out_dir / stale).unlink(missing_ok=True)
     return out_dir
+
+
+def _listed_drawings(index_file: Path) -> set[str]:
+    """The drawings an earlier ``posediff predict`` listed in ``index_file`` (its ``images.json``): plain file
+    names in the folder. Nothing else in the folder is touched; an unreadable index lists nothing."""
+    try:
+        entries = json.loads(index_file.read_text())["images"]
+        names = {entry["drawing"] for entry in entries}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {n for n in names if isinstance(n, str) and n.endswith("_poses.png") and Path(n).name == n}

@@ -81,6 +81,11 @@ def test_predict_command_writes_results_and_pictures(checkpoint, data_dir, tmp_p
     index = json.loads((tmp_path / "images.json").read_text())["images"]
     assert all((tmp_path / im["drawing"]).is_file() for im in index)
     assert len({im["drawing"] for im in index}) == len(images)
+    # a second call into the folder replaces the first one's drawings; files posediff did not write stay
+    (tmp_path / "notes_poses.png").write_text("mine")
+    assert cli(["predict", images[1], "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--size", "256"]) == 0
+    again = json.loads((tmp_path / "images.json").read_text())["images"]
+    assert sorted(p.name for p in tmp_path.glob("*_poses.png")) == sorted([again[0]["drawing"], "notes_poses.png"])
     with pytest.raises(ValueError, match="results.json: is a file; expected the folder"):
         cli(["predict", images[0], "--checkpoint", str(checkpoint), "--out", str(tmp_path / "results.json")])
 
