@@ -107,7 +107,8 @@ def main(argv=None) -> dict:
         extra = f"{r['extra_step_vs_edpose']:.3f}" if "extra_step_vs_edpose" in r else "-"
         print(f"| {r['recipe']} | {r['steps'] or '-'} | {r['latency_ms']:.0f} | {r['vs_edpose']:.2f} | {extra} | "
               f"{r['params_m']:.1f} | {r['gflops']:.1f} |")
-    result = dict(benchmark="speed", image=args.image, device=device.type, rows=rows, machine=machine_info(),
+    result = dict(benchmark="speed", image=args.image, device=device.type, warmup=args.warmup, repeat=args.repeat,
+                  date=time.strftime("%Y-%m-%d %H:%M"), rows=rows, machine=machine_info(),
                   targets=dict(one_step_vs_edpose_max=1.15, extra_step_vs_edpose_max=0.10))
     return save_result(result, args.out)
 

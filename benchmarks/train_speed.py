@@ -1,14 +1,17 @@
 """Training speed: seconds per optimisation step of each recipe at a bench preset's model, data sizes and batch,
-and what an epoch of COCO train2017 then costs.
+and what an epoch of COCO train2017's size then costs.
 
 Each recipe is planned as ``posediff bench`` plans its runs (``posediff.bench.plan_runs``: the preset's model, batch,
 lr, data sizes and frozen or trained backbone), built without its starting weights (they do not change the cost,
-and ``full``'s ImageNet weights would need a download), and trained with the loop's own
-step (``posediff.engine.train.train_step``: bf16 autocast on a GPU, gradient clipping, AdamW). After ``--warmup``
-steps, ``--steps`` steps are timed one by one (CUDA synchronised), split into the wait for the data loader and
-the step itself. An epoch's cost is the median time per step (wait and step) times the steps one epoch of 56,599
-images (train2017's images with keypoint persons) takes at the preset's batch per GPU on 1 and 8 GPUs, assuming no
-scaling loss.
+and ``full``'s ImageNet weights would need a download), and trained with the loop's own step
+(``posediff.engine.train.train_step``: bf16 autocast on a GPU when the config's ``amp`` is on, gradient clipping,
+AdamW), on batches drawn as ``train`` draws them (an epoch's loader and augmentation draws at a time). After
+``--warmup`` steps, ``--steps`` steps are timed one by one (CUDA synchronised), split into the wait for the data
+loader and the step itself. Not timed: DDP's gradient exchange, EMA, checkpoints and validation.
+
+The epoch column is the median time per step (wait and step) times the steps one epoch of 56,599 images (COCO
+train2017's images with keypoint persons, ED-Pose's epoch) takes at the preset's batch per GPU on 1 and 8 GPUs,
+assuming no scaling loss; it is an epoch of COCO only when the data is COCO (``--dataset coco``).
 
     python benchmarks/train_speed.py --preset full --dataset coco --data-root /data/coco --workers 8 \\
         --out docs/results/train_speed_full.json
@@ -27,10 +30,29 @@ import torch
 COCO_TRAIN_IMAGES = 56599  # train2017 images that hold keypoint persons (ED-Pose's epoch)
 
 
+def _batches(train_ds, cfg, count: int):
+    """``count`` training batches drawn as ``train`` draws them: epoch after epoch, each epoch with its own
+    augmentation draws (``set_epoch``) and data loader, so a small training set repeats with new crops and scales."""
+    from posediff.data import collate
+    from posediff.engine.train import epoch_batches
+
+    epoch, done = 0, 0
+    while done < count:
+        train_ds.set_epoch(epoch)
+        todo = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)[: count - done]
+        if not todo:
+            raise ValueError(f"the training set has {len(train_ds)} images with persons, fewer than one batch of "
+                             f"{cfg.batch_size}")
+        yield from torch.utils.data.DataLoader(train_ds, batch_sampler=todo, collate_fn=collate,
+                                               num_workers=cfg.workers,
+                                               generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        done += len(todo)
+        epoch += 1
+
+
 def time_recipe(cfg, steps: int, warmup: int) -> dict:
     """Median and mean seconds per step (and the data wait) of ``cfg``'s model on ``cfg``'s training data."""
-    from posediff.data import collate
-    from posediff.engine.train import _seed_all, build_datasets, build_model, epoch_batches, param_groups, train_step
+    from posediff.engine.train import _seed_all, build_datasets, build_model, param_groups, train_step
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -40,18 +62,12 @@ def time_recipe(cfg, steps: int, warmup: int) -> dict:
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay))
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[])
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") else None
-    batches, epoch = [], 0
-    while len(batches) < warmup + steps:  # a small training set repeats
-        batches += epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)
-        epoch += 1
-    loader = torch.utils.data.DataLoader(train_ds, batch_sampler=batches[: warmup + steps], collate_fn=collate,
-                                         num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     step_s, wait_s = [], []
     sync()
     ready = time.perf_counter()
-    for i, batch in enumerate(loader):
+    for i, batch in enumerate(_batches(train_ds, cfg, warmup + steps)):
         got = time.perf_counter()
         train_step(model, optimizer, schedule, batch, device, cfg.clip_grad, autocast, i)
         sync()
@@ -62,7 +78,7 @@ def time_recipe(cfg, steps: int, warmup: int) -> dict:
         ready = time.perf_counter()
     total = [a + b for a, b in zip(step_s, wait_s)]
     return dict(recipe=cfg.recipe, batch_size=cfg.batch_size, steps=steps, warmup=warmup, workers=cfg.workers,
-                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+                train_images=len(train_ds), params_m=sum(p.numel() for p in model.parameters()) / 1e6,
                 trainable_m=sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
                 step_s_median=statistics.median(step_s), step_s_mean=statistics.fmean(step_s),
                 wait_s_median=statistics.median(wait_s), total_s_median=statistics.median(total),
@@ -82,7 +98,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--dataset", default="synthcrowd", choices=["synthcrowd", "coco", "crowdpose"])
     ap.add_argument("--data-root", help="the dataset's folder (SynthCrowd: rendered there if missing)")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per recipe")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (allocator, cuDNN autotuning)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (allocator, loader start)")
     ap.add_argument("--workers", type=int, default=4, help="data-loading processes")
     ap.add_argument("--gpus", type=int, nargs="+", default=[1, 8], help="GPU counts to give the epoch cost for")
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -105,17 +121,18 @@ def main(argv=None) -> dict:
         rows.append(row)
     where = "GPU " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     print(f"Training speed, preset {args.preset} ({args.dataset}), {where}, median of {args.steps} steps")
-    print("| recipe | batch | step (s) | data wait (s) | images/s | peak GPU (GiB) | COCO epoch, "
-          + ", ".join(f"{g} GPU" for g in args.gpus) + f" (min) | {spec.train_steps:,} steps (h) |")
+    print("| recipe | batch | step, without the wait (s) | data wait (s) | images/s | peak GPU allocated (GiB) | "
+          f"epoch of {COCO_TRAIN_IMAGES:,} images (min), " + " / ".join(f"{g} GPU" for g in args.gpus)
+          + f" | {spec.train_steps:,} steps (h) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         mem = f"{r['peak_gpu_gib']:.1f}" if r["peak_gpu_gib"] is not None else "-"
         epoch = " / ".join(f"{r['coco_epoch_min'][str(g)]:.1f}" for g in args.gpus)
         print(f"| {r['recipe']} | {r['batch_size']} | {r['step_s_median']:.3f} | {r['wait_s_median']:.3f} | "
               f"{r['images_per_s']:.1f} | {mem} | {epoch} | {r['preset_run_h']:.2f} |")
-    result = dict(benchmark="train_speed", preset=args.preset, dataset=args.dataset, rows=rows,
-                  coco_train_images=COCO_TRAIN_IMAGES, preset_train_steps=spec.train_steps, overrides=args.set,
-                  machine=machine_info())
+    result = dict(benchmark="train_speed", preset=args.preset, dataset=args.dataset, data_root=args.data_root,
+                  rows=rows, coco_train_images=COCO_TRAIN_IMAGES, preset_train_steps=spec.train_steps,
+                  overrides=args.set, date=time.strftime("%Y-%m-%d %H:%M"), machine=machine_info())
     return save_result(result, args.out)
 
 

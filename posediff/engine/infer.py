@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -132,8 +133,13 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
             Image.fromarray(drawn).save(tmp, format="PNG")
     write_coco_results(results, out_dir / "results.json")
     write_json(dict(checkpoint=str(checkpoint), score_threshold=score_threshold, images=index), out_dir / "images.json")
-    for stale in earlier - {entry["drawing"] for entry in index}:
-        (out_dir / stale).unlink(missing_ok=True)
+    # names compared case-folded (on macOS and Windows Photo_poses.png is photo_poses.png); never an input image
+    keep = {entry["drawing"].casefold() for entry in index} | {Path(p).name.casefold() for p in images
+                                                                 if Path(p).parent.resolve() == out_dir.resolve()}
+    for stale in sorted(earlier):
+        if stale.casefold() not in keep:
+            with contextlib.suppress(IsADirectoryError, PermissionError):
+                (out_dir / stale).unlink(missing_ok=True)
     return out_dir
 
 

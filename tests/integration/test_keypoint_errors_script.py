@@ -74,3 +74,6 @@ def test_train_speed_times_each_recipe_of_a_preset(tmp_path):
         assert row["batch_size"] == 2 and row["steps"] == 2 and row["step_s_median"] > 0
         assert row["trainable_m"] < row["params_m"]  # the quick preset freezes the backbone, as the bench does
         assert row["coco_epoch_min"]["1"] == pytest.approx(8 * row["coco_epoch_min"]["8"])
+    with pytest.raises(ValueError, match="fewer than one batch of 64"):  # refused, not an endless loop
+        script.main(["--preset", "quick", "--data-root", str(tmp_path / "data"), "--steps", "1", "--warmup", "0",
+                     "--set", *small[:-1], "batch_size=64"])
