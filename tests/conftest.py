@@ -17,8 +17,8 @@ def data_dir() -> Path:
 def cpu_only(monkeypatch):
     """Train on the CPU even where CUDA is present: bit-exact repeats (same seed, a resumed run) hold on the CPU.
     On CUDA they do not: on an H100 same-seed runs of the tiny test config differed from the third step (edpose_tiny)
-    and by 6% in loss at the sixth (diffusion_regpose_tiny), likely because grid_sample's backward and other atomic sums vary in order and bf16
-    autocast magnifies it (docs/benchmarks.md)."""
+    and by 6% in loss at the sixth (diffusion_regpose_tiny), likely because grid_sample's backward and other atomic
+    sums vary in order and bf16 autocast magnifies it (docs/benchmarks.md)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
