@@ -31,37 +31,28 @@ COCO_TRAIN_IMAGES = 56599  # train2017 images that hold keypoint persons (ED-Pos
 
 
 def _batches(train_ds, cfg, count: int):
-    """``count`` training batches drawn as ``train`` draws them: epoch after epoch, each epoch with its own
-    augmentation draws (``set_epoch``) and data loader, so a small training set repeats with new crops and scales."""
-    from posediff.data import collate
-    from posediff.engine.train import epoch_batches
+    """``count`` training batches drawn as ``train`` draws them: epoch after epoch, each with its own augmentation
+    draws and loader (``epoch_loader``), so a small training set repeats with new crops and scales."""
+    from posediff.engine.train import epoch_loader
 
     epoch, done = 0, 0
     while done < count:
-        train_ds.set_epoch(epoch)
-        todo = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)[: count - done]
-        if not todo:
-            raise ValueError(f"the training set has {len(train_ds)} images with persons, fewer than one batch of "
-                             f"{cfg.batch_size}")
-        yield from torch.utils.data.DataLoader(train_ds, batch_sampler=todo, collate_fn=collate,
-                                               num_workers=cfg.workers,
-                                               generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        done += len(todo)
+        epoch_len, loader = epoch_loader(train_ds, cfg, epoch, count=count - done)
+        yield from loader
+        done += min(epoch_len, count - done)
         epoch += 1
 
 
 def time_recipe(cfg, steps: int, warmup: int) -> dict:
     """Median and mean seconds per step (and the data wait) of ``cfg``'s model on ``cfg``'s training data."""
-    from posediff.engine.train import _seed_all, build_datasets, build_model, param_groups, train_step
+    from posediff.engine.train import _seed_all, build_datasets, build_model, optimization, train_step
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     _seed_all(cfg.seed)
     model = build_model(cfg, weights=False).to(device)
     train_ds, *_ = build_datasets(cfg)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay))
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[])
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") else None
+    optimizer, schedule, autocast = optimization(model, cfg, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     step_s, wait_s = [], []

@@ -134,10 +134,11 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     write_coco_results(results, out_dir / "results.json")
     write_json(dict(checkpoint=str(checkpoint), score_threshold=score_threshold, images=index), out_dir / "images.json")
     # names compared case-folded (on macOS and Windows Photo_poses.png is photo_poses.png); never an input image
-    keep = {entry["drawing"].casefold() for entry in index} | {Path(p).name.casefold() for p in images
-                                                                 if Path(p).parent.resolve() == out_dir.resolve()}
+    folder = out_dir.resolve()
+    current = {entry["drawing"].casefold() for entry in index} | {Path(p).name.casefold() for p in images
+                                                                    if Path(p).parent.resolve() == folder}
     for stale in sorted(earlier):
-        if stale.casefold() not in keep:
+        if stale.casefold() not in current:
             with contextlib.suppress(IsADirectoryError, PermissionError):
                 (out_dir / stale).unlink(missing_ok=True)
     return out_dir

@@ -33,8 +33,9 @@ import torch
 from ..io import write_json
 from .checkpoint import init_from, latest_checkpoint, load_checkpoint, save_checkpoint
 
-__all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "train_step", "build_datasets",
-           "evaluate", "predict_results", "predict_results_at_steps", "coco_data", "crowdpose_data"]
+__all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "train_step", "optimization",
+           "epoch_loader", "build_datasets", "evaluate", "predict_results", "predict_results_at_steps", "coco_data",
+           "crowdpose_data"]
 
 log = logging.getLogger(__name__)
 
@@ -430,8 +431,9 @@ def predict_results_at_steps(model, dataset, steps: Sequence[int | None], batch_
     for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
         images, mask, targets = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
         outputs = model.predict_at_steps(images.to(device), mask.to(device), steps, gens)
+        ids, scales = targets.image_ids.tolist(), targets.scale_to_original.tolist()
         for s, out in zip(steps, outputs):
-            results[s] += to_coco_results(targets.image_ids.tolist(), out, scales=targets.scale_to_original.tolist())
+            results[s] += to_coco_results(ids, out, scales=scales)
     model.train(was_training)
     return results
 
@@ -509,6 +511,35 @@ def build_model(cfg: TrainConfig, steps: tuple[int, ...] = (), weights: bool = T
     return model
 
 
+def optimization(model, cfg: TrainConfig, device):
+    """(AdamW over the trainable parameters, its lr schedule (``cfg.lr_drop``), bf16 autocast on a GPU when
+    ``cfg.amp`` else None): what ``train`` steps with, and ``benchmarks/train_speed.py`` times."""
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay))
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_drop), gamma=cfg.lr_gamma)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") else None
+    return optimizer, schedule, autocast
+
+
+def epoch_loader(train_ds, cfg: TrainConfig, epoch: int, start: int = 0, count: int | None = None, rank: int = 0,
+                 world: int = 1):
+    """(batches in this rank's ``epoch``, a DataLoader over ``count`` of them from ``start``): the epoch's own
+    augmentation draws (``set_epoch``) and batch order (``epoch_batches``). A set smaller than one global batch is
+    refused."""
+    from ..data import collate
+
+    train_ds.set_epoch(epoch)
+    batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world)
+    if not batches:
+        raise ValueError(f"train set has {len(train_ds)} images with persons, fewer than one batch of "
+                         f"{cfg.batch_size * world} (batch_size {cfg.batch_size} x {world} process(es))")
+    todo = batches[start:] if count is None else batches[start:start + count]
+    # items are seeded, so any number of workers gives the same data; the loader's own generator keeps it from
+    # drawing on the global RNG (timesteps, noise), which a resumed run must continue exactly
+    loader = torch.utils.data.DataLoader(train_ds, batch_sampler=todo, collate_fn=collate, num_workers=cfg.workers,
+                                         generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+    return len(batches), loader
+
+
 def train_step(net, optimizer, schedule, batch, device, clip_grad: float, autocast=None, step: int = 0) -> dict:
     """One optimisation step on ``batch`` = (images (B, 3, H, W), mask (B, H, W), targets), under ``autocast``
     when given; returns the detached losses. A non-finite loss is refused (naming ``step``) before the weights
@@ -534,7 +565,6 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     """Run (or continue) a training run; returns the final metrics and the loss history."""
     from tqdm import tqdm
 
-    from ..data import collate
     from ..env import machine_info
 
     rank, local, world = distributed()
@@ -555,8 +585,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
         done = init_from(model, init)
         log.info("initialised from %s: %d tensors loaded, %d fresh, %d of another shape, %d unused", init,
                  done["loaded"], len(done["fresh"]), len(done["shape_mismatch"]), len(done["unused"]))
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay))
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.lr_drop), gamma=cfg.lr_gamma)
+    optimizer, schedule, autocast = optimization(model, cfg, device)
     ema = None
     if cfg.ema_decay > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -604,21 +633,11 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.amp and device.type == "cuda") else None
     bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train {cfg.recipe}", disable=not progress or rank != 0)
     last_eval = {}
     t_start = time.time()
     while step < cfg.max_steps:
-        train_ds.set_epoch(epoch)
-        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world)
-        if not batches:
-            raise ValueError(f"train set has {len(train_ds)} images, fewer than one global batch of "
-                             f"{cfg.batch_size * world}")
-        todo = batches[pos:pos + cfg.max_steps - step]
-        # items are seeded, so any number of workers gives the same data; the loader's own generator keeps it
-        # from drawing on the global RNG (timesteps, noise), which a resumed run must continue exactly
-        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=todo, collate_fn=collate, num_workers=cfg.workers,
-                                             generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        epoch_len, loader = epoch_loader(train_ds, cfg, epoch, pos, cfg.max_steps - step, rank, world)
         for batch in loader:
             losses = train_step(net, optimizer, schedule, batch, device, cfg.clip_grad, autocast, step)
             if ema is not None:
@@ -643,7 +662,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
                                 seconds_before + time.time() - t_start)
                 if world > 1:
                     torch.distributed.barrier()
-        if pos >= len(batches):
+        if pos >= epoch_len:
             epoch, pos = epoch + 1, 0
     bar.close()
     # seconds: training time over every call that made this run (an interrupted run adds up its parts)
