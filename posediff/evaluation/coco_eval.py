@@ -105,6 +105,25 @@ def _check_keypoint_count(gt: dict, results: list[dict], k: int, where: str,
                              f"values, expected {3 * k} for {where}")
 
 
+def _check_finite(results: list[dict], caller: str = "evaluate_keypoints") -> None:
+    """Refuse a result whose keypoints or score are not finite numbers: pycocotools counts a NaN similarity as a
+    match (a NaN pose would score AP 1), so a model's NaN must never reach a metric."""
+    if not results:
+        return
+    try:
+        values = np.asarray([r["keypoints"] for r in results], dtype=np.float64)  # (R, 3K)
+        scores = np.asarray([r["score"] for r in results], dtype=np.float64)  # (R,)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{caller}: results' fields 'keypoints' and 'score' must hold numbers ({err})") from err
+    bad = ~np.isfinite(values).all(1) | ~np.isfinite(scores)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        field = "score" if not np.isfinite(scores[i]) else "keypoints"
+        raise ValueError(f"{caller}: results[{i}] (image_id {results[i]['image_id']}) has a non-finite {field} "
+                         f"({results[i][field] if field == 'score' else 'NaN or inf among its values'}); "
+                         f"{int(bad.sum())} of {len(results)} results are not finite")
+
+
 def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False,
                        image_ids=None) -> dict[str, float]:
     """COCO or CrowdPose keypoint AP / AR.
@@ -133,6 +152,7 @@ def evaluate_keypoints(gt, results, dataset: str = "coco", verbose: bool = False
     keys = COCO_KEYS if dataset == "coco" else CROWDPOSE_KEYS
     skeleton = COCO17 if dataset == "coco" else CROWDPOSE14
     _check_keypoint_count(gt, results, skeleton.num_joints, f"dataset={dataset!r}")
+    _check_finite(results)
     if not results:
         log.warning("evaluate_keypoints: no results to evaluate; every metric is 0")
         return dict.fromkeys(keys, 0.0)

@@ -25,7 +25,15 @@ import numpy as np
 import torch
 
 from ..skeletons import get_skeleton
-from .coco_eval import _check_keypoint_count, _load_gt, _load_results, _plain, _subset, evaluate_keypoints
+from .coco_eval import (
+    _check_finite,
+    _check_keypoint_count,
+    _load_gt,
+    _load_results,
+    _plain,
+    _subset,
+    evaluate_keypoints,
+)
 
 __all__ = ["keypoint_errors"]
 
@@ -96,6 +104,7 @@ def keypoint_errors(gt, results, skeleton: str = "coco17", image_ids=None, min_o
         gt = _subset(gt, {_plain(i) for i in image_ids})
     results = _load_results(results)
     _check_keypoint_count(gt, results, sk.num_joints, f"skeleton={skeleton!r}", caller="keypoint_errors")
+    _check_finite(results, caller="keypoint_errors")
     images = {_plain(img["id"]) for img in gt["images"]}
     if image_ids is None:
         unknown = {_plain(r["image_id"]) for r in results} - images
