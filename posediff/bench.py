@@ -328,11 +328,13 @@ def _eval_key(steps: int | None) -> str:
 def run_one(run: dict, spec: BenchSpec) -> dict:
     """Train (resuming) and evaluate one (recipe, seed); everything finished is kept in ``bench.json``."""
     from .engine.checkpoint import latest_checkpoint, load_model
-    from .engine.train import distributed, predict_results_at_steps, train
+    from .engine.train import distributed, predict_results_at_steps, run_folder, train
 
     cfg, out = run["config"], Path(run["config"].out)
     rank, local, _ = distributed()
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    folder = run_folder(out, "--out")
+    folder.check(["bench.json"])
     record_path = out / "bench.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     done = out / "result.json"
@@ -342,6 +344,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         train(cfg, resume=latest_checkpoint(out) is not None, init=run["init"])
     if rank != 0:  # under torchrun every rank trains; rank 0 alone evaluates and reports
         return {}
+    folder.claim(["bench.json"])
     result = json.loads(done.read_text())
     record.update(recipe=run["recipe"], seed=run["seed"], init=run["init"], train_steps=result["steps"],
                   history=[dict(step=h["step"], **{k: h["eval"][k] for k in ("AP", "AP50", "AP75")})
@@ -413,6 +416,25 @@ def _table_format(gts: dict) -> str:
 # The whole bench
 # ----------------------------------------------------------------------------------------------------
 
+# what the bench writes in its --out folder (besides the run folders under runs/, each a training run's own)
+BENCH_FILES = ("bench_config.json", "results.json", "report.md", "predictions.png")
+BENCH_PATTERNS = ("plots/*.png",)
+
+
+def bench_folder(out):
+    """The bench's ``--out`` as an :class:`~posediff.io.OutputFolder` (one an earlier posediff wrote without a
+    manifest is known by its ``bench_config.json``)."""
+    from .io import OutputFolder
+
+    def benched(folder: Path) -> bool:
+        try:
+            return "preset" in json.loads((folder / "bench_config.json").read_text())
+        except (OSError, ValueError, TypeError):
+            return False
+
+    return OutputFolder(out, "--out", adopt=benched)
+
+
 def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     from . import __version__
     from .engine.train import DataConfig, distributed, jsonable
@@ -421,7 +443,8 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     preset, spec = spec.resolved()
     rank, _, world = distributed()
     out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = bench_folder(out)
+    folder.check(BENCH_FILES, BENCH_PATTERNS)  # before anything is planned or trained
     runs = plan_runs(preset, spec)
     from .data.synthcrowd import RENDERER_VERSION
 
@@ -446,6 +469,7 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
             raise ValueError(f"{stamp}: this folder holds a bench run with other settings: {'; '.join(diff)}; use "
                              f"another --out or delete the folder")
     if rank == 0:
+        folder.claim(BENCH_FILES, BENCH_PATTERNS)
         write_json(jsonable(wanted), stamp)
     t0 = time.time()
     records = []

@@ -52,17 +52,14 @@ def _prior_fit(args: argparse.Namespace) -> int:
 def _data_synthcrowd(args: argparse.Namespace) -> int:
     from .engine.train import SPLIT_FRACTIONS, render_synthcrowd
 
-    if args.num_images < 1 or args.size < 32:
-        raise SystemExit(f"posediff data synthcrowd: --num-images must be at least 1 (got {args.num_images}) and "
-                         f"--size at least 32 pixels (got {args.size})")
+    if args.num_images < 1 or args.size < 32 or args.seed < 0:
+        raise ValueError(f"posediff data synthcrowd: --num-images must be at least 1 (got {args.num_images}), "
+                         f"--size at least 32 pixels (got {args.size}) and --seed at least 0 (got {args.seed})")
     splits = tuple(s.strip() for s in args.splits.split(","))
     if not set(splits) <= set(SPLIT_FRACTIONS) or len(set(splits)) != len(splits):
-        raise SystemExit(f"posediff data synthcrowd: --splits must name distinct splits among "
+        raise ValueError(f"posediff data synthcrowd: --splits must name distinct splits among "
                          f"{','.join(SPLIT_FRACTIONS)}, got {args.splits!r}")
-    try:
-        summaries = render_synthcrowd(args.out, args.num_images, args.size, args.seed, splits=splits)
-    except ValueError as err:  # a folder stamped with other settings
-        raise SystemExit(f"posediff data synthcrowd: {err}") from err
+    summaries = render_synthcrowd(args.out, args.num_images, args.size, args.seed, splits=splits, flag="--out")
     for split, summary in zip(splits, summaries, strict=True):
         print(f"{split}: {summary['images']} images, {summary['persons']} persons; crowd levels easy "
               f"{summary['easy']}, medium {summary['medium']}, hard {summary['hard']} -> {args.out}/{split}")
@@ -84,18 +81,26 @@ def _train(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = apply_overrides(load_config(args.config), args.overrides)
-    result = train(cfg, resume=args.resume, init=args.init, progress=not args.no_progress)
+    result = train(cfg, resume=args.resume or args.resume_from is not None, init=args.init,
+                   progress=not args.no_progress, resume_from=args.resume_from)
     if "metrics" in result:
         print(json.dumps({"steps": result["steps"], "seconds": result["seconds"], **result["metrics"]}))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from .data import ImageError
     from .engine.infer import predict_files
 
-    out = predict_files(args.checkpoint, args.images, args.out, size=args.size, score_threshold=args.score_threshold,
-                        steps=args.steps)
-    print(f"{len(args.images)} images -> {out}/results.json and {out}/*_poses.png")
+    done = predict_files(args.checkpoint, args.images, args.out, size=args.size, score_threshold=args.score_threshold,
+                         steps=args.steps)
+    out = done["out"]
+    print(f"{done['predicted']} images -> {out}/results.json and {out}/*_poses.png")
+    if done["failed"]:
+        for f in done["failed"]:
+            print(f"posediff: could not read image {f['image_id']}: {f['error']}", file=sys.stderr)
+        raise ImageError(f"{len(done['failed'])} of {len(args.images)} images could not be read (listed above and "
+                         f"under 'failed' in {out / 'images.json'}); the results of the others are written")
     return 0
 
 
@@ -119,7 +124,7 @@ def _zoo_export(args: argparse.Namespace) -> int:
     from .zoo import export_and_score
 
     if args.eval_size is not None and args.eval_size < 32:
-        raise SystemExit(f"posediff zoo export: --eval-size is a shorter side in pixels, at least 32; got "
+        raise ValueError(f"posediff zoo export: --eval-size is a shorter side in pixels, at least 32; got "
                          f"{args.eval_size}")
     made_by = dict(command=args.command or "", time=args.time or "", machine=args.machine or "")
     summary = export_and_score(args.run, args.out, base=args.base, data_root=args.data_root, made_by=made_by,
@@ -153,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("config", help="a Python config file defining `config = TrainConfig(...)`")
     tr.add_argument("overrides", nargs="*", help="key=value overrides (lr=2e-4, data.num_images=200, model.x=1)")
     tr.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    tr.add_argument("--resume-from", default=None, metavar="CHECKPOINT",
+                    help="continue from this checkpoint of the run folder (step_N.safetensors) instead of the last, "
+                         "e.g. when the last is damaged: later damaged ones are removed")
     tr.add_argument("--init", default=None, help="initialise the weights from a checkpoint (new blocks stay fresh)")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
@@ -161,10 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", help="image files (any size)")
     pr.add_argument("--checkpoint", required=True, help="a posediff .safetensors checkpoint")
     pr.add_argument("--out", required=True, help="output folder: results.json (COCO results), images.json "
-                    "(which drawing is which image) and *_poses.png; a rerun replaces them")
+                    "(which drawing is which image, and which images could not be read) and *_poses.png; a rerun "
+                    "replaces them; files posediff did not write are never replaced")
     pr.add_argument("--size", type=int, default=512, help="shorter side the network sees (default 512)")
-    pr.add_argument("--score-threshold", type=float, default=0.3)
-    pr.add_argument("--steps", type=int, default=None, help="sampling steps of a diffusion model")
+    pr.add_argument("--score-threshold", type=float, default=0.3, help="persons scoring less are left out (0-1)")
+    pr.add_argument("--steps", type=int, default=None, help="sampling steps of a diffusion model (not of a "
+                    "one-pass model such as edpose)")
     pr.set_defaults(func=_predict)
 
     pb2 = sub.add_parser("pretrain-backbone", help="pretrain a backbone on SynthCrowd keypoint heatmaps")

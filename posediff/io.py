@@ -1,14 +1,30 @@
-"""File writing that never leaves a half-written file behind."""
+"""File writing that never leaves a half-written file behind, and never replaces a file posediff did not write.
+
+Every command that writes a folder (``posediff predict``, ``train``, ``bench``, ``data synthcrowd``) writes it
+through :class:`OutputFolder`: the folder's manifest ``.posediff.json`` lists what posediff wrote there, before
+it writes it, so that a file the manifest does not cover (the user's own) is refused by name and never
+replaced or deleted, and the hidden temporary file of a write that was killed half-way is removed the next time
+a command writes the folder. Commands that write one file (``--out FILE``) replace only a file of posediff's
+own format (:func:`check_output_file`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
+import re
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["atomic_path", "check_output_file", "write_json", "save_result", "read_safetensors"]
+__all__ = ["atomic_path", "check_output_file", "write_json", "save_result", "read_safetensors", "OutputFolder",
+           "MANIFEST"]
+
+MANIFEST = ".posediff.json"
+_FOLDER_FORMAT = "posediff.folder/1"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_path's mkstemp(prefix=".NAME.")
 
 
 @contextlib.contextmanager
@@ -30,16 +46,41 @@ def atomic_path(path: str | os.PathLike):
             os.remove(tmp)
 
 
-def check_output_file(path: str | os.PathLike, flag: str, inputs: tuple = ()) -> Path:
-    """``path`` checked as a file a command will write, before it does any work: not a folder, and not one of
-    its ``inputs`` (which it would replace with its own output). Raises ``ValueError`` naming ``flag``."""
+def check_output_file(path: str | os.PathLike, flag: str, inputs: tuple = (), kind: str = "safetensors") -> Path:
+    """``path`` checked as a file a command will write, before it does any work: not a folder, not one of its
+    ``inputs`` (which it would replace with its own output), and, if it exists, a file of posediff's own (a
+    ``kind="safetensors"`` file whose metadata ``format`` is posediff's, or a ``kind="npz"`` pose bank), never
+    a file of the user's. Raises ``ValueError`` naming ``flag``."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path}: is a folder; expected the file to write")
     for other in inputs:
         if other is not None and Path(other).exists() and path.exists() and path.samefile(other):
             raise ValueError(f"{flag} {path}: is also this command's input; write the output elsewhere")
+    if (path.exists() or path.is_symlink()) and not _posediff_file(path, kind):
+        raise ValueError(f"{flag} {path}: holds a file posediff did not write (not a posediff {kind} file); "
+                         f"pass another {flag}, or move the file away")
     return path
+
+
+def _posediff_file(path: Path, kind: str) -> bool:
+    """Whether the existing ``path`` is a file posediff wrote: a safetensors file with a posediff ``format``, or
+    an .npz pose bank."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    if kind == "npz":
+        import numpy as np
+
+        try:
+            with np.load(path) as f:
+                return {"keypoints", "boxes", "image_ids", "source"} <= set(f.files)
+        except Exception:  # not an npz at all  # noqa: BLE001
+            return False
+    try:
+        meta, _ = read_safetensors(path, "a posediff file", tensors=False)
+    except ValueError:
+        return False
+    return str(meta.get("format", "")).startswith("posediff.")
 
 
 def write_json(obj, path: str | os.PathLike, indent: int | None = 1) -> None:
@@ -70,3 +111,130 @@ def read_safetensors(path: str | os.PathLike, what: str, tensors: bool = True) -
             return (f.metadata() or {}), ({k: f.get_tensor(k) for k in f.keys()} if tensors else {})  # noqa: SIM118
     except Exception as err:  # safetensors raises its own error types
         raise ValueError(f"{path}: not a safetensors file ({err}); expected {what}") from err
+
+
+class OutputFolder:
+    """A folder a command writes into, which owns only what posediff wrote there.
+
+    Its manifest (``.posediff.json``) lists the file names (relative paths) and name patterns (``step_*.pt``)
+    posediff wrote. :meth:`claim` adds names to it before they are written, so that even a write that was
+    killed half-way leaves only files the manifest covers; a file it does not cover was not written by posediff
+    and is refused by name (:meth:`check`), never replaced or deleted.
+
+    Args:
+        path: the folder (created by the first :meth:`claim`, not before).
+        flag: how the user named it (``"--out"``, ``"out="``), for messages.
+        adopt: for a folder without a manifest, a test of whether an earlier posediff, which wrote none, made
+            it (a run folder's ``last.json``, say); if so the ``names`` and ``patterns`` the command claims are
+            taken as posediff's.
+    """
+
+    def __init__(self, path: str | os.PathLike, flag: str = "--out", adopt: Callable[[Path], bool] | None = None):
+        self.path = Path(path)
+        self.flag = flag
+        if self.path.is_symlink() and not self.path.exists():
+            raise ValueError(f"{flag} {self.path}: is a broken link; expected a folder")
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"{flag} {self.path}: is a file; expected a folder to write into")
+        self.names: set[str] = set()
+        self.patterns: set[str] = set()
+        self.adopted = not self._load() and adopt is not None and self.path.is_dir() and adopt(self.path)
+
+    def _load(self) -> bool:
+        """Read the manifest as it is on disk now (another command, a training run under the bench, may have
+        added to it); returns whether there is one."""
+        manifest = self.path / MANIFEST
+        if not manifest.is_file():
+            return False
+        try:
+            data = json.loads(manifest.read_text())
+            names, patterns = data["files"], data.get("patterns", [])
+            if not all(isinstance(n, str) for n in [*names, *patterns]):
+                raise TypeError("entries must be strings")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{manifest}: cannot read the list of the files posediff wrote in this folder "
+                             f"({err}); pass another {self.flag}") from err
+        self.names, self.patterns = set(names), set(patterns)
+        self.adopted = False
+        return True
+
+    def owns(self, name: str) -> bool:
+        """Whether the file ``name`` (relative to the folder) is posediff's."""
+        return name in self.names or any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    def _foreign(self, names: Iterable[str], patterns: Iterable[str]) -> list[str]:
+        """The existing files among ``names`` and those matching ``patterns`` that posediff did not write."""
+        found = []
+        for name in names:
+            p = self.path / name
+            if (p.exists() or p.is_symlink()) and not (self.adopted or self.owns(name)):
+                found.append(name)
+        if self.path.is_dir():
+            for pattern in patterns:
+                for p in sorted(self.path.glob(pattern)):
+                    name = p.relative_to(self.path).as_posix()
+                    if not (self.adopted or self.owns(name)):
+                        found.append(name)
+        return found
+
+    def check(self, names: Iterable[str] = (), patterns: Iterable[str] = ()) -> None:
+        """Refuse, before any work, to write ``names`` (or files matching ``patterns``) where a file posediff did
+        not write stands."""
+        foreign = self._foreign(names, patterns)
+        if foreign:
+            more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+            raise ValueError(f"{self.flag} {self.path}: holds {foreign[0]}{more}, which posediff did not write (its "
+                             f"{MANIFEST} does not list it), and this command would replace it; pass another "
+                             f"{self.flag}, or move the file away")
+
+    def claim(self, names: Iterable[str] = (), patterns: Iterable[str] = ()) -> OutputFolder:
+        """Check ``names`` and ``patterns`` (:meth:`check`), then record them in the manifest, creating the folder,
+        before anything is written; temporary files that killed writes left are removed."""
+        names, patterns = list(names), list(patterns)
+        self._load()
+        self.check(names, patterns)
+        self.names |= set(names)
+        self.patterns |= set(patterns)
+        self.adopted = False
+        self._save()
+        self.remove_temporaries()
+        return self
+
+    def release(self, names: Iterable[str]) -> None:
+        """Drop ``names`` from the manifest (files no longer there)."""
+        names = set(names)
+        self._load()
+        self.names -= names
+        self._save()
+
+    def remove(self, name: str, keep: Iterable[str | os.PathLike] = ()) -> bool:
+        """Delete the file ``name`` if posediff wrote it and it is none of ``keep`` (a command's inputs); returns
+        whether it was deleted."""
+        p = self.path / name
+        if not self.owns(name) or not p.is_file() or p.is_symlink():
+            return False
+        for other in keep:
+            with contextlib.suppress(OSError):
+                if Path(other).exists() and p.samefile(other):
+                    return False
+        p.unlink()
+        return True
+
+    def remove_temporaries(self) -> list[str]:
+        """Delete the temporary files (``.NAME.XXXXXXXX.tmp``) that an :func:`atomic_path` write killed half-way
+        left beside a file posediff owns here; returns their names."""
+        removed = []
+        for p in sorted(self.path.rglob(".*.tmp")) if self.path.is_dir() else []:
+            m = _TEMPORARY.match(p.name)
+            if not m or not p.is_file():
+                continue
+            target = (p.parent / m["name"]).relative_to(self.path).as_posix()
+            if target == MANIFEST or self.owns(target):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                removed.append(p.relative_to(self.path).as_posix())
+        return removed
+
+    def _save(self) -> None:
+        write_json(dict(format=_FOLDER_FORMAT, files=sorted(self.names), patterns=sorted(self.patterns)),
+                   self.path / MANIFEST)

@@ -34,9 +34,27 @@ def read_image(path, named_by: str = "", header_only: bool = False) -> np.ndarra
         raise ImageError(f"{path}: image file not found{where}")
     try:
         with Image.open(path) as im:
-            return im.size if header_only else np.array(im.convert("RGB"))
+            return im.size if header_only else to_rgb8(im)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{path}: cannot read the image ({err}){where}") from err
+
+
+def to_rgb8(im) -> np.ndarray:
+    """A PIL image as a writable (H, W, 3) uint8 RGB array. 8-bit modes (L, P, RGBA, CMYK, ...) go through PIL's
+    own conversion; 16-bit and 32-bit integer and float grayscale (``I;16``, ``I``, ``F``: 16-bit PNGs, TIFFs) are
+    scaled to 0-255, not clipped: by 255 / 65535 for 16-bit images, by 255 for floats in [0, 1], and by their
+    own maximum for 32-bit values beyond 16 bits."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)  # (H, W)
+        if im.mode.startswith("I;16"):
+            full = 65535.0
+        else:
+            top = float(np.nanmax(a)) if a.size else 0.0
+            full = 1.0 if (im.mode == "F" and top <= 1.0) else 255.0 if top <= 255.0 else 65535.0 \
+                if top <= 65535.0 else top
+        gray = np.clip(np.nan_to_num(a * (255.0 / full)), 0, 255).round().astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.array(im.convert("RGB"))
 
 
 class PoseDataset(torch.utils.data.Dataset, ABC):

@@ -85,8 +85,14 @@ def load_person_arrays(path: str | os.PathLike, num_keypoints: int | None = None
         cats = data.get("categories") or [{}]
         names = cats[0].get("keypoints") if isinstance(cats[0], dict) else None
         if names is not None and [str(n).lower() for n in names] != [j.lower() for j in joints]:
+            from ..skeletons import _SKELETONS
+
+            theirs = [s.name for s in _SKELETONS.values() if [j.lower() for j in s.joints] ==
+                      [str(n).lower() for n in names]]
+            hint = f"; they are skeleton {theirs[0]}'s joints: pass --skeleton {theirs[0]} (skeleton=" \
+                   f"'{theirs[0]}')" if theirs else ""
             raise AnnotationError(f"{path}: field categories[0].keypoints names the joints {list(names)}, expected "
-                                  f"{list(joints)}")
+                                  f"{list(joints)}{hint}")
         num_keypoints = len(joints) if num_keypoints is None else num_keypoints
     if num_keypoints is None:
         cats = data.get("categories") or []

@@ -101,7 +101,7 @@ def build_pose_bank(annotations, out, min_keypoints: int = 8) -> int:
     from ..skeletons import COCO17
     from .coco import AnnotationError, load_person_arrays
 
-    check_output_file(out, "--out", inputs=(annotations,))
+    check_output_file(out, "--out", inputs=(annotations,), kind="npz")
     persons = load_person_arrays(annotations, min_keypoints=min_keypoints, joints=COCO17.joints)
     keep = (persons.boxes[:, 2] > 1) & (persons.boxes[:, 3] > 1)
     if not keep.any():

@@ -126,6 +126,22 @@ def conditional_gaussian(
 # numpy / torch in, the same out
 # ----------------------------------------------------------------------------------------------------
 
+def _refuse_non_finite(kp: torch.Tensor, boxes: torch.Tensor) -> None:
+    """``complete``'s inputs: every visibility flag, every labelled joint's coordinates and every box must be
+    finite (an unlabelled joint's coordinates are never read); the first that is not is named."""
+    flags = kp[..., 2]  # (..., K)
+    labelled = torch.isfinite(flags) & (flags > 0)
+    bad_joint = ~torch.isfinite(flags) | (labelled & ~torch.isfinite(kp[..., :2]).all(-1))  # (..., K)
+    if bad_joint.any():
+        where = tuple(bad_joint.nonzero()[0].tolist())
+        raise ValueError(f"complete: keypoints{list(where)} = {kp[where].tolist()} is not finite (a labelled joint's "
+                         f"x and y, and every visibility flag, must be); mark an unknown joint invisible (v = 0)")
+    bad_box = ~torch.isfinite(boxes).all(-1)  # (...,)
+    if bad_box.any():
+        where = tuple(bad_box.nonzero()[0].tolist())
+        raise ValueError(f"complete: boxes{list(where)} = {boxes[where].tolist()} is not finite")
+
+
 def _as_float64(x) -> tuple[torch.Tensor, object]:
     """Input array-like -> float64 tensor, plus a token that restores the caller's type and dtype."""
     if isinstance(x, torch.Tensor):
@@ -241,6 +257,10 @@ class GaussianPosePrior:
         batch_shape = yt.shape[:-2]
         flat = yt.reshape(-1, 2 * k)  # (B, 2K) interleaved x, y
         vis2 = vis.reshape(-1, k).repeat_interleave(2, dim=-1)  # (B, 2K)
+        if (vis2 & ~torch.isfinite(flat)).any():  # one would make every completed joint of its pose NaN
+            person, entry = (vis2 & ~torch.isfinite(flat)).nonzero()[0].tolist()
+            raise ValueError(f"complete_normalized: pose {person} (flattened), joint {entry // 2} is visible but its "
+                             f"{'xy'[entry % 2]} is {float(flat[person, entry])}; mark it invisible instead")
         flat = torch.where(vis2, flat, torch.zeros_like(flat))  # NaN/inf in hidden entries never leak
         mean = self.mean.to(yt.device).reshape(-1)  # (2K,)
         if self.aspect_coef is not None:
@@ -262,7 +282,8 @@ class GaussianPosePrior:
         """Complete invisible keypoints in pixels, for any number of persons at once.
 
         Args:
-            keypoints: (..., K, 3) x, y, visibility (numpy or torch); v > 0 counts as labelled.
+            keypoints: (..., K, 3) x, y, visibility (numpy or torch); v > 0 counts as labelled. A non-finite
+                visibility flag, or labelled joint coordinate, is refused (ValueError naming it).
             boxes: (..., 4) x, y, w, h (COCO ``bbox``), one per person.
 
         Returns:
@@ -280,6 +301,7 @@ class GaussianPosePrior:
                              f"{tuple(bx.shape)}")
         if kp.shape[:-2].numel() == 0:
             return _restore(kp.clone(), token)
+        _refuse_non_finite(kp, bx)
         visible = kp[..., 2] > 0  # (..., K)
         y = self.normalize(kp[..., :2], bx)  # (..., K, 2)
         y_done = self.complete_normalized(y, visible, log_aspect=torch.log(bx[..., 3] / bx[..., 2]))

@@ -8,6 +8,9 @@ A training run's folder holds
 * ``step_<step, 7 digits>.state.pt``: optimizer, LR schedule, RNG states, data position (for ``--resume``);
 * ``last.json``: the name of the newest complete pair, written last, so an interrupted write never
   becomes the checkpoint to resume from.
+
+A checkpoint damaged after it was written (a truncated copy, a full disk) is named when ``--resume`` reads it,
+with the newest intact one to continue from instead (:func:`resume_hint`, ``--resume-from``).
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ import torch
 from ..io import atomic_path, read_safetensors, write_json
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "load_init_weights", "init_from",
-           "FORMAT"]
+           "load_state", "is_intact", "intact_checkpoints", "resume_hint", "checkpoint_step", "FORMAT", "RUN_FILES",
+           "RUN_PATTERNS"]
 
 FORMAT = "posediff.checkpoint/1"
+# what a training run writes in its folder (its OutputFolder's names and patterns)
+RUN_FILES = ("config.json", "history.jsonl", "result.json", "last.json")
+RUN_PATTERNS = ("step_*.safetensors", "step_*.state.pt")
 
 
 def _unwrap(model):
@@ -71,12 +78,70 @@ def latest_checkpoint(run_dir) -> tuple[Path, Path | None] | None:
     pointer = Path(run_dir) / "last.json"
     if not pointer.is_file():
         return None
-    info = json.loads(pointer.read_text())
-    weights = Path(run_dir) / f"{info['name']}.safetensors"
-    state = Path(run_dir) / f"{info['name']}.state.pt"
+    try:
+        info = json.loads(pointer.read_text())
+        name = info["name"]
+        if not (isinstance(name, str) and name.startswith("step_") and Path(name).name == name):
+            raise TypeError(f"field 'name' is {name!r}, expected step_N")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{pointer}: cannot read the name of the last checkpoint ({err or type(err).__name__})"
+                         ) from err
+    weights = Path(run_dir) / f"{name}.safetensors"
+    state = Path(run_dir) / f"{name}.state.pt"
     if not weights.is_file():
         raise FileNotFoundError(f"{pointer} names {weights.name}, which is missing")
     return weights, (state if state.is_file() else None)
+
+
+def checkpoint_step(path) -> int | None:
+    """The step of a checkpoint file named ``step_N.safetensors`` (or ``.state.pt``), else None."""
+    stem = Path(path).name.split(".")[0]
+    digits = stem[len("step_"):]
+    return int(digits) if stem.startswith("step_") and digits.isdigit() else None
+
+
+def load_state(path) -> dict:
+    """A checkpoint's training state (``.state.pt``); a damaged file gets an error naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises RuntimeError, pickle and zip errors of its own  # noqa: BLE001
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: cannot read the training state ({why})") from err
+    if not isinstance(state, dict) or not {"step", "optimizer", "schedule", "torch_rng"} <= state.keys():
+        raise ValueError(f"{path}: not a posediff training state (no step, optimizer, schedule and RNG states)")
+    return state
+
+
+def is_intact(weights) -> bool:
+    """Whether a checkpoint's weights and its training state (``.state.pt`` beside them) both read whole."""
+    weights = Path(weights)
+    try:
+        load_checkpoint(weights)
+        load_state(weights.with_name(weights.name.replace(".safetensors", ".state.pt")))
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def intact_checkpoints(run_dir, below: int | None = None) -> list[Path]:
+    """The weights of ``run_dir``'s checkpoints whose weights and training state both read, newest first (those
+    of a step below ``below`` only, when given). Reads each file whole: for the recovery of a damaged run."""
+    found = sorted(((checkpoint_step(p), p) for p in Path(run_dir).glob("step_*.safetensors")
+                    if checkpoint_step(p) is not None), reverse=True)
+    return [weights for step, weights in found if (below is None or step < below) and is_intact(weights)]
+
+
+def resume_hint(run_dir, below: int | None = None) -> str:
+    """What to do when a run's checkpoint cannot be resumed: the newest intact one below step ``below`` and the
+    flag that continues from it, or that none is left."""
+    intact = intact_checkpoints(run_dir, below)
+    if intact:
+        return (f"; the newest intact checkpoint is {intact[0]}: continue from it with --resume-from {intact[0]} "
+                f"(resume_from= in Python)")
+    return "; no intact checkpoint with its training state is left: start afresh in another out= (--init can " \
+           "take the weights of a checkpoint whose weights still read)"
 
 
 def load_checkpoint(path) -> tuple[dict, dict, dict]:

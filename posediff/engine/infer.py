@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.base import pad_images, read_image
+from ..data.base import ImageError, pad_images, read_image
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, _resized_hw
 
 __all__ = ["Predictor"]
@@ -37,7 +38,11 @@ class Predictor:
             raise ValueError(f"Predictor: size (shorter side, got {size}) must be at least 32 pixels; batch_size "
                              f"(got {batch_size}) and steps (got {steps}) at least 1")
         total = getattr(getattr(model, "head", None), "max_sampling_steps", None)  # None: a one-pass head
-        if steps is not None and total is not None and steps > total:
+        if steps is not None and total is None:
+            raise ValueError(f"Predictor: steps (--steps) {steps} given, but this model's "
+                             f"{type(getattr(model, 'head', model)).__name__} predicts in one pass and does not "
+                             f"sample; --steps applies to diffusion models only")
+        if steps is not None and steps > total:
             raise ValueError(f"Predictor: steps (--steps) {steps} exceeds the model's num_train_timesteps={total}, "
                              f"the most sampling steps its scheduler can take")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -73,21 +78,44 @@ class Predictor:
             yield i, result
 
     @torch.no_grad()
-    def _predicted(self, images: Sequence) -> Iterator[tuple[int, np.ndarray, dict]]:
+    def _predicted(self, images: Sequence, failed: dict[int, str] | None = None
+                   ) -> Iterator[tuple[int, np.ndarray, dict]]:
         """``iterate``'s items with each image's (H, W, 3) array beside them, for drawing without reading it
-        again."""
+        again. With a ``failed`` dict, an image that cannot be read is recorded there (position -> reason) and
+        skipped instead of stopping the call."""
+        todo = []
         for i, im in enumerate(images):
-            if isinstance(im, (str, os.PathLike)):
-                read_image(im, header_only=True)
-            else:
-                arr = np.asarray(im)
-                if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-                    raise ValueError(f"Predictor: image {i} must be a path or an (H, W, 3) uint8 array, got "
-                                     f"{arr.dtype} {arr.shape}")
+            if failed is not None and i in failed:  # found unreadable by the caller already
+                continue
+            try:
+                if isinstance(im, (str, os.PathLike)):
+                    read_image(im, header_only=True)
+                else:
+                    arr = np.asarray(im)
+                    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or min(arr.shape[:2]) < 1:
+                        raise ValueError(f"Predictor: image {i} must be a path or an (H, W, 3) uint8 array, got "
+                                         f"{arr.dtype} {arr.shape}")
+            except (ImageError, ValueError) as err:
+                if failed is None:
+                    raise
+                failed[i] = str(err)
+                continue
+            todo.append(i)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        for start in range(0, len(images), self.batch_size):
-            arrays = [read_image(im) if isinstance(im, (str, os.PathLike)) else np.asarray(im)
-                      for im in images[start:start + self.batch_size]]
+        for start in range(0, len(todo), self.batch_size):
+            batch_ids, arrays = [], []
+            for i in todo[start:start + self.batch_size]:
+                im = images[i]
+                try:
+                    arrays.append(read_image(im) if isinstance(im, (str, os.PathLike)) else np.asarray(im))
+                except ImageError as err:
+                    if failed is None:
+                        raise
+                    failed[i] = str(err)
+                    continue
+                batch_ids.append(i)
+            if not batch_ids:
+                continue
             chunk = [self._prepare(a) for a in arrays]
             batch, mask = pad_images([x for x, _ in chunk])  # (B, 3, H, W), (B, H, W)
             outs = self.model(batch.to(self.device), mask.to(self.device), steps=self.steps, generator=gen)
@@ -96,52 +124,108 @@ class Predictor:
                 kp[..., 0] *= sx
                 kp[..., 1] *= sy
                 boxes = out["boxes"].float().cpu().numpy() * np.array([sx, sy, sx, sy])  # (N, 4)
-                yield start + j, arrays[j], dict(keypoints=kp, scores=out["scores"].float().cpu().numpy(),
-                                                 boxes=boxes)
+                yield batch_ids[j], arrays[j], dict(keypoints=kp, scores=out["scores"].float().cpu().numpy(),
+                                                    boxes=boxes)
 
 
 def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_threshold: float = 0.3,
-                  steps: int | None = None, skeleton: str | None = None) -> Path:
-    """``posediff predict``: COCO results JSON (image_id = position in ``images``) and PNGs with poses drawn."""
+                  steps: int | None = None, skeleton: str | None = None) -> dict:
+    """``posediff predict``: COCO results JSON (image_id = position in ``images``) and PNGs with poses drawn.
+
+    The folder is an :class:`~posediff.io.OutputFolder`: a file in it that posediff did not write is never
+    replaced (the call is refused first), a drawing is never written over an input image, and an earlier call's
+    results and drawings are removed before this call's are written, so the folder never mixes two calls. An
+    image that cannot be read is skipped and reported; the others' results are written all the same.
+    ``results.json`` and ``images.json`` (which drawing is which image; the unread ones under ``failed``) are
+    written last.
+
+    Returns ``{"out": folder, "predicted": count, "failed": [{"image_id", "file_name", "error"}]}``.
+    """
     from PIL import Image
 
     from ..evaluation import to_coco_results, write_coco_results
-    from ..io import atomic_path, write_json
+    from ..io import OutputFolder, atomic_path, write_json
     from ..viz import draw_poses
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir}: is a file; expected the folder to write results.json and drawings to")
+    if not (isinstance(score_threshold, (int, float)) and math.isfinite(score_threshold)
+            and 0.0 <= score_threshold <= 1.0):
+        raise ValueError(f"--score-threshold {score_threshold}: expected a number from 0 to 1 (person scores are "
+                         f"probabilities)")
+    if not images:
+        raise ValueError("posediff predict: no images given")
+    folder = OutputFolder(out_dir, "--out", adopt=_made_by_predict)
     predictor = Predictor.from_checkpoint(checkpoint, size=size, steps=steps)
     k = predictor.model.num_keypoints
     skeleton = skeleton or ("coco17" if k == 17 else "crowdpose14")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    earlier = _listed_drawings(out_dir / "images.json")  # an earlier call's drawings: replaced, not left beside
-    stems = [Path(path).stem for path in images]
-    repeated = {stem for stem, n in Counter(stems).items() if n > 1}
+    failed: dict[int, str] = {}
+    for i, path in enumerate(images):  # every header before the folder is touched
+        try:
+            read_image(path, header_only=True)
+        except ImageError as err:
+            failed[i] = str(err)
+    if len(failed) == len(images):
+        raise ImageError(f"no image could be read ({len(images)} given): {failed[0]}" +
+                         (f" (and {len(images) - 1} more)" if len(images) > 1 else ""))
+    drawings = _drawing_names(images, folder.path)
+    earlier = sorted(_listed_drawings(folder.path / "images.json") if folder.adopted
+                     else (n for n in folder.names if n.endswith("_poses.png")))
+    folder.claim(["results.json", "images.json", *drawings, *earlier])
+    # the earlier call's index goes first, then its drawings: the folder never describes other images
+    gone = [n for n in earlier if n not in set(drawings)]
+    for name in ["results.json", "images.json", *gone]:
+        folder.remove(name, keep=images)
+    folder.release(n for n in gone if not (folder.path / n).exists())
     results, index = [], []
-    for i, image, pred in predictor._predicted(images):  # drawn as they come: one batch in memory at a time
-        path = images[i]
+    for i, image, pred in predictor._predicted(images, failed):  # drawn as they come: one batch in memory at a time
         keep = pred["scores"] >= score_threshold
         results += to_coco_results([i], [dict(keypoints=pred["keypoints"][keep], scores=pred["scores"][keep])])
-        # a/img.jpg and b/img.png would draw over each other: names that repeat get the image's position
-        drawing = f"{i:05d}_{stems[i]}_poses.png" if stems[i] in repeated else f"{stems[i]}_poses.png"
-        index.append(dict(image_id=i, file_name=str(path), persons=int(keep.sum()), drawing=drawing))
+        index.append(dict(image_id=i, file_name=str(images[i]), persons=int(keep.sum()), drawing=drawings[i]))
         drawn = draw_poses(image, pred["keypoints"][keep], skeleton, min_visibility=0.0,
                            occluded_hollow=False)
-        with atomic_path(out_dir / drawing) as tmp:
+        with atomic_path(folder.path / drawings[i]) as tmp:
             Image.fromarray(drawn).save(tmp, format="PNG")
-    write_coco_results(results, out_dir / "results.json")
-    write_json(dict(checkpoint=str(checkpoint), score_threshold=score_threshold, images=index), out_dir / "images.json")
-    # names compared case-folded (on macOS and Windows Photo_poses.png is photo_poses.png); never an input image
-    folder = out_dir.resolve()
-    current = {entry["drawing"].casefold() for entry in index} | {Path(p).name.casefold() for p in images
-                                                                    if Path(p).parent.resolve() == folder}
-    for stale in sorted(earlier):
-        if stale.casefold() not in current:
-            with contextlib.suppress(IsADirectoryError, PermissionError):
-                (out_dir / stale).unlink(missing_ok=True)
-    return out_dir
+    unread = [dict(image_id=i, file_name=str(images[i]), error=failed[i]) for i in sorted(failed)]
+    folder.release(drawings[i] for i in failed)
+    write_coco_results(results, folder.path / "results.json")
+    write_json(dict(checkpoint=str(checkpoint), score_threshold=score_threshold, images=index, failed=unread),
+               folder.path / "images.json")
+    return dict(out=folder.path, predicted=len(index), failed=unread)
+
+
+def _drawing_names(images: Sequence, folder: Path) -> list[str]:
+    """One drawing name per image, ``STEM_poses.png``: names compared case-folded (on macOS and Windows
+    Photo_poses.png is photo_poses.png); a stem that repeats (a/img.jpg, b/img.png), or a name that is one of the
+    inputs in ``folder``, takes the image's position as a prefix, and never an input's name."""
+    here = folder.resolve()
+    inputs = set()
+    for p in map(Path, images):
+        if p.parent.resolve() == here:
+            inputs.add(p.name.casefold())
+        with contextlib.suppress(OSError):
+            if p.resolve().parent == here:
+                inputs.add(p.resolve().name.casefold())
+    stems = [Path(p).stem for p in images]
+    repeated = {stem for stem, n in Counter(s.casefold() for s in stems).items() if n > 1}
+    names, taken = [], set(inputs)
+    for i, stem in enumerate(stems):
+        name = f"{stem}_poses.png"
+        if stem.casefold() in repeated or name.casefold() in taken:
+            name = f"{i:05d}_{stem}_poses.png"
+        extra = 1
+        while name.casefold() in taken:
+            name, extra = f"{i:05d}_{stem}_poses_{extra}.png", extra + 1
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def _made_by_predict(folder: Path) -> bool:
+    """A folder an earlier ``posediff predict`` wrote before folders had a manifest: its ``images.json``."""
+    try:
+        index = json.loads((folder / "images.json").read_text())
+        return "checkpoint" in index and isinstance(index["images"], list)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _listed_drawings(index_file: Path) -> set[str]:

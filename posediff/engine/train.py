@@ -31,13 +31,42 @@ import numpy as np
 import torch
 
 from ..io import write_json
-from .checkpoint import init_from, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    RUN_FILES,
+    RUN_PATTERNS,
+    checkpoint_step,
+    init_from,
+    is_intact,
+    latest_checkpoint,
+    load_checkpoint,
+    load_state,
+    resume_hint,
+    save_checkpoint,
+)
 
 __all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "train_step", "optimization",
            "epoch_loader", "build_datasets", "evaluate", "predict_results", "predict_results_at_steps", "coco_data",
            "crowdpose_data"]
 
 log = logging.getLogger(__name__)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _sizes(values, least: int = 32) -> bool:
+    return isinstance(values, (tuple, list)) and len(values) > 0 and all(_int(v) and v >= least for v in values)
+
+
+def _refused(cfg, prefix: str, checks: list) -> str:
+    """One sentence naming every field of ``cfg`` whose check failed (``(name, ok, expected)``), or ''."""
+    bad = [f"{prefix}{name} must be {expected}, got {getattr(cfg, name)!r}" for name, ok, expected in checks if not ok]
+    return f"config field {'; '.join(bad)}" if bad else ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +103,25 @@ class DataConfig:
     flip: bool | None = None
     pixel_noise: float = 6.0
     max_val_images: int | None = None
+
+    def __post_init__(self):
+        bad = _refused(self, "data.", [
+            ("kind", self.kind in ("synthcrowd", "coco"), "'synthcrowd' or 'coco'"),
+            ("num_images", _int(self.num_images) and self.num_images >= 1, "an integer >= 1 (scenes in all)"),
+            ("size", _int(self.size) and self.size >= 32, "an integer >= 32 (pixels)"),
+            ("scene_seed", _int(self.scene_seed) and self.scene_seed >= 0, "an integer >= 0"),
+            ("train_scales", _sizes(self.train_scales), "one or more integers >= 32 (pixels)"),
+            ("crop_scales", _sizes(self.crop_scales, least=1), "one or more integers >= 1 (pixels)"),
+            ("crop_size", _sizes(self.crop_size, least=1) and len(self.crop_size) == 2
+             and self.crop_size[0] <= self.crop_size[1], "(smallest, largest) integers >= 1, smallest first"),
+            ("max_size", _int(self.max_size) and self.max_size >= 32, "an integer >= 32 (pixels)"),
+            ("eval_size", self.eval_size is None or (_int(self.eval_size) and self.eval_size >= 32),
+             "None or an integer >= 32 (pixels)"),
+            ("pixel_noise", _number(self.pixel_noise) and self.pixel_noise >= 0, "a finite number >= 0"),
+            ("max_val_images", self.max_val_images is None or (_int(self.max_val_images) and self.max_val_images >= 1),
+             "None or an integer >= 1")])
+        if bad:
+            raise ValueError(bad)
 
     @property
     def flips(self) -> bool:
@@ -142,11 +190,26 @@ class TrainConfig:
     def __post_init__(self):
         zero = {"eval_every": " (0: only at the end)", "keep_checkpoints": " (0: keep them all)"}
         for name, least in (("batch_size", 1), ("max_steps", 1), ("ckpt_every", 1), ("log_every", 1),
-                            ("keep_checkpoints", 0), ("workers", 0), ("eval_every", 0)):
+                            ("keep_checkpoints", 0), ("workers", 0), ("eval_every", 0), ("seed", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            if not _int(value) or value < least:
                 raise ValueError(f"config field {name} must be an integer >= {least}{zero.get(name, '')}, got "
                                  f"{value!r}")
+        bad = _refused(self, "", [
+            ("lr", _number(self.lr) and self.lr > 0, "a finite number > 0 (a learning rate)"),
+            ("backbone_lr_mult", _number(self.backbone_lr_mult) and self.backbone_lr_mult >= 0,
+             "a finite number >= 0 (0: the backbone does not learn)"),
+            ("weight_decay", _number(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+            ("lr_gamma", _number(self.lr_gamma) and self.lr_gamma > 0, "a finite number > 0 (the lr's factor at a "
+                                                                        "drop)"),
+            ("lr_drop", isinstance(self.lr_drop, (tuple, list)) and all(_int(s) and s >= 1 for s in self.lr_drop),
+             "steps, integers >= 1"),
+            ("clip_grad", _number(self.clip_grad) and self.clip_grad >= 0, "a finite number >= 0 (0: no clipping)"),
+            ("ema_decay", _number(self.ema_decay) and 0 <= self.ema_decay < 1, "a number in [0, 1) (0: no EMA)"),
+            ("recipe", isinstance(self.recipe, str) and bool(self.recipe), "a recipe name"),
+            ("out", isinstance(self.out, str) and bool(self.out.strip()), "a folder")])
+        if bad:
+            raise ValueError(bad)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -160,15 +223,26 @@ def load_config(path) -> TrainConfig:
     ``from data_synthcrowd import data`` picks up a sibling file.
     """
     import sys
+    import traceback
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
-    sys.path.insert(0, str(path.resolve().parent))
+    folder = path.resolve().parent
+    sys.path.insert(0, str(folder))
     try:
         ns = runpy.run_path(str(path))
+    except SyntaxError as err:  # the user's line, with the pointer under it
+        pointer = ""
+        if err.text:
+            pointer = f": {err.text.strip()}" + (f" (column {err.offset})" if err.offset else "")
+        raise ValueError(f"{err.filename or path}:{err.lineno}: {err.msg}{pointer}") from err
+    except Exception as err:  # an error of the config's own code (a NameError, a refused field): its line
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve().parent == folder]
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else str(path)
+        raise ValueError(f"{where}: {type(err).__name__}: {err}") from err
     finally:
-        sys.path.remove(str(path.resolve().parent))
+        sys.path.remove(str(folder))
     cfg = ns.get("config")
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"{path}: must define `config = TrainConfig(...)`, found {type(cfg).__name__}")
@@ -279,14 +353,42 @@ def split_size(num_images: int, split: str) -> int:
     return max(int(round(num_images * SPLIT_FRACTIONS[split])), 1)
 
 
-def _synthcrowd_stamp(root: Path, num_images: int, size: int, scene_seed: int, hint: str) -> tuple[Path, dict]:
+_SPLIT_FILES = ("coco.json", "crowdpose.json")
+
+
+def synthcrowd_folder(root, flag: str = "data.root"):
+    """A SynthCrowd folder as an :class:`~posediff.io.OutputFolder` (one rendered before folders had a manifest:
+    by its stamp or a split's SynthCrowd annotations)."""
+    from ..io import OutputFolder
+
+    def rendered(folder: Path) -> bool:
+        if (folder / "synthcrowd.json").is_file():
+            return True
+        for split in SPLIT_FRACTIONS:
+            with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+                with open(folder / split / "coco.json") as f:
+                    head = f.read(400)
+                if '"description": "SynthCrowd' in head:
+                    return True
+        return False
+
+    return OutputFolder(root, flag, adopt=rendered)
+
+
+def _synthcrowd_stamp(root: Path, num_images: int, size: int, scene_seed: int, hint: str,
+                      flag: str = "data.root") -> tuple[Path, dict]:
     """(the folder's ``synthcrowd.json``, the settings it must hold); refuses a folder stamped with others."""
     from ..data.synthcrowd import RENDERER_VERSION
 
     wanted = dict(num_images=num_images, size=size, scene_seed=scene_seed, renderer=RENDERER_VERSION)
+    if Path(root).exists() and not Path(root).is_dir():
+        raise ValueError(f"{flag} {root}: is a file; expected the SynthCrowd folder (rendered there if missing)")
     stamp = Path(root) / "synthcrowd.json"
     if stamp.is_file():
-        have = {"renderer": 1, **json.loads(stamp.read_text())}  # version 1 wrote no renderer
+        try:
+            have = {"renderer": 1, **json.loads(stamp.read_text())}  # version 1 wrote no renderer
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{stamp}: cannot read the SynthCrowd folder's settings ({err}); {hint}") from err
         diff = [k for k in wanted if have.get(k) != wanted[k]]
         if diff:
             fields = ", ".join(f"{'renderer version' if k == 'renderer' else 'data.' + k} {have.get(k)} (wanted "
@@ -297,18 +399,23 @@ def _synthcrowd_stamp(root: Path, num_images: int, size: int, scene_seed: int, h
 
 
 def render_synthcrowd(root, num_images: int, size: int = 256, scene_seed: int = 0,
-                      splits: tuple[str, ...] = tuple(SPLIT_FRACTIONS), progress: bool = True) -> list[dict]:
+                      splits: tuple[str, ...] = tuple(SPLIT_FRACTIONS), progress: bool = True,
+                      flag: str = "data.root") -> list[dict]:
     """Render the ``splits`` of a SynthCrowd folder of ``num_images`` scenes, each split its share
     (:func:`split_size`), and, when this call renders all three, the stamp ``build_datasets`` reads, so that
     training with ``data.num_images=num_images`` uses the folder as it is (a subset of the splits writes no
-    stamp). Returns each split's summary."""
+    stamp). The folder is an :class:`~posediff.io.OutputFolder` (``flag`` names it in messages). Returns each
+    split's summary."""
     from ..data.synthcrowd import SceneConfig, write_split
 
     unknown = [s for s in splits if s not in SPLIT_FRACTIONS]
     if unknown or not splits or len(set(splits)) != len(splits):
         raise ValueError(f"splits must be distinct names among {list(SPLIT_FRACTIONS)}, got {list(splits)}")
+    DataConfig(num_images=num_images, size=size, scene_seed=scene_seed)  # the same checks as training's
     stamp, wanted = _synthcrowd_stamp(Path(root), num_images, size, scene_seed,
-                                      "render into another folder or delete this one")
+                                      "render into another folder or delete this one", flag)
+    synthcrowd_folder(root, flag).claim(["synthcrowd.json", *(f"{s}/{f}" for s in splits for f in _SPLIT_FILES)],
+                                        [f"{s}/images/*.png" for s in splits])
     summaries = [write_split(root, split, split_size(num_images, split), seed=scene_seed,
                              config=SceneConfig(size=size), progress=progress) for split in splits]
     if set(splits) == set(SPLIT_FRACTIONS):  # a subset leaves the folder unstamped: its other splits are unknown
@@ -561,8 +668,71 @@ def train_step(net, optimizer, schedule, batch, device, clip_grad: float, autoca
     return {k: v.detach() for k, v in losses.items()}
 
 
-def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progress: bool = True) -> dict:
-    """Run (or continue) a training run; returns the final metrics and the loss history."""
+def run_folder(out, flag: str = "out="):
+    """A training run's folder as an :class:`~posediff.io.OutputFolder` (one an earlier posediff wrote without a
+    manifest is known by its ``last.json`` or ``result.json``)."""
+    from ..io import OutputFolder
+
+    def trained(folder: Path) -> bool:
+        for name, keys in (("last.json", {"name", "step"}), ("result.json", {"steps", "seconds", "config"})):
+            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                if keys <= json.loads((folder / name).read_text()).keys():
+                    return True
+        return False
+
+    return OutputFolder(out, flag, adopt=trained)
+
+
+def _resume_point(out: Path, resume: bool, resume_from) -> tuple[Path, Path | None] | None:
+    """(weights, state) to continue from: ``resume_from`` (a checkpoint of the run folder, checked; later damaged
+    checkpoints are removed, a later intact one refuses it), else the folder's last; None for a new run."""
+    if resume_from is None:
+        try:
+            found = latest_checkpoint(out)
+        except (ValueError, FileNotFoundError) as err:
+            if not resume:
+                raise FileExistsError(f"{out}: holds a training run already, whose last.json is damaged ({err}); "
+                                      f"pass --resume to continue it, or another out= to start afresh") from err
+            raise type(err)(f"{err}{resume_hint(out)}") from err
+        if found is not None and not resume:  # before anything is rendered or built
+            raise FileExistsError(f"{out}: holds a training run already ({found[0].name}); pass --resume "
+                                  f"(resume=True) to continue it, or another out= (or delete the folder) to start "
+                                  f"afresh")
+        return found
+    chosen = Path(resume_from)
+    if not chosen.is_file() and (out / chosen).is_file():
+        chosen = out / chosen
+    step = checkpoint_step(chosen)
+    if not chosen.is_file() or step is None or not chosen.name.endswith(".safetensors") \
+            or chosen.resolve().parent != out.resolve():
+        raise ValueError(f"--resume-from {resume_from}: expected a checkpoint step_N.safetensors of the run folder "
+                         f"{out}")
+    newer = [w for w in sorted(out.glob("step_*.safetensors"), reverse=True)
+             if (checkpoint_step(w) or 0) > step and is_intact(w)]
+    if newer:
+        raise ValueError(f"--resume-from {resume_from}: {newer[0].name} is a later intact checkpoint of {out}; "
+                         f"--resume continues from the newest, and a run from an earlier step starts in another out= "
+                         f"(--init {chosen})")
+    return chosen, chosen.with_name(chosen.name.replace(".safetensors", ".state.pt"))
+
+
+def _drop_later_checkpoints(out: Path, folder, step: int) -> None:
+    """After ``--resume-from`` step ``step``: the later (damaged) checkpoints go, and last.json names ``step``'s."""
+    for p in sorted(out.glob("step_*")):
+        later = checkpoint_step(p)
+        if later is not None and later > step and folder.remove(p.name):
+            log.warning("%s: removed %s, a damaged checkpoint after the one this run continues from", out, p.name)
+    write_json({"name": f"step_{step:07d}", "step": step, "has_state": True}, out / "last.json")
+
+
+def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progress: bool = True,
+          resume_from: str | None = None) -> dict:
+    """Run (or continue) a training run; returns the final metrics and the loss history.
+
+    The run folder (``cfg.out``) is an :class:`~posediff.io.OutputFolder`: a folder holding files of the same names
+    that posediff did not write is refused before anything runs. ``resume`` continues from the folder's last
+    checkpoint; ``resume_from`` (implies ``resume``) from the named one, e.g. when the last is damaged.
+    """
     from tqdm import tqdm
 
     from ..env import machine_info
@@ -572,15 +742,17 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     if device.type == "cuda":
         torch.cuda.set_device(device)
     out = Path(cfg.out)
-    resume_point = latest_checkpoint(out)
-    if resume_point is not None and not resume:  # before anything is rendered or built
-        raise FileExistsError(f"{out}: holds a training run already ({resume_point[0].name}); pass --resume "
-                              f"(resume=True) to continue it, or another out= (or delete the folder) to start afresh")
+    folder = run_folder(out)
+    folder.check(RUN_FILES, RUN_PATTERNS)  # a folder of the user's own files is refused before anything runs
+    if cfg.data.kind == "synthcrowd":
+        synthcrowd_folder(cfg.data.root)  # data.root a file: refused now, not after the model is built
+    resume = resume or resume_from is not None
+    resume_point = _resume_point(out, resume, resume_from)
     _seed_all(cfg.seed)
     model = build_model(cfg).to(device)  # before the data: bad model settings are refused before any rendering
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
+    if rank == 0:  # the run folder is made once the run can start: a refused call leaves none
+        folder.claim(RUN_FILES, RUN_PATTERNS)  # and the temporary files of a killed write are removed
     if init and not resume_point:
         done = init_from(model, init)
         log.info("initialised from %s: %d tensors loaded, %d fresh, %d of another shape, %d unused", init,
@@ -597,12 +769,15 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             log.warning("--resume: no checkpoint in %s; starting afresh", out)
         else:
             weights_path, state_path = resume_point
-            weights, ema_w, meta = load_checkpoint(weights_path)
+            try:
+                weights, ema_w, meta = load_checkpoint(weights_path)
+                if state_path is None or not state_path.is_file():
+                    raise FileNotFoundError(f"{weights_path}: its training state (.state.pt) is missing")
+                state = load_state(state_path)
+            except (ValueError, FileNotFoundError) as err:
+                raise type(err)(f"{err}{resume_hint(out, checkpoint_step(weights_path))}") from err
             if cfg.data.kind == "synthcrowd":
                 check_synthcrowd_meta(meta, weights_path, "resume")
-            if state_path is None:
-                raise FileNotFoundError(f"{weights_path}: its training state (.state.pt) is missing")
-            state = torch.load(state_path, map_location="cpu", weights_only=False)
             cpu_rngs = state["torch_rng"] if isinstance(state["torch_rng"], list) else [state["torch_rng"]]  # per rank
             saved_world = len(cpu_rngs)
             if saved_world != world:
@@ -625,6 +800,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             random.setstate(state["python_rng"])
             history = [h for h in state["history"] if h["step"] <= step]
             seconds_before = float(state.get("seconds", 0.0))  # training time of the earlier calls
+            if resume_from is not None and rank == 0:
+                _drop_later_checkpoints(out, folder, step)
             log.info("resumed %s at step %d", out, step)
     if rank == 0:  # after the checks above: a refused --resume leaves the run's record as it was
         write_json(dict(config=jsonable(cfg), eval_size=cfg.data.eval_scale, machine=machine_info(), world_size=world),

@@ -83,6 +83,8 @@ class OneStagePoseModel(nn.Module):
         ``keypoints`` (N, K, 3: x, y, score in input pixels), ``scores`` (N,) and ``boxes`` (N, 4, xyxy).
     """
 
+    MAX_ABS_INPUT = 20.0  # ImageNet-normalised pixels lie within about ±2.7
+
     def __init__(self, backbone, encoder, human_decoder, head, num_keypoints: int = 17, sigmas=None,
                  max_det: int = 100, nms_threshold: float = 0.9, loss_weights: dict | None = None,
                  fine_level: bool = False, aux_heatmap: float = 0.0):
@@ -119,10 +121,39 @@ class OneStagePoseModel(nn.Module):
                                               nn.Conv2d(dim, num_keypoints, 1))
             nn.init.constant_(self.heatmap_head[-1].bias, -2.19)  # sigmoid = 0.1, CenterNet's prior
 
+    def check_inputs(self, images, pixel_mask=None) -> None:
+        """Refuse, before any layer runs, what the model cannot read: anything but a non-empty (B, 3, H, W) batch
+        of the weights' floating dtype, a non-finite value, pixels not normalised (|x| > ``MAX_ABS_INPUT``: 0-255
+        values, say), a pixel mask of another shape."""
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"OneStagePoseModel: images must be a (B, 3, H, W) tensor, got {got}")
+        if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
+            raise ValueError(f"OneStagePoseModel: images is an empty batch {tuple(images.shape)}; expected at least "
+                             f"one image of at least one pixel")
+        dtype = self.level_embed.dtype
+        if images.dtype != dtype:
+            hint = f" (convert with images.to({dtype}))" if images.is_floating_point() else \
+                " (pixels 0-255: convert with images.float() / 255, then normalise)"
+            raise ValueError(f"OneStagePoseModel: images are {images.dtype}, the model's weights {dtype}{hint}")
+        if pixel_mask is not None and (not isinstance(pixel_mask, torch.Tensor)
+                                       or tuple(pixel_mask.shape) != (images.shape[0], *images.shape[2:])):
+            got = tuple(pixel_mask.shape) if isinstance(pixel_mask, torch.Tensor) else type(pixel_mask).__name__
+            raise ValueError(f"OneStagePoseModel: pixel_mask must be (B, H, W) = {(images.shape[0], *images.shape[2:])}"
+                             f", True on real pixels, got {got}")
+        largest = float(images.detach().abs().amax())  # NaN if any value is NaN
+        if not math.isfinite(largest):
+            bad = (~torch.isfinite(images)).nonzero()[0].tolist()
+            raise ValueError(f"OneStagePoseModel: images hold non-finite values (image {bad[0]}, channel {bad[1]}, "
+                             f"row {bad[2]}, column {bad[3]} is {float(images[tuple(bad)])})")
+        if largest > self.MAX_ABS_INPUT:
+            raise ValueError(f"OneStagePoseModel: images hold values up to {largest:g}; expected pixels normalised "
+                             f"with the ImageNet mean and std (posediff.data.transforms.IMAGENET_MEAN / _STD), which "
+                             f"lie within ±{self.MAX_ABS_INPUT:g}")
+
     def encode(self, images: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> EncoderState:
-        """Image features, computed once per image."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"OneStagePoseModel: images must be (B, 3, H, W), got {tuple(images.shape)}")
+        """Image features, computed once per image (the inputs checked first, :meth:`check_inputs`)."""
+        self.check_inputs(images, pixel_mask)
         if pixel_mask is None:
             pixel_mask = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
         feats = self.backbone(images)
@@ -179,12 +210,29 @@ class OneStagePoseModel(nn.Module):
         of several sampling-step counts costs one feature pass). Eval mode only."""
         if self.training or len(steps) != len(generators):
             raise ValueError("OneStagePoseModel.predict_at_steps: eval mode, and one generator per step count")
+        for s in steps:
+            self.check_steps(s)
         enc = self.encode(images, pixel_mask)
         humans = self.human_decoder(enc.memory, enc.padding_mask, enc.spatial_shapes, enc.valid_ratios)
         sizes = image_sizes(pixel_mask, images)
         return [self._predictions(humans, enc, sizes, s, g) for s, g in zip(steps, generators)]
 
+    def check_steps(self, steps) -> None:
+        """Refuse sampling ``steps`` the head cannot take: any for a one-pass head, and for a diffusion head
+        anything but an integer from 1 to its ``max_sampling_steps`` (None: the head's own)."""
+        if steps is None:
+            return
+        total = getattr(self.head, "max_sampling_steps", None)
+        if total is None:
+            raise ValueError(f"OneStagePoseModel: steps={steps!r}, but its {type(self.head).__name__} predicts in one "
+                             f"pass and does not sample; sampling steps apply to a diffusion head only")
+        if isinstance(steps, bool) or not hasattr(steps, "__index__") or not 1 <= steps <= total:
+            raise ValueError(f"OneStagePoseModel: steps={steps!r}; expected an integer from 1 to {total} (its "
+                             f"scheduler's num_train_timesteps), or None for the head's own "
+                             f"{getattr(self.head, 'sampling_steps', '')}")
+
     def _predictions(self, humans, enc, sizes, steps, generator) -> list[dict]:
+        self.check_steps(steps)
         logits, boxes, keypoints = self.head.predict(humans, enc, steps=steps, generator=generator)
         if not getattr(self.head, "nms", False):
             return to_predictions(logits, boxes, keypoints, sizes, self.max_det)

@@ -91,7 +91,7 @@ def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_
     shutil.copytree(tmp / "b", light, ignore=shutil.ignore_patterns(
         "step_*", "last.json", "history.jsonl", "results.json", "report.md", "predictions.png", "plots"))
     assert sorted(p.name for p in (light / "runs" / "edpose_tiny" / "seed0").iterdir()) == [
-        "bench.json", "config.json", "result.json"]
+        ".posediff.json", "bench.json", "config.json", "result.json"]
 
     def refuse(*a, **k):
         raise AssertionError("a model was trained or loaded for a run whose records are complete")

@@ -89,7 +89,7 @@ def test_predict_command_writes_results_and_pictures(checkpoint, data_dir, tmp_p
     drawing = tmp_path / again[0]["drawing"]  # an earlier drawing given as this call's input is read, not deleted
     assert cli(["predict", str(drawing), "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--size", "256"]) == 0
     assert drawing.is_file() and (tmp_path / f"{drawing.stem}_poses.png").is_file()
-    with pytest.raises(ValueError, match="results.json: is a file; expected the folder"):
+    with pytest.raises(ValueError, match="results.json: is a file; expected a folder"):
         cli(["predict", images[0], "--checkpoint", str(checkpoint), "--out", str(tmp_path / "results.json")])
 
 

@@ -98,11 +98,11 @@ def test_written_splits_load_and_evaluate(tmp_path):
     assert len(build_datasets(TrainConfig(recipe="edpose_tiny", data=data))[0]) == 24
     assert (tmp_path / "train" / "coco.json").stat().st_mtime_ns == written
     for splits in ("", "test,test", "train,eval"):
-        with pytest.raises(SystemExit, match=rf"--splits must name distinct splits among train,val,test, "
+        with pytest.raises(ValueError, match=rf"--splits must name distinct splits among train,val,test, "
                                              rf"got '{splits}'"):
             cli(["data", "synthcrowd", "--out", str(tmp_path), "--num-images", "30", "--size", "128",
                  "--seed", "5", "--splits", splits])
-    with pytest.raises(SystemExit, match=r"other settings: data\.num_images 30 \(wanted 40\)"):
+    with pytest.raises(ValueError, match=r"other settings: data\.num_images 30 \(wanted 40\)"):
         cli(["data", "synthcrowd", "--out", str(tmp_path), "--num-images", "40", "--size", "128", "--seed", "5",
              "--splits", "test"])
 
