@@ -417,20 +417,20 @@ def _table_format(gts: dict) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 # what the bench writes in its --out folder (besides the run folders under runs/, each a training run's own)
-BENCH_FILES = ("bench_config.json", "results.json", "report.md", "predictions.png")
-BENCH_PATTERNS = ("plots/*.png",)
+PLOTS = ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png")
+BENCH_FILES = ("bench_config.json", "results.json", "report.md", "predictions.png", *(f"plots/{p}" for p in PLOTS))
 
 
 def bench_folder(out):
     """The bench's ``--out`` as an :class:`~posediff.io.OutputFolder` (one an earlier posediff wrote without a
-    manifest is known by its ``bench_config.json``)."""
+    manifest is known by its ``bench_config.json``, and its files taken as posediff's)."""
     from .io import OutputFolder
 
-    def benched(folder: Path) -> bool:
+    def benched(folder: Path) -> list[str]:
         try:
-            return "preset" in json.loads((folder / "bench_config.json").read_text())
+            return list(BENCH_FILES) if "preset" in json.loads((folder / "bench_config.json").read_text()) else []
         except (OSError, ValueError, TypeError):
-            return False
+            return []
 
     return OutputFolder(out, "--out", adopt=benched)
 
@@ -444,7 +444,7 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     rank, _, world = distributed()
     out = Path(spec.out)
     folder = bench_folder(out)
-    folder.check(BENCH_FILES, BENCH_PATTERNS)  # before anything is planned or trained
+    folder.check(BENCH_FILES)  # before anything is planned or trained
     runs = plan_runs(preset, spec)
     from .data.synthcrowd import RENDERER_VERSION
 
@@ -469,7 +469,7 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
             raise ValueError(f"{stamp}: this folder holds a bench run with other settings: {'; '.join(diff)}; use "
                              f"another --out or delete the folder")
     if rank == 0:
-        folder.claim(BENCH_FILES, BENCH_PATTERNS)
+        folder.claim(BENCH_FILES)
         write_json(jsonable(wanted), stamp)
     t0 = time.time()
     records = []
@@ -595,7 +595,7 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
            ylabel=f"val AP ({results['bench']['val_metric']}, ×100)", title="AP during training")
     ax.grid(alpha=0.3)
     ax.legend()
-    save(fig, "ap_vs_train_step.png")
+    save(fig, PLOTS[0])
     # 2. AP against sampling steps
     fig, ax = plt.subplots(figsize=(6, 4))
     for recipe, row in results["summary"].items():
@@ -609,7 +609,7 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
     ax.set_xscale("log", base=2)
     ax.grid(alpha=0.3)
     ax.legend()
-    save(fig, "ap_vs_sampling_steps.png")
+    save(fig, PLOTS[1])
     # 3. AP per crowd level (CrowdPose format) or per person size (COCO)
     levels = ("AP_E", "AP_M", "AP_H") if fmt == "crowdpose" else ("AP_M", "AP_L")
     names = {"AP_E": "easy", "AP_M": "medium" if fmt == "crowdpose" else "medium persons", "AP_H": "hard",
@@ -624,7 +624,7 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
     ax.set(ylabel="test AP (×100)", title="AP per crowd level" if fmt == "crowdpose" else "AP per person size")
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
-    save(fig, "ap_per_crowd_level.png")
+    save(fig, PLOTS[2])
     return made
 
 

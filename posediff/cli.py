@@ -81,8 +81,8 @@ def _train(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = apply_overrides(load_config(args.config), args.overrides)
-    result = train(cfg, resume=args.resume or args.resume_from is not None, init=args.init,
-                   progress=not args.no_progress, resume_from=args.resume_from)
+    result = train(cfg, resume=args.resume, init=args.init, progress=not args.no_progress,
+                   resume_from=args.resume_from)
     if "metrics" in result:
         print(json.dumps({"steps": result["steps"], "seconds": result["seconds"], **result["metrics"]}))
     return 0

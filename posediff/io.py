@@ -1,8 +1,8 @@
 """File writing that never leaves a half-written file behind, and never replaces a file posediff did not write.
 
 Every command that writes a folder (``posediff predict``, ``train``, ``bench``, ``data synthcrowd``) writes it
-through :class:`OutputFolder`: the folder's manifest ``.posediff.json`` lists what posediff wrote there, before
-it writes it, so that a file the manifest does not cover (the user's own) is refused by name and never
+through :class:`OutputFolder`: the folder's manifest ``.posediff.json`` lists the files posediff wrote there,
+before it writes them, so that a file the manifest does not cover (the user's own) is refused by name and never
 replaced or deleted, and the hidden temporary file of a write that was killed half-way is removed the next time
 a command writes the folder. Commands that write one file (``--out FILE``) replace only a file of posediff's
 own format (:func:`check_output_file`).
@@ -11,7 +11,7 @@ own format (:func:`check_output_file`).
 from __future__ import annotations
 
 import contextlib
-import fnmatch
+import glob
 import json
 import os
 import re
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = ["atomic_path", "check_output_file", "write_json", "save_result", "read_safetensors", "OutputFolder",
-           "MANIFEST"]
+           "remove_temporaries_of", "MANIFEST"]
 
 MANIFEST = ".posediff.json"
 _FOLDER_FORMAT = "posediff.folder/1"
@@ -116,20 +116,21 @@ def read_safetensors(path: str | os.PathLike, what: str, tensors: bool = True) -
 class OutputFolder:
     """A folder a command writes into, which owns only what posediff wrote there.
 
-    Its manifest (``.posediff.json``) lists the file names (relative paths) and name patterns (``step_*.pt``)
-    posediff wrote. :meth:`claim` adds names to it before they are written, so that even a write that was
-    killed half-way leaves only files the manifest covers; a file it does not cover was not written by posediff
-    and is refused by name (:meth:`check`), never replaced or deleted.
+    Its manifest (``.posediff.json``) lists the files (paths relative to the folder) posediff wrote there.
+    :meth:`claim` adds names to it before they are written, so that even a write killed half-way leaves only
+    files the manifest lists; a file it does not list was not written by posediff and is refused by name
+    (:meth:`check`), never replaced or deleted.
 
     Args:
         path: the folder (created by the first :meth:`claim`, not before).
         flag: how the user named it (``"--out"``, ``"out="``), for messages.
-        adopt: for a folder without a manifest, a test of whether an earlier posediff, which wrote none, made
-            it (a run folder's ``last.json``, say); if so the ``names`` and ``patterns`` the command claims are
-            taken as posediff's.
+        adopt: for a folder without a manifest, the files an earlier posediff, which wrote none, made there
+            (read from that command's own index: a run's ``last.json``, predict's ``images.json``), or ``[]``
+            when it did not make the folder. They are recorded with the first :meth:`claim`.
     """
 
-    def __init__(self, path: str | os.PathLike, flag: str = "--out", adopt: Callable[[Path], bool] | None = None):
+    def __init__(self, path: str | os.PathLike, flag: str = "--out",
+                 adopt: Callable[[Path], Iterable[str]] | None = None):
         self.path = Path(path)
         self.flag = flag
         if self.path.is_symlink() and not self.path.exists():
@@ -137,65 +138,65 @@ class OutputFolder:
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"{flag} {self.path}: is a file; expected a folder to write into")
         self.names: set[str] = set()
-        self.patterns: set[str] = set()
-        self.adopted = not self._load() and adopt is not None and self.path.is_dir() and adopt(self.path)
+        if not self._load() and adopt is not None and self.path.is_dir():
+            self.names = {n for n in adopt(self.path) if (self.path / n).is_file()}
 
     def _load(self) -> bool:
-        """Read the manifest as it is on disk now (another command, a training run under the bench, may have
+        """Read the manifest as it is on disk now (another writer, a training run under the bench, may have
         added to it); returns whether there is one."""
         manifest = self.path / MANIFEST
         if not manifest.is_file():
             return False
         try:
-            data = json.loads(manifest.read_text())
-            names, patterns = data["files"], data.get("patterns", [])
-            if not all(isinstance(n, str) for n in [*names, *patterns]):
+            names = json.loads(manifest.read_text())["files"]
+            if not all(isinstance(n, str) for n in names):
                 raise TypeError("entries must be strings")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{manifest}: cannot read the list of the files posediff wrote in this folder "
                              f"({err}); pass another {self.flag}") from err
-        self.names, self.patterns = set(names), set(patterns)
-        self.adopted = False
+        self.names = set(names)
         return True
 
     def owns(self, name: str) -> bool:
         """Whether the file ``name`` (relative to the folder) is posediff's."""
-        return name in self.names or any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+        return name in self.names
 
-    def _foreign(self, names: Iterable[str], patterns: Iterable[str]) -> list[str]:
-        """The existing files among ``names`` and those matching ``patterns`` that posediff did not write."""
+    def _foreign(self, names: Iterable[str]) -> list[str]:
+        """The existing files among ``names`` that posediff did not write. On a file system that ignores case
+        (macOS, Windows) the file that stands under a name is found by listing its folder."""
         found = []
         for name in names:
             p = self.path / name
-            if (p.exists() or p.is_symlink()) and not (self.adopted or self.owns(name)):
+            if not (p.exists() or p.is_symlink()):
+                continue
+            if name in self.names:
+                continue
+            try:
+                standing = [e for e in os.listdir(p.parent) if e.casefold() == p.name.casefold()]
+            except OSError:
+                standing = [p.name]
+            parent = Path(name).parent.as_posix()
+            rel = [e if parent == "." else f"{parent}/{e}" for e in standing]
+            if not any(r in self.names for r in rel) or p.is_symlink():
                 found.append(name)
-        if self.path.is_dir():
-            for pattern in patterns:
-                for p in sorted(self.path.glob(pattern)):
-                    name = p.relative_to(self.path).as_posix()
-                    if not (self.adopted or self.owns(name)):
-                        found.append(name)
         return found
 
-    def check(self, names: Iterable[str] = (), patterns: Iterable[str] = ()) -> None:
-        """Refuse, before any work, to write ``names`` (or files matching ``patterns``) where a file posediff did
-        not write stands."""
-        foreign = self._foreign(names, patterns)
+    def check(self, names: Iterable[str] = ()) -> None:
+        """Refuse, before any work, to write ``names`` where a file posediff did not write stands."""
+        foreign = self._foreign(names)
         if foreign:
             more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
             raise ValueError(f"{self.flag} {self.path}: holds {foreign[0]}{more}, which posediff did not write (its "
                              f"{MANIFEST} does not list it), and this command would replace it; pass another "
                              f"{self.flag}, or move the file away")
 
-    def claim(self, names: Iterable[str] = (), patterns: Iterable[str] = ()) -> OutputFolder:
-        """Check ``names`` and ``patterns`` (:meth:`check`), then record them in the manifest, creating the folder,
-        before anything is written; temporary files that killed writes left are removed."""
-        names, patterns = list(names), list(patterns)
-        self._load()
-        self.check(names, patterns)
+    def claim(self, names: Iterable[str] = ()) -> OutputFolder:
+        """Check ``names`` (:meth:`check`), then record them in the manifest, creating the folder, before anything is
+        written; temporary files that killed writes left beside files posediff owns are removed."""
+        names = list(names)
+        self._load()  # a manifest on disk is the record; without one, the names adopted stand
+        self.check(names)
         self.names |= set(names)
-        self.patterns |= set(patterns)
-        self.adopted = False
         self._save()
         self.remove_temporaries()
         return self
@@ -203,13 +204,15 @@ class OutputFolder:
     def release(self, names: Iterable[str]) -> None:
         """Drop ``names`` from the manifest (files no longer there)."""
         names = set(names)
+        if not names:
+            return
         self._load()
         self.names -= names
         self._save()
 
     def remove(self, name: str, keep: Iterable[str | os.PathLike] = ()) -> bool:
-        """Delete the file ``name`` if posediff wrote it and it is none of ``keep`` (a command's inputs); returns
-        whether it was deleted."""
+        """Delete the file ``name`` if posediff wrote it and it is none of ``keep`` (a command's inputs), and drop
+        it from the manifest; returns whether it was deleted."""
         p = self.path / name
         if not self.owns(name) or not p.is_file() or p.is_symlink():
             return False
@@ -218,23 +221,37 @@ class OutputFolder:
                 if Path(other).exists() and p.samefile(other):
                     return False
         p.unlink()
+        self.release([name])
         return True
 
     def remove_temporaries(self) -> list[str]:
         """Delete the temporary files (``.NAME.XXXXXXXX.tmp``) that an :func:`atomic_path` write killed half-way
-        left beside a file posediff owns here; returns their names."""
+        left beside a file posediff owns here (only the folders of its files are looked at); returns them."""
         removed = []
-        for p in sorted(self.path.rglob(".*.tmp")) if self.path.is_dir() else []:
-            m = _TEMPORARY.match(p.name)
-            if not m or not p.is_file():
-                continue
-            target = (p.parent / m["name"]).relative_to(self.path).as_posix()
-            if target == MANIFEST or self.owns(target):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-                removed.append(p.relative_to(self.path).as_posix())
+        folders = {Path(n).parent for n in self.names} | {Path(".")}
+        for folder in sorted(folders):
+            for p in sorted((self.path / folder).glob(".*.tmp")):
+                m = _TEMPORARY.match(p.name)
+                target = (folder / m["name"]).as_posix() if m else None
+                if target is not None and p.is_file() and (target == MANIFEST or self.owns(target)):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                    removed.append((folder / p.name).as_posix())
         return removed
 
     def _save(self) -> None:
-        write_json(dict(format=_FOLDER_FORMAT, files=sorted(self.names), patterns=sorted(self.patterns)),
-                   self.path / MANIFEST)
+        write_json(dict(format=_FOLDER_FORMAT, files=sorted(self.names)), self.path / MANIFEST)
+
+
+def remove_temporaries_of(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_path` write of ``path`` left beside it."""
+    path = Path(path)
+    gone = []
+    for p in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) if path.parent.is_dir() else []:
+        m = _TEMPORARY.match(p.name)
+        if m and m["name"] == path.name and p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+            gone.append(p)
+    return gone
+

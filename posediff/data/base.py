@@ -41,17 +41,13 @@ def read_image(path, named_by: str = "", header_only: bool = False) -> np.ndarra
 
 def to_rgb8(im) -> np.ndarray:
     """A PIL image as a writable (H, W, 3) uint8 RGB array. 8-bit modes (L, P, RGBA, CMYK, ...) go through PIL's
-    own conversion; 16-bit and 32-bit integer and float grayscale (``I;16``, ``I``, ``F``: 16-bit PNGs, TIFFs) are
-    scaled to 0-255, not clipped: by 255 / 65535 for 16-bit images, by 255 for floats in [0, 1], and by their
-    own maximum for 32-bit values beyond 16 bits."""
+    own conversion; wider grayscale is scaled to 0-255, not clipped: integer modes (``I;16*`` and ``I``: 16-bit
+    PNGs, integer TIFFs) from 0-65535 (values beyond 16 bits: from 0 to their maximum), float images (``F``) from
+    [0, 1] when they lie there, else like integers."""
     if im.mode.startswith("I;16") or im.mode in ("I", "F"):
         a = np.asarray(im, dtype=np.float64)  # (H, W)
-        if im.mode.startswith("I;16"):
-            full = 65535.0
-        else:
-            top = float(np.nanmax(a)) if a.size else 0.0
-            full = 1.0 if (im.mode == "F" and top <= 1.0) else 255.0 if top <= 255.0 else 65535.0 \
-                if top <= 65535.0 else top
+        top = float(np.nanmax(a)) if a.size else 0.0
+        full = 1.0 if (im.mode == "F" and top <= 1.0) else max(65535.0, top)
         gray = np.clip(np.nan_to_num(a * (255.0 / full)), 0, 255).round().astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     return np.array(im.convert("RGB"))

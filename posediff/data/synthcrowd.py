@@ -428,6 +428,11 @@ def _ann(ann_id, image_id, kp, box, area):
                 num_keypoints=int((kp[:, 2] > 0).sum()), bbox=[float(v) for v in box], area=float(area))
 
 
+def scene_file_name(index: int) -> str:
+    """The image file of scene ``index`` (0-based) in a written split's ``images/`` folder."""
+    return f"{index + 1:06d}.png"
+
+
 def write_split(out_dir, split: str, num_images: int, seed: int = 0, config: SceneConfig = SceneConfig(),
                 progress: bool = True) -> dict:
     """Render and write ``num_images`` scenes: ``out_dir/split/images/*.png``, ``coco.json``, ``crowdpose.json``.
@@ -447,7 +452,7 @@ def write_split(out_dir, split: str, num_images: int, seed: int = 0, config: Sce
     for i in tqdm(range(num_images), desc=f"synthcrowd {split}", disable=not progress, unit="img"):
         scene = make_scene(seed, split, i, config, bank)
         image_id = i + 1
-        name = f"{image_id:06d}.png"
+        name = scene_file_name(i)
         with atomic_path(root / "images" / name) as tmp:
             Image.fromarray(scene.image).save(tmp, format="PNG", compress_level=1)
         img = dict(id=image_id, file_name=name, width=config.size, height=config.size)

@@ -126,9 +126,9 @@ def conditional_gaussian(
 # numpy / torch in, the same out
 # ----------------------------------------------------------------------------------------------------
 
-def _refuse_non_finite(kp: torch.Tensor, boxes: torch.Tensor) -> None:
-    """``complete``'s inputs: every visibility flag, every labelled joint's coordinates and every box must be
-    finite (an unlabelled joint's coordinates are never read); the first that is not is named."""
+def _refuse_non_finite(kp: torch.Tensor) -> None:
+    """``complete``'s keypoints: every visibility flag and every labelled joint's coordinates must be finite (an
+    unlabelled joint's coordinates are never read); the first that is not is named. (Boxes: ``_frame``.)"""
     flags = kp[..., 2]  # (..., K)
     labelled = torch.isfinite(flags) & (flags > 0)
     bad_joint = ~torch.isfinite(flags) | (labelled & ~torch.isfinite(kp[..., :2]).all(-1))  # (..., K)
@@ -136,10 +136,6 @@ def _refuse_non_finite(kp: torch.Tensor, boxes: torch.Tensor) -> None:
         where = tuple(bad_joint.nonzero()[0].tolist())
         raise ValueError(f"complete: keypoints{list(where)} = {kp[where].tolist()} is not finite (a labelled joint's "
                          f"x and y, and every visibility flag, must be); mark an unknown joint invisible (v = 0)")
-    bad_box = ~torch.isfinite(boxes).all(-1)  # (...,)
-    if bad_box.any():
-        where = tuple(bad_box.nonzero()[0].tolist())
-        raise ValueError(f"complete: boxes{list(where)} = {boxes[where].tolist()} is not finite")
 
 
 def _as_float64(x) -> tuple[torch.Tensor, object]:
@@ -301,7 +297,7 @@ class GaussianPosePrior:
                              f"{tuple(bx.shape)}")
         if kp.shape[:-2].numel() == 0:
             return _restore(kp.clone(), token)
-        _refuse_non_finite(kp, bx)
+        _refuse_non_finite(kp)
         visible = kp[..., 2] > 0  # (..., K)
         y = self.normalize(kp[..., :2], bx)  # (..., K, 2)
         y_done = self.complete_normalized(y, visible, log_aspect=torch.log(bx[..., 3] / bx[..., 2]))

@@ -24,13 +24,11 @@ import torch
 from ..io import atomic_path, read_safetensors, write_json
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "load_init_weights", "init_from",
-           "load_state", "is_intact", "intact_checkpoints", "resume_hint", "checkpoint_step", "FORMAT", "RUN_FILES",
-           "RUN_PATTERNS"]
+           "load_state", "is_intact", "newest_intact", "resume_hint", "checkpoint_step", "FORMAT", "RUN_FILES"]
 
 FORMAT = "posediff.checkpoint/1"
-# what a training run writes in its folder (its OutputFolder's names and patterns)
+# what a training run writes in its folder besides its checkpoints (step_N.safetensors, step_N.state.pt)
 RUN_FILES = ("config.json", "history.jsonl", "result.json", "last.json")
-RUN_PATTERNS = ("step_*.safetensors", "step_*.state.pt")
 
 
 def _unwrap(model):
@@ -38,13 +36,17 @@ def _unwrap(model):
 
 
 def save_checkpoint(run_dir, step: int, model, recipe: str, overrides: dict, state: dict | None = None,
-                    ema=None, extra_meta: dict | None = None, keep: int = 2) -> Path:
-    """Write the weights (+ EMA) and the training state of ``step``; returns the weights' path."""
+                    ema=None, extra_meta: dict | None = None, keep: int = 2, folder=None) -> Path:
+    """Write the weights (+ EMA) and the training state of ``step``; returns the weights' path. With ``folder``
+    (the run's :class:`~posediff.io.OutputFolder`) the files are claimed in its manifest before they are written,
+    and only checkpoints it lists are pruned."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:07d}"
+    if folder is not None:
+        folder.claim([f"{name}.safetensors"] + ([f"{name}.state.pt"] if state is not None else []))
     tensors = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
@@ -58,18 +60,22 @@ def save_checkpoint(run_dir, step: int, model, recipe: str, overrides: dict, sta
         with atomic_path(run_dir / f"{name}.state.pt") as tmp:
             torch.save(state, tmp)
     write_json({"name": name, "step": step, "has_state": state is not None}, run_dir / "last.json")
-    _prune(run_dir, keep, current=name)
+    _prune(run_dir, keep, current=name, folder=folder)
     return weights
 
 
-def _prune(run_dir: Path, keep: int, current: str) -> None:
-    names = sorted({p.name.split(".")[0] for p in run_dir.glob("step_*.safetensors")})
+def _prune(run_dir: Path, keep: int, current: str, folder=None) -> None:
+    """Delete all but the ``keep`` newest checkpoints (0: keep all); with ``folder``, only those it lists."""
+    names = sorted({p.name.split(".")[0] for p in run_dir.glob("step_*.safetensors")
+                    if folder is None or folder.owns(p.name)})
     for old in names[:-keep] if keep > 0 else []:
         if old == current:
             continue
         for suffix in (".safetensors", ".state.pt"):
             p = run_dir / f"{old}{suffix}"
-            if p.exists():
+            if folder is not None:
+                folder.remove(p.name)
+            elif p.exists():
                 os.remove(p)
 
 
@@ -125,20 +131,22 @@ def is_intact(weights) -> bool:
     return True
 
 
-def intact_checkpoints(run_dir, below: int | None = None) -> list[Path]:
-    """The weights of ``run_dir``'s checkpoints whose weights and training state both read, newest first (those
-    of a step below ``below`` only, when given). Reads each file whole: for the recovery of a damaged run."""
+def newest_intact(run_dir, below: int | None = None, above: int | None = None) -> Path | None:
+    """The weights of ``run_dir``'s newest checkpoint (of a step below ``below`` and above ``above``, when given)
+    whose weights and training state both read, or None. Reads the files whole, newest first, until one reads:
+    for the recovery of a damaged run."""
     found = sorted(((checkpoint_step(p), p) for p in Path(run_dir).glob("step_*.safetensors")
                     if checkpoint_step(p) is not None), reverse=True)
-    return [weights for step, weights in found if (below is None or step < below) and is_intact(weights)]
+    return next((weights for step, weights in found if (below is None or step < below)
+                 and (above is None or step > above) and is_intact(weights)), None)
 
 
 def resume_hint(run_dir, below: int | None = None) -> str:
     """What to do when a run's checkpoint cannot be resumed: the newest intact one below step ``below`` and the
     flag that continues from it, or that none is left."""
-    intact = intact_checkpoints(run_dir, below)
-    if intact:
-        return (f"; the newest intact checkpoint is {intact[0]}: continue from it with --resume-from {intact[0]} "
+    intact = newest_intact(run_dir, below)
+    if intact is not None:
+        return (f"; the newest intact checkpoint is {intact}: continue from it with --resume-from {intact} "
                 f"(resume_from= in Python)")
     return "; no intact checkpoint with its training state is left: start afresh in another out= (--init can " \
            "take the weights of a checkpoint whose weights still read)"

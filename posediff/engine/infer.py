@@ -34,17 +34,11 @@ class Predictor:
 
     def __init__(self, model, size: int = 512, max_size: int = 1333, batch_size: int = 4, steps: int | None = None,
                  device=None, seed: int = 0):
-        if size < 32 or batch_size < 1 or (steps is not None and steps < 1):
-            raise ValueError(f"Predictor: size (shorter side, got {size}) must be at least 32 pixels; batch_size "
-                             f"(got {batch_size}) and steps (got {steps}) at least 1")
-        total = getattr(getattr(model, "head", None), "max_sampling_steps", None)  # None: a one-pass head
-        if steps is not None and total is None:
-            raise ValueError(f"Predictor: steps (--steps) {steps} given, but this model's "
-                             f"{type(getattr(model, 'head', model)).__name__} predicts in one pass and does not "
-                             f"sample; --steps applies to diffusion models only")
-        if steps is not None and steps > total:
-            raise ValueError(f"Predictor: steps (--steps) {steps} exceeds the model's num_train_timesteps={total}, "
-                             f"the most sampling steps its scheduler can take")
+        if size < 32 or batch_size < 1:
+            raise ValueError(f"Predictor: size (shorter side, got {size}) must be at least 32 pixels and batch_size "
+                             f"(got {batch_size}) at least 1")
+        if hasattr(model, "check_steps"):  # before any image is read: what the head cannot take (--steps)
+            model.check_steps(steps)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.size, self.max_size, self.batch_size, self.steps, self.seed = size, max_size, batch_size, steps, seed
@@ -78,17 +72,21 @@ class Predictor:
             yield i, result
 
     @torch.no_grad()
-    def _predicted(self, images: Sequence, failed: dict[int, str] | None = None
+    def _predicted(self, images: Sequence, failed: dict[int, str] | None = None, headers_read: bool = False
                    ) -> Iterator[tuple[int, np.ndarray, dict]]:
         """``iterate``'s items with each image's (H, W, 3) array beside them, for drawing without reading it
         again. With a ``failed`` dict, an image that cannot be read is recorded there (position -> reason) and
-        skipped instead of stopping the call."""
+        skipped instead of stopping the call; ``headers_read``: the caller read every path's header already
+        (those that failed are in ``failed``)."""
         todo = []
         for i, im in enumerate(images):
             if failed is not None and i in failed:  # found unreadable by the caller already
                 continue
             try:
                 if isinstance(im, (str, os.PathLike)):
+                    if headers_read:
+                        todo.append(i)
+                        continue
                     read_image(im, header_only=True)
                 else:
                     arr = np.asarray(im)
@@ -164,19 +162,14 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
         except ImageError as err:
             failed[i] = str(err)
     if len(failed) == len(images):
-        raise ImageError(f"no image could be read ({len(images)} given): {failed[0]}" +
-                         (f" (and {len(images) - 1} more)" if len(images) > 1 else ""))
+        raise ImageError(f"no image could be read: {'; '.join(failed[i] for i in sorted(failed))}")
     drawings = _drawing_names(images, folder.path)
-    earlier = sorted(_listed_drawings(folder.path / "images.json") if folder.adopted
-                     else (n for n in folder.names if n.endswith("_poses.png")))
-    folder.claim(["results.json", "images.json", *drawings, *earlier])
-    # the earlier call's index goes first, then its drawings: the folder never describes other images
-    gone = [n for n in earlier if n not in set(drawings)]
-    for name in ["results.json", "images.json", *gone]:
+    # the earlier call's index goes first, then its drawings (never an input): the folder never mixes two calls
+    for name in ["results.json", "images.json", *sorted(n for n in folder.names if n.endswith("_poses.png"))]:
         folder.remove(name, keep=images)
-    folder.release(n for n in gone if not (folder.path / n).exists())
+    folder.claim(["results.json", "images.json", *drawings])
     results, index = [], []
-    for i, image, pred in predictor._predicted(images, failed):  # drawn as they come: one batch in memory at a time
+    for i, image, pred in predictor._predicted(images, failed, headers_read=True):  # drawn as they come
         keep = pred["scores"] >= score_threshold
         results += to_coco_results([i], [dict(keypoints=pred["keypoints"][keep], scores=pred["scores"][keep])])
         index.append(dict(image_id=i, file_name=str(images[i]), persons=int(keep.sum()), drawing=drawings[i]))
@@ -219,13 +212,16 @@ def _drawing_names(images: Sequence, folder: Path) -> list[str]:
     return names
 
 
-def _made_by_predict(folder: Path) -> bool:
-    """A folder an earlier ``posediff predict`` wrote before folders had a manifest: its ``images.json``."""
+def _made_by_predict(folder: Path) -> list[str]:
+    """What an earlier ``posediff predict`` wrote in ``folder`` before folders had a manifest: its
+    ``images.json``, ``results.json`` and the drawings the index lists; nothing if the folder has no such index."""
     try:
         index = json.loads((folder / "images.json").read_text())
-        return "checkpoint" in index and isinstance(index["images"], list)
+        if "checkpoint" not in index or not isinstance(index["images"], list):
+            return []
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return []
+    return ["results.json", "images.json", *sorted(_listed_drawings(folder / "images.json"))]
 
 
 def _listed_drawings(index_file: Path) -> set[str]:

@@ -63,7 +63,7 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
         ("val_images", val_images, val_images >= 1, "at least 1")) if not ok]
     if bad:
         raise ValueError(f"pretrain_backbone: {'; '.join(bad)}")
-    from ..io import check_output_file
+    from ..io import check_output_file, remove_temporaries_of
 
     out = check_output_file(out, "pretrain_backbone: out")
     state_path = out.with_suffix(".state.pt")
@@ -84,8 +84,15 @@ def pretrain_backbone(out, backbone: str = "resnet18", steps: int = 100000, minu
     model = HeatmapPretrainer(backbone)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     step, elapsed, history = 0, 0.0, []
+    remove_temporaries_of(out)  # what a write killed half-way left beside the two files
+    remove_temporaries_of(state_path)
     if resume:
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=False)
+            state["model"], state["optimizer"], state["step"]  # noqa: B018  (the fields a resume reads)
+        except Exception as err:  # torch raises RuntimeError, pickle and zip errors of its own  # noqa: BLE001
+            raise ValueError(f"pretrain_backbone: {state_path}: cannot read the training state ({err!s:.200}); start "
+                             f"afresh in another out (--out)") from err
         refuse_other_renderer(state.get("synthcrowd_renderer"), f"{state_path}: field synthcrowd_renderer",
                               "start afresh (without --resume) or use another --out")
         other = [f"{k}={state['settings'][k]!r} (this call: {v!r})" for k, v in settings.items()

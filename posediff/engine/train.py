@@ -33,13 +33,12 @@ import torch
 from ..io import write_json
 from .checkpoint import (
     RUN_FILES,
-    RUN_PATTERNS,
     checkpoint_step,
     init_from,
-    is_intact,
     latest_checkpoint,
     load_checkpoint,
     load_state,
+    newest_intact,
     resume_hint,
     save_checkpoint,
 )
@@ -105,6 +104,8 @@ class DataConfig:
     max_val_images: int | None = None
 
     def __post_init__(self):
+        if isinstance(self.root, os.PathLike):  # a Path is the folder it names
+            object.__setattr__(self, "root", os.fspath(self.root))
         bad = _refused(self, "data.", [
             ("kind", self.kind in ("synthcrowd", "coco"), "'synthcrowd' or 'coco'"),
             ("num_images", _int(self.num_images) and self.num_images >= 1, "an integer >= 1 (scenes in all)"),
@@ -188,6 +189,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self):
+        if isinstance(self.out, os.PathLike):  # a Path is the folder it names
+            object.__setattr__(self, "out", os.fspath(self.out))
         zero = {"eval_every": " (0: only at the end)", "keep_checkpoints": " (0: keep them all)"}
         for name, least in (("batch_size", 1), ("max_steps", 1), ("ckpt_every", 1), ("log_every", 1),
                             ("keep_checkpoints", 0), ("workers", 0), ("eval_every", 0), ("seed", 0)):
@@ -357,32 +360,29 @@ _SPLIT_FILES = ("coco.json", "crowdpose.json")
 
 
 def synthcrowd_folder(root, flag: str = "data.root"):
-    """A SynthCrowd folder as an :class:`~posediff.io.OutputFolder` (one rendered before folders had a manifest:
-    by its stamp or a split's SynthCrowd annotations)."""
+    """A SynthCrowd folder as an :class:`~posediff.io.OutputFolder` (refusing a ``root`` that is a file). One
+    rendered before folders had a manifest is known by its stamp and its splits' SynthCrowd annotations, whose
+    files and listed images are then taken as posediff's."""
     from ..io import OutputFolder
 
-    def rendered(folder: Path) -> bool:
-        if (folder / "synthcrowd.json").is_file():
-            return True
+    def rendered(folder: Path) -> list[str]:
+        names = ["synthcrowd.json"] if (folder / "synthcrowd.json").is_file() else []
         for split in SPLIT_FRACTIONS:
-            with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
-                with open(folder / split / "coco.json") as f:
-                    head = f.read(400)
-                if '"description": "SynthCrowd' in head:
-                    return True
-        return False
+            with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, KeyError):
+                data = json.loads((folder / split / "coco.json").read_text())
+                if str(data["info"]["description"]).startswith("SynthCrowd"):
+                    names += [f"{split}/{f}" for f in _SPLIT_FILES]
+                    names += [f"{split}/images/{im['file_name']}" for im in data["images"]]
+        return names
 
     return OutputFolder(root, flag, adopt=rendered)
 
 
-def _synthcrowd_stamp(root: Path, num_images: int, size: int, scene_seed: int, hint: str,
-                      flag: str = "data.root") -> tuple[Path, dict]:
+def _synthcrowd_stamp(root: Path, num_images: int, size: int, scene_seed: int, hint: str) -> tuple[Path, dict]:
     """(the folder's ``synthcrowd.json``, the settings it must hold); refuses a folder stamped with others."""
     from ..data.synthcrowd import RENDERER_VERSION
 
     wanted = dict(num_images=num_images, size=size, scene_seed=scene_seed, renderer=RENDERER_VERSION)
-    if Path(root).exists() and not Path(root).is_dir():
-        raise ValueError(f"{flag} {root}: is a file; expected the SynthCrowd folder (rendered there if missing)")
     stamp = Path(root) / "synthcrowd.json"
     if stamp.is_file():
         try:
@@ -406,16 +406,16 @@ def render_synthcrowd(root, num_images: int, size: int = 256, scene_seed: int = 
     training with ``data.num_images=num_images`` uses the folder as it is (a subset of the splits writes no
     stamp). The folder is an :class:`~posediff.io.OutputFolder` (``flag`` names it in messages). Returns each
     split's summary."""
-    from ..data.synthcrowd import SceneConfig, write_split
+    from ..data.synthcrowd import SceneConfig, scene_file_name, write_split
 
     unknown = [s for s in splits if s not in SPLIT_FRACTIONS]
     if unknown or not splits or len(set(splits)) != len(splits):
         raise ValueError(f"splits must be distinct names among {list(SPLIT_FRACTIONS)}, got {list(splits)}")
-    DataConfig(num_images=num_images, size=size, scene_seed=scene_seed)  # the same checks as training's
+    folder = synthcrowd_folder(root, flag)
     stamp, wanted = _synthcrowd_stamp(Path(root), num_images, size, scene_seed,
-                                      "render into another folder or delete this one", flag)
-    synthcrowd_folder(root, flag).claim(["synthcrowd.json", *(f"{s}/{f}" for s in splits for f in _SPLIT_FILES)],
-                                        [f"{s}/images/*.png" for s in splits])
+                                      "render into another folder or delete this one")
+    folder.claim(["synthcrowd.json", *(f"{s}/{f}" for s in splits for f in _SPLIT_FILES),
+                  *(f"{s}/images/{scene_file_name(i)}" for s in splits for i in range(split_size(num_images, s)))])
     summaries = [write_split(root, split, split_size(num_images, split), seed=scene_seed,
                              config=SceneConfig(size=size), progress=progress) for split in splits]
     if set(splits) == set(SPLIT_FRACTIONS):  # a subset leaves the folder unstamped: its other splits are unknown
@@ -435,6 +435,7 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
     if d.kind == "synthcrowd":
         root = Path(d.root)
         ann_name = "coco.json" if skeleton.name == "coco17" else "crowdpose.json"
+        synthcrowd_folder(root)  # refuses a data.root that is a file
         stamp, _ = _synthcrowd_stamp(root, d.num_images, d.size, d.scene_seed,
                                      "point data.root elsewhere or delete the folder")
         if not stamp.is_file() or not (root / d.val_split / ann_name).is_file():
@@ -444,14 +445,12 @@ def build_datasets(cfg: TrainConfig, rank: int = 0):
                 torch.distributed.barrier()
         train_images, train_ann = root / "train" / "images", root / "train" / ann_name
         val_images, val_ann = root / d.val_split / "images", root / d.val_split / ann_name
-    elif d.kind == "coco":
+    else:  # "coco", as DataConfig checks
         unset = [f"data.{f}" for f in ("train_images", "train_ann", "val_images", "val_ann") if not getattr(d, f)]
         if unset:
             raise ValueError(f"data.kind='coco' reads its images and annotations from data.train_images, "
                              f"data.train_ann, data.val_images and data.val_ann; {', '.join(unset)} not set")
         train_images, train_ann, val_images, val_ann = d.train_images, d.train_ann, d.val_images, d.val_ann
-    else:
-        raise ValueError(f"config field data.kind must be 'synthcrowd' or 'coco', got {d.kind!r}")
     tf = train_transforms(skeleton.flip_index, scales=d.train_scales, max_size=d.max_size, crop_scales=d.crop_scales,
                           crop_size=d.crop_size)
     if not d.flips:
@@ -669,18 +668,26 @@ def train_step(net, optimizer, schedule, batch, device, clip_grad: float, autoca
 
 
 def run_folder(out, flag: str = "out="):
-    """A training run's folder as an :class:`~posediff.io.OutputFolder` (one an earlier posediff wrote without a
-    manifest is known by its ``last.json`` or ``result.json``)."""
+    """A training run's folder as an :class:`~posediff.io.OutputFolder`. One an earlier posediff wrote without a
+    manifest is known by its ``last.json``, ``result.json`` or ``config.json`` (each checked for posediff's
+    fields); its run files, checkpoints and the bench's ``bench.json`` are then taken as posediff's."""
     from ..io import OutputFolder
 
-    def trained(folder: Path) -> bool:
-        for name, keys in (("last.json", {"name", "step"}), ("result.json", {"steps", "seconds", "config"})):
+    def trained(folder: Path) -> list[str]:
+        for name, keys in (("last.json", {"name", "step"}), ("result.json", {"steps", "seconds", "config"}),
+                           ("config.json", {"config", "machine"})):
             with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
                 if keys <= json.loads((folder / name).read_text()).keys():
-                    return True
-        return False
+                    return [*RUN_FILES, "bench.json", *(p.name for p in folder.glob("step_*")
+                                                         if checkpoint_step(p) is not None)]
+        return []
 
     return OutputFolder(out, flag, adopt=trained)
+
+
+def _run_files(out: Path) -> list[str]:
+    """The files a run writes in ``out``: its records, and the checkpoints there now (which it may prune)."""
+    return [*RUN_FILES, *(p.name for p in sorted(out.glob("step_*")) if checkpoint_step(p) is not None)]
 
 
 def _resume_point(out: Path, resume: bool, resume_from) -> tuple[Path, Path | None] | None:
@@ -707,21 +714,30 @@ def _resume_point(out: Path, resume: bool, resume_from) -> tuple[Path, Path | No
             or chosen.resolve().parent != out.resolve():
         raise ValueError(f"--resume-from {resume_from}: expected a checkpoint step_N.safetensors of the run folder "
                          f"{out}")
-    newer = [w for w in sorted(out.glob("step_*.safetensors"), reverse=True)
-             if (checkpoint_step(w) or 0) > step and is_intact(w)]
-    if newer:
-        raise ValueError(f"--resume-from {resume_from}: {newer[0].name} is a later intact checkpoint of {out}; "
+    newer = newest_intact(out, above=step)
+    if newer is not None:
+        raise ValueError(f"--resume-from {resume_from}: {newer.name} is a later intact checkpoint of {out}; "
                          f"--resume continues from the newest, and a run from an earlier step starts in another out= "
                          f"(--init {chosen})")
     return chosen, chosen.with_name(chosen.name.replace(".safetensors", ".state.pt"))
 
 
 def _drop_later_checkpoints(out: Path, folder, step: int) -> None:
-    """After ``--resume-from`` step ``step``: the later (damaged) checkpoints go, and last.json names ``step``'s."""
+    """After ``--resume-from`` step ``step``: of the later checkpoints (none intact), the files that do not read
+    go, weights that still read stay until the run writes that step again (said so), and last.json names
+    ``step``'s checkpoint."""
     for p in sorted(out.glob("step_*")):
         later = checkpoint_step(p)
-        if later is not None and later > step and folder.remove(p.name):
-            log.warning("%s: removed %s, a damaged checkpoint after the one this run continues from", out, p.name)
+        if later is None or later <= step:
+            continue
+        try:
+            load_checkpoint(p) if p.name.endswith(".safetensors") else load_state(p)
+        except (ValueError, OSError):
+            if folder.remove(p.name):
+                log.warning("%s: removed %s, a damaged file after the checkpoint this run continues from", out, p.name)
+        else:
+            log.warning("%s: %s still reads; this run replaces it when it reaches step %d (copy it elsewhere to "
+                        "keep it)", out, p.name, later)
     write_json({"name": f"step_{step:07d}", "step": step, "has_state": True}, out / "last.json")
 
 
@@ -743,20 +759,20 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
         torch.cuda.set_device(device)
     out = Path(cfg.out)
     folder = run_folder(out)
-    folder.check(RUN_FILES, RUN_PATTERNS)  # a folder of the user's own files is refused before anything runs
+    folder.check(_run_files(out))  # a folder of the user's own files is refused before anything runs
     if cfg.data.kind == "synthcrowd":
-        synthcrowd_folder(cfg.data.root)  # data.root a file: refused now, not after the model is built
+        synthcrowd_folder(cfg.data.root)  # refuses a data.root that is a file now, not after the model is built
     resume = resume or resume_from is not None
     resume_point = _resume_point(out, resume, resume_from)
     _seed_all(cfg.seed)
     model = build_model(cfg).to(device)  # before the data: bad model settings are refused before any rendering
     train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
-    if rank == 0:  # the run folder is made once the run can start: a refused call leaves none
-        folder.claim(RUN_FILES, RUN_PATTERNS)  # and the temporary files of a killed write are removed
     if init and not resume_point:
         done = init_from(model, init)
         log.info("initialised from %s: %d tensors loaded, %d fresh, %d of another shape, %d unused", init,
                  done["loaded"], len(done["fresh"]), len(done["shape_mismatch"]), len(done["unused"]))
+    if rank == 0:  # the run folder is made once the run can start: a refused call leaves none
+        folder.claim(_run_files(out))  # and the temporary files of a killed write are removed
     optimizer, schedule, autocast = optimization(model, cfg, device)
     ema = None
     if cfg.ema_decay > 0:
@@ -836,7 +852,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
                 rngs = _gather_rng_states(world)
                 if rank == 0:
                     _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs,
-                                seconds_before + time.time() - t_start)
+                                seconds_before + time.time() - t_start, folder)
                 if world > 1:
                     torch.distributed.barrier()
         if pos >= epoch_len:
@@ -911,12 +927,13 @@ def _gather_rng_states(world: int) -> list[tuple]:
     return states
 
 
-def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs, seconds):
+def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs, seconds, folder=None):
     state = dict(step=step, epoch=epoch, pos=pos, optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
                  seconds=seconds, torch_rng=[r[0] for r in rngs], cuda_rng=[r[1] for r in rngs],
                  numpy_rng=np.random.get_state(), python_rng=random.getstate(), history=history,
                  ema_updates=int(ema.n_averaged) if ema is not None else None)
     save_checkpoint(out, step, model, cfg.recipe, cfg.model, state=state, ema=ema.module if ema is not None else None,
-                    extra_meta={"config": jsonable(cfg), **synthcrowd_meta(cfg.data)}, keep=cfg.keep_checkpoints)
+                    extra_meta={"config": jsonable(cfg), **synthcrowd_meta(cfg.data)}, keep=cfg.keep_checkpoints,
+                    folder=folder)
     _write_history(out, history)
 

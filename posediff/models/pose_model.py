@@ -132,7 +132,8 @@ class OneStagePoseModel(nn.Module):
             raise ValueError(f"OneStagePoseModel: images is an empty batch {tuple(images.shape)}; expected at least "
                              f"one image of at least one pixel")
         dtype = self.level_embed.dtype
-        if images.dtype != dtype:
+        autocast = images.is_floating_point() and torch.is_autocast_enabled(images.device.type)
+        if images.dtype != dtype and not autocast:  # under autocast the layers cast their inputs
             hint = f" (convert with images.to({dtype}))" if images.is_floating_point() else \
                 " (pixels 0-255: convert with images.float() / 255, then normalise)"
             raise ValueError(f"OneStagePoseModel: images are {images.dtype}, the model's weights {dtype}{hint}")
@@ -210,8 +211,6 @@ class OneStagePoseModel(nn.Module):
         of several sampling-step counts costs one feature pass). Eval mode only."""
         if self.training or len(steps) != len(generators):
             raise ValueError("OneStagePoseModel.predict_at_steps: eval mode, and one generator per step count")
-        for s in steps:
-            self.check_steps(s)
         enc = self.encode(images, pixel_mask)
         humans = self.human_decoder(enc.memory, enc.padding_mask, enc.spatial_shapes, enc.valid_ratios)
         sizes = image_sizes(pixel_mask, images)
@@ -224,10 +223,10 @@ class OneStagePoseModel(nn.Module):
             return
         total = getattr(self.head, "max_sampling_steps", None)
         if total is None:
-            raise ValueError(f"OneStagePoseModel: steps={steps!r}, but its {type(self.head).__name__} predicts in one "
-                             f"pass and does not sample; sampling steps apply to a diffusion head only")
+            raise ValueError(f"sampling steps (steps=, --steps) {steps!r}: this model's {type(self.head).__name__} "
+                             f"predicts in one pass and does not sample; sampling steps apply to diffusion models only")
         if isinstance(steps, bool) or not hasattr(steps, "__index__") or not 1 <= steps <= total:
-            raise ValueError(f"OneStagePoseModel: steps={steps!r}; expected an integer from 1 to {total} (its "
+            raise ValueError(f"sampling steps (steps=, --steps) {steps!r}: expected an integer from 1 to {total} (the "
                              f"scheduler's num_train_timesteps), or None for the head's own "
                              f"{getattr(self.head, 'sampling_steps', '')}")
 

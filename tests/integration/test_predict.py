@@ -99,5 +99,5 @@ def test_bad_sizes_are_refused_by_name():
         Predictor(model, size=0)
     with pytest.raises(ValueError, match=r"batch_size \(got 0\)"):
         Predictor(model, batch_size=0)
-    with pytest.raises(ValueError, match=r"steps \(--steps\) 5000 exceeds the model's num_train_timesteps=1000"):
+    with pytest.raises(ValueError, match=r"steps \(steps=, --steps\) 5000: expected an integer from 1 to 1000"):
         Predictor(posediff.create_model("diffusion_regpose_tiny"), steps=5000)

@@ -215,11 +215,7 @@ class DiffusionKeypointHead(nn.Module):
     @torch.no_grad()
     def predict(self, humans, enc, steps: int | None = None, generator: torch.Generator | None = None):
         """Sample poses; returns logits (B, M), boxes (B, M, 4), keypoints (B, M, K, 2), M = N x pooled steps."""
-        steps = self.sampling_steps if steps is None else steps
-        if isinstance(steps, bool) or not hasattr(steps, "__index__") or not 1 <= steps <= self.max_sampling_steps:
-            raise ValueError(f"DiffusionKeypointHead: steps={steps!r}; expected an integer from 1 to "
-                             f"{self.max_sampling_steps} (num_train_timesteps), or None for sampling_steps")
-        steps = int(steps)
+        steps = self.sampling_steps if steps is None else int(steps)  # checked by the model (check_steps)
         persons, context = self._persons(humans, self.inference_proposals)
         origin, size = persons.origin, persons.size
         b, n, k = persons.boxes.shape[0], persons.boxes.shape[1], self.denoiser.num_keypoints
