@@ -158,19 +158,42 @@ def test_fine_level_in_a_model_padded_batch_and_config_checks():
 
 
 def test_denoiser_time_split_and_shapes():
-    den = KeypointAttentionDenoiser(dim=D, num_keypoints=5, heads=4)
+    den = KeypointAttentionDenoiser(dim=D, num_keypoints=5, heads=4, cross="own")
     torch.nn.init.normal_(den.block_time[1].weight, std=0.1)
-    tokens, pose, (scale, shift) = den(torch.rand(2, 3, 5, 2), torch.tensor([0, 999]), torch.randn(2, 7, D))
+    context = torch.randn(2, 3, 6, D)  # each proposal's own person's 1 + K tokens
+    tokens, pose, (scale, shift) = den(torch.rand(2, 3, 5, 2), torch.tensor([0, 999]), context)
     assert tokens.shape == (2, 3, 5, D) and pose.shape == (2, 3, D) and scale.shape == (2, 1, 1, D)
     assert not torch.allclose(scale, shift)
-    official = KeypointAttentionDenoiser(dim=D, num_keypoints=5, heads=4, time_split="official")
+    official = KeypointAttentionDenoiser(dim=D, num_keypoints=5, heads=4, time_split="official", cross="own")
     torch.nn.init.normal_(official.block_time[1].weight, std=0.1)
-    _, _, (s2, h2) = official(torch.rand(2, 3, 5, 2), torch.tensor([0, 999]), torch.randn(2, 7, D))
+    _, _, (s2, h2) = official(torch.rand(2, 3, 5, 2), torch.tensor([0, 999]), context)
     assert torch.equal(s2, h2)  # the official split makes scale and shift one vector
     with pytest.raises(ValueError, match="time_split"):
         KeypointAttentionDenoiser(dim=D, time_split="tokens")
     with pytest.raises(ValueError, match="K=5"):
-        den(torch.rand(2, 3, 4, 2), torch.tensor([0, 1]), torch.randn(2, 7, D))
+        den(torch.rand(2, 3, 4, 2), torch.tensor([0, 1]), context)
+
+
+def test_keypoint_cross_attention_selects_among_persons():
+    """K-CA in the paper's form: C candidates, N persons; each candidate's coarse keypoints, box and score are the
+    persons' weighted by its attention, so a candidate whose attention falls on one person takes that person's."""
+    torch.manual_seed(0)
+    den = KeypointAttentionDenoiser(dim=D, num_keypoints=5, heads=4)
+    q, cond = den.self_attend(torch.rand(2, 3, 5, 2), torch.tensor([0, 999]))
+    h2k, kp0, boxes = torch.randn(2, 4, 6, D), torch.rand(2, 4, 5, 2), torch.rand(2, 4, 4)
+    sel = den.select(q, torch.rand(2, 3, 5, 2), h2k, kp0, boxes, torch.randn(2, 4))
+    assert sel.tokens.shape == (2, 3, 6, D) and sel.keypoints.shape == (2, 3, 5, 2)
+    assert sel.boxes.shape == (2, 3, 4) and sel.logits.shape == (2, 3)
+    lo, hi = kp0.amin(1, keepdim=True), kp0.amax(1, keepdim=True)  # a weighted mean lies within the persons'
+    assert bool(((sel.keypoints >= lo - 1e-5) & (sel.keypoints <= hi + 1e-5)).all())
+    h2k[:, 2] *= 0  # keys: person 2's tokens now carry only its position; make its key match every query
+    with torch.no_grad():
+        den.kca.in_proj_weight[D:2 * D].mul_(0)  # keys ignore content: attention follows the key positions alone
+        den.kca.in_proj_bias[D:2 * D].zero_()
+    sel = den.select(q, torch.rand(2, 3, 5, 2), h2k, kp0, boxes, torch.randn(2, 4))
+    torch.testing.assert_close(sel.keypoints, kp0.mean(1, keepdim=True).expand(-1, 3, -1, -1).clamp(1e-3, 1 - 1e-3))
+    with pytest.raises(ValueError, match="cross='own' form"):
+        den(torch.rand(2, 3, 5, 2), torch.tensor([0, 1]), h2k)
 
 
 def _targets(b=2, k=5):
@@ -249,7 +272,7 @@ def test_regression_anchor_starts_as_the_edpose_it_is_initialised_from():
     """diffusion_regpose_tiny with anchor="regression", prior_std=0 (the bench's CPU presets) loaded from an
     edpose_tiny predicts edpose's poses at every sampling step before it has learnt anything; its fresh blocks
     are the denoiser and the projection of its tokens, which learns at once; the paper's head (the recipe's
-    default, anchor="box") does not reproduce edpose."""
+    default, anchor="paper") does not reproduce edpose."""
     import posediff
 
     torch.manual_seed(0)
@@ -257,7 +280,7 @@ def test_regression_anchor_starts_as_the_edpose_it_is_initialised_from():
     for mlp in [*edpose.head.decoder.kp_heads, *edpose.head.decoder.box_heads]:  # trained-looking: they move poses
         torch.nn.init.normal_(mlp.layers[-1].weight, std=0.05)
     torch.nn.init.normal_(edpose.head.init_keypoints.layers[-1].weight, std=0.05)
-    diffusion = posediff.create_model("diffusion_regpose_tiny", anchor="regression", renewal=False, ensemble=False)
+    diffusion = posediff.create_model("diffusion_regpose_tiny", anchor="regression", ensemble="last")
     missing, unused = diffusion.load_state_dict(edpose.state_dict(), strict=False)
     assert not unused and missing and all(k.startswith(("head.denoiser.", "head.inject.")) for k in missing)
     images = torch.rand(2, 3, 64, 64)
@@ -272,8 +295,8 @@ def test_regression_anchor_starts_as_the_edpose_it_is_initialised_from():
     assert "pose1_keypoints" in losses  # kp_0, then the two decoder layers: the regressed prior is supervised
     losses["loss"].backward()
     assert diffusion.head.inject.weight.grad.abs().sum() > 0
-    box = posediff.create_model("diffusion_regpose_tiny", renewal=False, ensemble=False)
-    assert box.head.anchor == "box"
+    box = posediff.create_model("diffusion_regpose_tiny", ensemble="last")
+    assert box.head.anchor == "paper"
     box.load_state_dict(edpose.state_dict(), strict=False)
     far = box.eval()(images, steps=1, generator=torch.Generator().manual_seed(1))
     assert far[0]["keypoints"].shape != want[0]["keypoints"].shape or not torch.allclose(
