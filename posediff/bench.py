@@ -81,6 +81,9 @@ class Preset:
     synthcrowd_images: int = 4000  # scenes rendered in all (80/10/10 train/val/test)
     real_sizes: dict = field(default_factory=dict)  # DataConfig fields for COCO / CrowdPose images
     recipe_overrides: dict = field(default_factory=dict)  # recipe -> model overrides for that recipe's runs
+    # several hypotheses per person: best-of-S over this many test images (0: not measured), S up to the last count
+    hypotheses_images: int = 0
+    hypotheses_counts: tuple[int, ...] = (1, 2, 4, 8, 16)
 
 
 # quick's diffusion head is anchored to ED-Pose's regression (docs/recipes.md): it starts from the zoo's edpose_tiny
@@ -97,7 +100,7 @@ PRESETS: dict[str, Preset] = {
     # the paper's head (anchor="paper"), and its diffusion-off control with --recipes diffusion_regpose_tiny_control
     "standard": Preset("standard", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=7000, lr=2e-4,
                        lr_drop=(5600,), seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="backbone",
-                       eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES),
+                       eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES, hypotheses_images=100),
     # 60 epochs of COCO's 56,599 keypoint images at 8 GPUs x batch 8 (ED-Pose's schedule; lr drop at epoch 55)
     "full": Preset("full", ("edpose", "diffusion_regpose"), train_steps=53000, lr=1e-4, lr_drop=(48600,),
                    batch_size=8, seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="imagenet", freeze_backbone=False,
@@ -406,7 +409,36 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
                                           steps=record["default_steps"])
         record["machine"] = machine_info()  # where the latency was measured: a carried folder mixes machines
         write_json(record, record_path)
+    preset = PRESETS[spec.preset]
+    if preset.hypotheses_images and "hypotheses" not in record:
+        record["hypotheses"] = hypotheses(model("its samples"), test_ds, gts, preset, run["seed"],
+                                          record["default_steps"], device)
+        write_json(record, record_path)
     return record
+
+
+def hypotheses(model, test_ds, gts: dict, preset: Preset, seed: int, steps: int | None, device) -> dict:
+    """Several hypotheses per person (:func:`~posediff.evaluation.hypotheses.sample_hypotheses`): S sampling runs
+    (seeds ``seed`` x 1000 + s) over the first ``preset.hypotheses_images`` test images in the model's own format;
+    a one-pass model is run once, its S hypotheses being the same."""
+    import copy
+
+    from .engine.train import predict_results
+    from .evaluation.hypotheses import sample_hypotheses
+
+    subset = copy.copy(test_ds)
+    subset.ids = test_ds.ids[: preset.hypotheses_images]
+    count = max(preset.hypotheses_counts)
+    runs = count if steps is not None else 1
+    samples = [predict_results(model, subset, batch_size=4, device=device, steps=steps, seed=seed * 1000 + s)
+               for s in range(runs)]
+    fmt = next(iter(gts))  # the model's own format (the val metric)
+    out = sample_hypotheses(_ground_truth(str(gts[fmt])), samples * (count // runs), skeleton=_SKELETONS[fmt],
+                            image_ids=[int(i) for i in subset.ids], counts=preset.hypotheses_counts)
+    return dict(out, images=len(subset.ids), samples=runs, steps=steps, format=fmt)
+
+
+_SKELETONS = {"coco": "coco17", "crowdpose": "crowdpose14"}
 
 
 def _table_format(gts: dict) -> str:
@@ -418,7 +450,7 @@ def _table_format(gts: dict) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 # what the bench writes in its --out folder (besides the run folders under runs/, each a training run's own)
-PLOTS = ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png")
+PLOTS = ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png", "best_of_samples.png")
 BENCH_FILES = ("bench_config.json", "results.json", "report.md", "predictions.png", *(f"plots/{p}" for p in PLOTS))
 
 
@@ -509,7 +541,8 @@ def _public(record: dict, fmt: str) -> dict:
                 per_sampling_steps={k: v["metrics"][fmt] for k, v in record["evals"].items() if k != "-"},
                 latency_ms=record["latency_ms"], params_M=record["params_M"], train_steps=record["train_steps"],
                 train_seconds=record["train_seconds"], init=record["init"], test_images=record["test_images"],
-                curve=record["history"], final_val=record.get("final_val", {}), machine=record.get("machine"))
+                curve=record["history"], final_val=record.get("final_val", {}), machine=record.get("machine"),
+                hypotheses=record.get("hypotheses"))
 
 
 def summarise(records: list[dict], fmt: str) -> dict:
@@ -528,13 +561,21 @@ def summarise(records: list[dict], fmt: str) -> dict:
             str(s): {k: _mean_std([m["per_sampling_steps"][str(s)][k] for m in mine
                                    if str(s) in m["per_sampling_steps"]])["mean"] for k in mine[0]["metrics"]}
             for s in steps}
+        hyp = [m["hypotheses"] for m in mine if m.get("hypotheses") and m["hypotheses"].get("persons")]
+        if hyp:
+            row["hypotheses"] = dict(counts=hyp[0]["counts"], seeds=len(hyp), **{
+                k: [_mean_std([h[k][i] for h in hyp if h[k][i] is not None]) for i in range(len(hyp[0]["counts"]))]
+                for k in ("best_oks", "visible", "occluded")},
+                spread_error_spearman=_mean_std([h["spread_error_spearman"]["all"] for h in hyp
+                                                 if h["spread_error_spearman"]["all"] is not None], least=None))
         out[recipe] = row
     return out
 
 
-def _mean_std(values) -> dict:
-    """Mean and sample std over seeds; the evaluators' -1 (no image of that kind) gives None."""
-    vals = np.array([v for v in values if v >= 0], dtype=np.float64)
+def _mean_std(values, least: float | None = 0.0) -> dict:
+    """Mean and sample std over seeds of the values >= ``least`` (the evaluators' -1, no image of that kind, is
+    left out; None: every value counts)."""
+    vals = np.array([v for v in values if least is None or v >= least], dtype=np.float64)
     if len(vals) == 0:
         return dict(mean=None, std=None)
     return dict(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if len(vals) > 1 else None)
@@ -626,6 +667,20 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
     save(fig, PLOTS[2])
+    # 4. best-of-S similarity on visible and occluded joints, against the number of samples S
+    hyp = {r: row["hypotheses"] for r, row in results["summary"].items() if row.get("hypotheses")}
+    if hyp:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for recipe, h in hyp.items():
+            for key, style in (("visible", "-"), ("occluded", "--")):
+                mean = [np.nan if v["mean"] is None else v["mean"] for v in h[key]]
+                ax.plot(h["counts"], mean, style, marker="o", color=colours[recipe], label=f"{recipe}, {key}")
+        ax.set(xlabel="samples per image S", ylabel="best-of-S keypoint similarity (OKS term)",
+               title="Several hypotheses per person")
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, PLOTS[3])
     return made
 
 
@@ -727,6 +782,7 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
                 f"{100 * v[str(s)]['AP']:.1f}" if str(s) in v and v[str(s)]["AP"] is not None else "-"
                 for s in all_steps) + " |")
         lines += ["", f"![AP against sampling steps]({plots['ap_vs_sampling_steps.png']})", ""]
+    lines += _hypotheses_section(results, plots)
     lines += ["## AP per crowd level" if fmt == "crowdpose" else "## AP per person size", "",
               f"![AP per level]({plots['ap_per_crowd_level.png']})", "",
               "## Training", "",
@@ -748,6 +804,34 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
         Path(tmp).write_text("\n".join(lines))
 
 
+def _hypotheses_section(results: dict, plots: dict) -> list[str]:
+    """The report's table of best-of-S similarity by visibility, and the spread-error correlation."""
+    hyp = {r: row["hypotheses"] for r, row in results["summary"].items() if row.get("hypotheses")}
+    if not hyp:
+        return []
+    first = next(iter(results["runs"]))["hypotheses"]
+    counts = next(iter(hyp.values()))["counts"]
+    lines = ["## Several hypotheses per person", "",
+             f"Each recipe sampled the first {first['images']} test images {max(counts)} times (seeds seed x 1000 + "
+             f"s; a one-pass recipe once, its hypotheses all the same); for each ground-truth person the "
+             f"prediction of highest OKS in a sample is its hypothesis. Best-of-S: per labelled joint the largest "
+             f"keypoint similarity (OKS's term, 1 = exact) among the first S samples, averaged over visible and "
+             f"occluded joints; mean over seeds. Spread-error: Spearman correlation over joints between the "
+             f"spread of the hypotheses and the error of their mean (do the samples disagree where they are "
+             f"wrong?).", "",
+             "| recipe | joints | " + " | ".join(f"S = {c}" for c in counts) + " | spread-error |",
+             "|---|---|" + "---|" * len(counts) + "---|"]
+    for recipe, h in hyp.items():
+        corr = h["spread_error_spearman"]
+        for key in ("visible", "occluded"):
+            cells = ["-" if v["mean"] is None else f"{v['mean']:.3f}" for v in h[key]]
+            tail = ("n/a" if corr["mean"] is None else f"{corr['mean']:.2f}") if key == "visible" else ""
+            lines.append(f"| {recipe} | {key} | " + " | ".join(cells) + f" | {tail} |")
+    if "best_of_samples.png" in plots:
+        lines += ["", f"![best of S]({plots['best_of_samples.png']})"]
+    return lines + [""]
+
+
 def _machine_name(m: dict) -> str:
     return f"{m['cpu']} ({m['cpus']} CPUs, {m['torch_threads']} torch threads)" + (
         f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
@@ -763,13 +847,21 @@ def _other_machines(results: dict) -> list[str]:
 
 
 def _verdict(results: dict, fmt: str) -> list[str]:
-    """One sentence: does the diffusion recipe beat the baseline, overall and in the hardest crowds."""
+    """A sentence each: does the diffusion recipe beat the baseline, and its diffusion-off control, overall and in
+    the hardest crowds."""
     rows = results["summary"]
-    diff = [r for r in rows if rows[r]["sampling_steps"] is not None]
+    diff = [r for r in rows if rows[r]["sampling_steps"] is not None and not r.endswith("_control")]
     base = [r for r in rows if rows[r]["sampling_steps"] is None]
-    if not diff or not base:
-        return []
-    d, e = rows[diff[0]], rows[base[0]]
+    out = []
+    if diff and base:
+        out += _difference(rows, diff[0], base[0], fmt, "Diffusion against the baseline")
+    if diff and f"{diff[0]}_control" in rows:
+        out += _difference(rows, diff[0], f"{diff[0]}_control", fmt, "Diffusion against its diffusion-off control")
+    return out
+
+
+def _difference(rows: dict, a: str, b: str, fmt: str, title: str) -> list[str]:
+    d, e = rows[a], rows[b]
     out = []
     for key, what in (("AP", "overall"), ("AP_H", "in hard crowds")) if fmt == "crowdpose" else (("AP", "overall"),):
         if d[key]["mean"] is None or e[key]["mean"] is None:
@@ -782,8 +874,8 @@ def _verdict(results: dict, fmt: str) -> list[str]:
             noise = 100 * max(d[key]["std"], e[key]["std"])
             verdict = "within the seed spread" if abs(delta) <= noise else ("better" if delta > 0 else "worse")
             reading = f"{verdict}; seed std up to {noise:.1f}"
-        out.append(f"{what}: {diff[0]} − {base[0]} = {signed} AP ({reading})")
-    return ["**Diffusion against the baseline**, " + "; ".join(out) + ".", ""] if out else []
+        out.append(f"{what}: {a} − {b} = {signed} AP ({reading})")
+    return [f"**{title}**, " + "; ".join(out) + ".", ""] if out else []
 
 
 def _protocol(b: dict, p: dict) -> str:

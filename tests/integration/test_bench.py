@@ -20,8 +20,15 @@ def spec(tmp_path, **kw):
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
+    import dataclasses
+
+    import posediff.bench as bench_module
+
     tmp = tmp_path_factory.mktemp("bench")
-    return tmp, run_bench(spec(tmp))
+    with pytest.MonkeyPatch.context() as mp:  # quick measures no hypotheses; here: 2 samples of the 3 test images
+        mp.setitem(bench_module.PRESETS, "quick", dataclasses.replace(
+            bench_module.PRESETS["quick"], hypotheses_images=3, hypotheses_counts=(1, 2)))
+        return tmp, run_bench(spec(tmp))
 
 
 def test_results_json(bench):
@@ -45,6 +52,11 @@ def test_results_json(bench):
     assert {"machine", "config", "preset", "bench"} <= set(saved)
     assert all(r["machine"] == saved["machine"] for r in runs)  # where each latency was measured
     assert saved["bench"]["eval_size"] == 96
+    for r in runs:  # several hypotheses per person: a one-pass recipe samples once, its best-of-S flat
+        h = r["hypotheses"]
+        assert h["counts"] == [1, 2] and h["images"] == 3 and h["samples"] == (2 if r["sampling_steps"] else 1)
+        if h["persons"] and not r["sampling_steps"]:
+            assert h["best_oks"][0] == h["best_oks"][1]
 
 
 def test_report_and_plots(bench):
@@ -56,7 +68,8 @@ def test_report_and_plots(bench):
     assert "test split (3 images, shorter side 96 px)" in report
     assert "AP is the average precision over OKS thresholds 0.50" in report and "over 3 test images" in report
     assert "another machine" not in report
-    for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png"):
+    assert "## Several hypotheses per person" in report and "| edpose_tiny | occluded |" in report
+    for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png", "best_of_samples.png"):
         assert (out / "plots" / name).stat().st_size > 5000
         assert f"plots/{name}" in report
     assert (out / "predictions.png").stat().st_size > 5000
@@ -190,3 +203,8 @@ def test_verdict_reads_the_seed_spread():
     renamed = {"summary": {"edpose_tiny": two["summary"]["edpose_tiny"],
                            "my_sampler": two["summary"]["diffusion_regpose_tiny"]}}
     assert "overall: my_sampler − edpose_tiny = +5.0 AP" in _verdict(renamed, "crowdpose")[0]
+    control = {"summary": {**two["summary"], "diffusion_regpose_tiny_control": row(0.27, 0.01, 0.20, 0.01)}}
+    lines = _verdict(control, "crowdpose")
+    assert lines[0].startswith("**Diffusion against the baseline**")
+    assert lines[2].startswith("**Diffusion against its diffusion-off control**, overall: diffusion_regpose_tiny − "
+                               "diffusion_regpose_tiny_control = +3.0 AP (better; seed std up to 1.0)")
