@@ -410,32 +410,63 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         record["machine"] = machine_info()  # where the latency was measured: a carried folder mixes machines
         write_json(record, record_path)
     preset = PRESETS[spec.preset]
-    if preset.hypotheses_images and "hypotheses" not in record:
-        record["hypotheses"] = hypotheses(model("its samples"), test_ds, gts, preset, run["seed"],
-                                          record["default_steps"], device)
+    wanted = [k for k in ("hypotheses", "lr_alike") if preset.hypotheses_images and k not in record
+              and (k == "hypotheses" or spec.dataset == "synthcrowd")]
+    try:
+        sampler = model("its samples") if wanted else None
+    except FileNotFoundError as err:  # a carried run without weights: the rest of its records still report
+        log.warning("%s seed %d: several hypotheses not measured: %s", run["recipe"], run["seed"], err)
+        wanted = []
+    if "hypotheses" in wanted:
+        record["hypotheses"] = hypotheses(sampler, test_ds, gts, preset, run["seed"], record["default_steps"], device)
+        write_json(record, record_path)
+    if "lr_alike" in wanted:
+        record["lr_alike"] = lr_alike(sampler, cfg, preset, run["seed"], record["default_steps"], device)
         write_json(record, record_path)
     return record
 
 
 def hypotheses(model, test_ds, gts: dict, preset: Preset, seed: int, steps: int | None, device) -> dict:
-    """Several hypotheses per person (:func:`~posediff.evaluation.hypotheses.sample_hypotheses`): S sampling runs
-    (seeds ``seed`` x 1000 + s) over the first ``preset.hypotheses_images`` test images in the model's own format;
-    a one-pass model is run once, its S hypotheses being the same."""
+    """Several hypotheses per person (:func:`~posediff.evaluation.hypotheses.sample_hypotheses`) over the first
+    ``preset.hypotheses_images`` test images, in the model's own format."""
     import copy
-
-    from .engine.train import predict_results
-    from .evaluation.hypotheses import sample_hypotheses
 
     subset = copy.copy(test_ds)
     subset.ids = test_ds.ids[: preset.hypotheses_images]
-    count = max(preset.hypotheses_counts)
-    runs = count if steps is not None else 1
-    samples = [predict_results(model, subset, batch_size=4, device=device, steps=steps, seed=seed * 1000 + s)
-               for s in range(runs)]
     fmt = next(iter(gts))  # the model's own format (the val metric)
-    out = sample_hypotheses(_ground_truth(str(gts[fmt])), samples * (count // runs), skeleton=_SKELETONS[fmt],
-                            image_ids=[int(i) for i in subset.ids], counts=preset.hypotheses_counts)
-    return dict(out, images=len(subset.ids), samples=runs, steps=steps, format=fmt)
+    return _sampled(model, subset, _ground_truth(str(gts[fmt])), _SKELETONS[fmt], preset.hypotheses_counts, seed,
+                    steps, device)
+
+
+def lr_alike(model, cfg, preset: Preset, seed: int, steps: int | None, device) -> dict:
+    """The left / right case: ``preset.hypotheses_images`` test scenes drawn with both sides alike
+    (``SceneConfig(left_shade=1.0)``), so that the picture leaves each person's left / right assignment open;
+    whether the samples cover both (``swap_share``, ``both_assignments``)."""
+    from .data.synthcrowd import SceneConfig, SynthCrowdDataset
+    from .data.transforms import eval_transforms
+
+    d = cfg.data
+    ds = SynthCrowdDataset(preset.hypotheses_images, "test", skeleton=d.skeleton, scene_seed=d.scene_seed,
+                           config=SceneConfig(size=d.size, left_shade=1.0),
+                           transforms=eval_transforms(d.eval_scale, d.max_size))
+    out = _sampled(model, ds, ds.ground_truth(), d.skeleton, (max(preset.hypotheses_counts),), seed, steps, device)
+    return {k: out.get(k) for k in ("persons", "images", "samples", "steps", "swap_share", "both_assignments",
+                                    "best_oks")}
+
+
+def _sampled(model, ds, gt: dict, skeleton: str, counts, seed: int, steps: int | None, device) -> dict:
+    """S = max(counts) sampling runs of ``model`` over ``ds`` (seeds ``seed`` x 1000 + s; a one-pass model once,
+    its hypotheses the same S times), summarised by :func:`~posediff.evaluation.hypotheses.sample_hypotheses`."""
+    from .engine.train import predict_results
+    from .evaluation.hypotheses import sample_hypotheses
+
+    count = max(counts)
+    runs = count if steps is not None else 1
+    samples = [predict_results(model, ds, batch_size=4, device=device, steps=steps, seed=seed * 1000 + s)
+               for s in range(runs)]
+    out = sample_hypotheses(gt, samples * (count // runs), skeleton=skeleton, image_ids=[int(i) for i in ds.ids],
+                            counts=counts)
+    return dict(out, images=len(ds.ids), samples=runs, steps=steps)
 
 
 _SKELETONS = {"coco": "coco17", "crowdpose": "crowdpose14"}
@@ -542,7 +573,7 @@ def _public(record: dict, fmt: str) -> dict:
                 latency_ms=record["latency_ms"], params_M=record["params_M"], train_steps=record["train_steps"],
                 train_seconds=record["train_seconds"], init=record["init"], test_images=record["test_images"],
                 curve=record["history"], final_val=record.get("final_val", {}), machine=record.get("machine"),
-                hypotheses=record.get("hypotheses"))
+                hypotheses=record.get("hypotheses"), lr_alike=record.get("lr_alike"))
 
 
 def summarise(records: list[dict], fmt: str) -> dict:
@@ -568,6 +599,10 @@ def summarise(records: list[dict], fmt: str) -> dict:
                 for k in ("best_oks", "visible", "occluded")},
                 spread_error_spearman=_mean_std([h["spread_error_spearman"]["all"] for h in hyp
                                                  if h["spread_error_spearman"]["all"] is not None], least=None))
+        alike = [m["lr_alike"] for m in mine if m.get("lr_alike") and m["lr_alike"].get("persons")]
+        if alike:
+            row["lr_alike"] = {k: _mean_std([a[k] for a in alike if a[k] is not None])
+                               for k in ("swap_share", "both_assignments")}
         out[recipe] = row
     return out
 
@@ -809,7 +844,7 @@ def _hypotheses_section(results: dict, plots: dict) -> list[str]:
     hyp = {r: row["hypotheses"] for r, row in results["summary"].items() if row.get("hypotheses")}
     if not hyp:
         return []
-    first = next(iter(results["runs"]))["hypotheses"]
+    first = next(r["hypotheses"] for r in results["runs"] if r.get("hypotheses"))
     counts = next(iter(hyp.values()))["counts"]
     lines = ["## Several hypotheses per person", "",
              f"Each recipe sampled the first {first['images']} test images {max(counts)} times (seeds seed x 1000 + "
@@ -829,6 +864,16 @@ def _hypotheses_section(results: dict, plots: dict) -> list[str]:
             lines.append(f"| {recipe} | {key} | " + " | ".join(cells) + f" | {tail} |")
     if "best_of_samples.png" in plots:
         lines += ["", f"![best of S]({plots['best_of_samples.png']})"]
+    alike = {r: row["lr_alike"] for r, row in results["summary"].items() if row.get("lr_alike")}
+    if alike:
+        n = next(r["lr_alike"]["images"] for r in results["runs"] if r.get("lr_alike"))
+        lines += ["", f"**Left and right drawn alike.** {n} test scenes rendered with both sides in one colour "
+                  f"(`SceneConfig(left_shade=1.0)`), so the picture leaves each person's left / right assignment "
+                  f"open; {max(counts)} samples each. Swapped: the share of hypotheses that fit their person better "
+                  f"with left and right exchanged; both: the share of persons whose samples include both "
+                  f"assignments (a one-pass recipe: 0). Mean ± std over seeds, ×100.", "",
+                  "| recipe | swapped | both assignments |", "|---|---|---|"]
+        lines += [f"| {r} | {_pm(a['swap_share'])} | {_pm(a['both_assignments'])} |" for r, a in alike.items()]
     return lines + [""]
 
 

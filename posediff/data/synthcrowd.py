@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 SPLITS = {"train": 0, "val": 1, "test": 2}
 # changes whenever the same (seed, split, index) would draw a different picture; written folders record it
 RENDERER_VERSION = 2
-_LEFT_SHADE = 0.6  # left limbs: colour x this
 _POOL_OF_SPLIT = {"train": "train", "val": "train", "test": "test"}
 _BANK_FILE = "posebank_coco17.npz"
 
@@ -82,6 +81,8 @@ class SceneConfig:
         noise: std of pixel noise baked into the image (0-255 scale). Off by default: noise makes PNGs
             five times slower to write and fifteen times larger; add it as an augmentation instead
             (:class:`~posediff.data.transforms.PixelNoise`).
+        left_shade: left limbs' colour x this, the cue that tells left from right; 1.0 draws both sides alike
+            (as renderer version 1 did): a scene whose left / right assignment the picture leaves open.
     """
 
     size: int = 256
@@ -89,6 +90,7 @@ class SceneConfig:
     min_area: int = 48
     occluder_prob: float = 0.35
     noise: float = 0.0
+    left_shade: float = 0.6
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -247,13 +249,14 @@ def _head(kp: np.ndarray, extent: float) -> tuple[np.ndarray, float, np.ndarray]
     return face, radius, top
 
 
-def _draw_person(draws, kp: np.ndarray, extent: float, label: int, rng) -> None:
-    """Draw one COCO-17 figure into the image (draws[0]) and the label map (draws[1])."""
+def _draw_person(draws, kp: np.ndarray, extent: float, label: int, rng, left_shade: float) -> None:
+    """Draw one COCO-17 figure into the image (draws[0]) and the label map (draws[1]), left limbs' colours x
+    ``left_shade``."""
     skin = tuple(int(c) for c in np.clip(_SKIN[rng.integers(len(_SKIN))] + rng.integers(-15, 16, 3), 0, 255))
     shirt, trousers = _colour(rng), _colour(rng)
     fills = lambda c: (c, label)  # noqa: E731
     limb = extent * rng.uniform(0.045, 0.065)
-    left = lambda c, joint: _shade(c, _LEFT_SHADE) if joint in _LEFT else c  # noqa: E731
+    left = lambda c, joint: _shade(c, left_shade) if joint in _LEFT else c  # noqa: E731
     for (a, b), part in zip(_LEGS, ("thigh", "shin", "thigh", "shin")):
         _capsule(draws, kp[a], kp[b], limb * (1.3 if part == "thigh" else 1.05), fills(left(trousers, a)))
     torso = [tuple(kp[L_SH]), tuple(kp[R_SH]), tuple(kp[R_HIP]), tuple(kp[L_HIP])]
@@ -329,7 +332,7 @@ def render_scene(rng: np.random.Generator, bank: PoseBank, pool: np.ndarray,
     label = Image.new("L", (s, s), 0)
     draws = (draw, ImageDraw.Draw(label))
     for rank, i in enumerate(order):
-        _draw_person(draws, kp[i], extents[i], rank + 1, rng)
+        _draw_person(draws, kp[i], extents[i], rank + 1, rng, config.left_shade)
     if rng.random() < config.occluder_prob:  # foreground occluders: label 255
         for _ in range(int(rng.integers(1, 3))):
             x, y = rng.uniform(0, 1, 2) * s
@@ -433,6 +436,25 @@ def scene_file_name(index: int) -> str:
     return f"{index + 1:06d}.png"
 
 
+def split_annotations(scenes, split: str, seed: int, num_images: int, config: SceneConfig) -> tuple[dict, dict]:
+    """(COCO-17, CrowdPose-14) ground truth of ``scenes`` (scene i is image i + 1, ``scene_file_name(i)``), as
+    :func:`write_split` writes it and :meth:`SynthCrowdDataset.ground_truth` gives it."""
+    images, coco_anns, cp_anns, cp_images = [], [], [], []
+    ann_id = 0
+    for i, scene in enumerate(scenes):
+        img = dict(id=i + 1, file_name=scene_file_name(i), width=config.size, height=config.size)
+        images.append(img)
+        cp_images.append(dict(img, crowdIndex=round(scene.crowd_index, 4)))
+        for p in range(len(scene.keypoints)):
+            ann_id += 1
+            coco_anns.append(_ann(ann_id, i + 1, scene.keypoints[p], scene.boxes[p], scene.areas[p]))
+            cp_anns.append(_ann(ann_id, i + 1, scene.crowdpose[p], scene.boxes[p], scene.areas[p]))
+    info = dict(description=f"SynthCrowd {split} split, rendered by posediff from real COCO val2017 poses",
+                renderer=RENDERER_VERSION, seed=seed, split=split, num_images=num_images, config=config.__dict__)
+    return (dict(info=info, licenses=[], categories=[COCO_CATEGORY], images=images, annotations=coco_anns),
+            dict(info=info, licenses=[], categories=[CROWDPOSE_CATEGORY], images=cp_images, annotations=cp_anns))
+
+
 def write_split(out_dir, split: str, num_images: int, seed: int = 0, config: SceneConfig = SceneConfig(),
                 progress: bool = True) -> dict:
     """Render and write ``num_images`` scenes: ``out_dir/split/images/*.png``, ``coco.json``, ``crowdpose.json``.
@@ -447,30 +469,19 @@ def write_split(out_dir, split: str, num_images: int, seed: int = 0, config: Sce
     root = Path(out_dir) / split
     (root / "images").mkdir(parents=True, exist_ok=True)
     bank = PoseBank.shipped()
-    images, coco_anns, cp_anns, cp_images = [], [], [], []
-    ann_id = 0
-    for i in tqdm(range(num_images), desc=f"synthcrowd {split}", disable=not progress, unit="img"):
-        scene = make_scene(seed, split, i, config, bank)
-        image_id = i + 1
-        name = scene_file_name(i)
-        with atomic_path(root / "images" / name) as tmp:
-            Image.fromarray(scene.image).save(tmp, format="PNG", compress_level=1)
-        img = dict(id=image_id, file_name=name, width=config.size, height=config.size)
-        images.append(img)
-        cp_images.append(dict(img, crowdIndex=round(scene.crowd_index, 4)))
-        for p in range(len(scene.keypoints)):
-            ann_id += 1
-            coco_anns.append(_ann(ann_id, image_id, scene.keypoints[p], scene.boxes[p], scene.areas[p]))
-            cp_anns.append(_ann(ann_id, image_id, scene.crowdpose[p], scene.boxes[p], scene.areas[p]))
-    info = dict(description=f"SynthCrowd {split} split, rendered by posediff from real COCO val2017 poses",
-                renderer=RENDERER_VERSION,
-                seed=seed, split=split, num_images=num_images, config=config.__dict__)
-    write_json(dict(info=info, licenses=[], categories=[COCO_CATEGORY], images=images, annotations=coco_anns),
-               root / "coco.json", indent=None)
-    write_json(dict(info=info, licenses=[], categories=[CROWDPOSE_CATEGORY], images=cp_images, annotations=cp_anns),
-               root / "crowdpose.json", indent=None)
-    ci = np.array([im["crowdIndex"] for im in cp_images])
-    summary = dict(split=split, images=num_images, persons=len(coco_anns), easy=int((ci <= 0.1).sum()),
+
+    def scenes():
+        for i in tqdm(range(num_images), desc=f"synthcrowd {split}", disable=not progress, unit="img"):
+            scene = make_scene(seed, split, i, config, bank)
+            with atomic_path(root / "images" / scene_file_name(i)) as tmp:
+                Image.fromarray(scene.image).save(tmp, format="PNG", compress_level=1)
+            yield scene
+
+    coco, crowdpose = split_annotations(scenes(), split, seed, num_images, config)
+    write_json(coco, root / "coco.json", indent=None)
+    write_json(crowdpose, root / "crowdpose.json", indent=None)
+    ci = np.array([im["crowdIndex"] for im in crowdpose["images"]])
+    summary = dict(split=split, images=num_images, persons=len(coco["annotations"]), easy=int((ci <= 0.1).sum()),
                    medium=int(((ci > 0.1) & (ci <= 0.8)).sum()), hard=int((ci > 0.8).sum()))
     log.info("wrote %s", json.dumps(summary))
     return summary
@@ -508,6 +519,19 @@ class SynthCrowdDataset(PoseDataset):
 
     def __len__(self) -> int:
         return self.num_images
+
+    @property
+    def ids(self) -> list[int]:
+        """The image ids of the items, in order (item i is image i + 1)."""
+        return list(range(1, self.num_images + 1))
+
+    def ground_truth(self) -> dict:
+        """The COCO-format ground truth of the items (this dataset's skeleton), as a written split would hold."""
+        bank = PoseBank.shipped()
+        coco, crowdpose = split_annotations((make_scene(self.scene_seed, self.split, i, self.config, bank)
+                                             for i in range(self.num_images)), self.split, self.scene_seed,
+                                            self.num_images, self.config)
+        return coco if self.skeleton_name == "coco17" else crowdpose
 
     def load_sample(self, index: int):
         from .transforms import PoseSample

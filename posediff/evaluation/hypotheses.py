@@ -13,7 +13,11 @@ same images and, for each ground-truth person (labelled joints, not a crowd regi
   S, mostly where the image leaves the joint open (occluded); a deterministic head's stays flat;
 * spread against error: per labelled joint, the spread of its S hypotheses (RMS distance to their mean) and the
   error of their mean, both / s, and their Spearman rank correlation over joints (by visibility): whether the
-  samples disagree where they are wrong.
+  samples disagree where they are wrong;
+* left and right: a hypothesis is *swapped* when it fits the person better (lower mean distance over the labelled
+  joints) with its left and right joints exchanged (the skeleton's flip permutation); ``swap_share`` is the share
+  of swapped hypotheses, ``both_assignments`` the share of persons whose hypotheses include both assignments.
+  Where the picture cannot tell left from right, a generative head can cover both; a deterministic one cannot.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def sample_hypotheses(gt, samples, skeleton: str = "coco17", image_ids=None,
         (one mean per count: the person's best OKS, the joints' best similarity by visibility), ``joints``
         ({"visible": n, "occluded": n}), ``spread_rel`` / ``error_rel`` (medians over labelled joints, with all
         samples), ``spread_error_spearman`` ({"visible", "occluded", "all"}: None where every spread is 0, as
-        for a deterministic head).
+        for a deterministic head), ``swap_share`` and ``both_assignments`` (module docstring).
     """
     from scipy.stats import spearmanr
 
@@ -71,7 +75,9 @@ def sample_hypotheses(gt, samples, skeleton: str = "coco17", image_ids=None,
     var = (2 * sigmas) ** 2  # (K,)
     persons = _by_image(a for a in gt["annotations"]
                         if not a.get("iscrowd", 0) and any(v > 0 for v in a["keypoints"][2::3]))
+    flip = list(sk.flip_index)
     sims, oks_best, flags, spread, error = [], [], [], [], []  # per person: (S, K), (S,), (K,), (K,), (K,)
+    swapped = []  # per person: (S,) 1 swapped, 0 not, NaN no hypothesis
     for image_id in sorted(persons, key=repr):
         anns = persons[image_id]
         g = torch.tensor([a["keypoints"] for a in anns], dtype=torch.float64).view(-1, k, 3)  # (M, K, 3)
@@ -88,6 +94,11 @@ def sample_hypotheses(gt, samples, skeleton: str = "coco17", image_ids=None,
             best[s], n = oks.max(0)  # (M,) each: the hypothesis of every person in sample s
             picked[s] = p[n, :, :2]
         d2 = ((picked - g[None, :, :, :2]) ** 2).sum(-1)  # (S, M, K)
+        d2_flipped = ((picked[:, :, flip] - g[None, :, :, :2]) ** 2).sum(-1)  # (S, M, K) sides exchanged
+        labelled = vis[None].double()  # (1, M, K)
+        as_is = (d2.sqrt() * labelled).sum(-1)  # (S, M), NaN without a hypothesis
+        exchanged = (d2_flipped.sqrt() * labelled).sum(-1)
+        swap = torch.where(torch.isnan(as_is), float("nan"), (exchanged < as_is).double())  # (S, M)
         sim = torch.exp(-d2 / (2 * areas[None, :, None] * var)).nan_to_num(0.0)  # (S, M, K); no hypothesis: 0
         centre = picked.nanmean(0)  # (M, K, 2) the mean hypothesis
         scale = areas.sqrt()[:, None]  # (M, 1)
@@ -95,6 +106,7 @@ def sample_hypotheses(gt, samples, skeleton: str = "coco17", image_ids=None,
             sims.append(sim[:, m].numpy())
             oks_best.append(best[:, m].numpy())
             flags.append(g[m, :, 2].numpy())
+            swapped.append(swap[:, m].numpy())
             spread.append((((picked[:, m] - centre[m]) ** 2).sum(-1).nanmean(0).sqrt() / scale[m]).numpy())
             error.append(((centre[m] - g[m, :, :2]).norm(dim=-1) / scale[m]).numpy())
     out = dict(persons=len(sims), counts=list(counts))
@@ -116,4 +128,10 @@ def sample_hypotheses(gt, samples, skeleton: str = "coco17", image_ids=None,
         a, b = sp[keep], er[keep]
         corr[name] = float(spearmanr(a, b).statistic) if keep.sum() > 2 and np.ptp(a) > 0 and np.ptp(b) > 0 else None
     out["spread_error_spearman"] = corr
+    sw = np.stack(swapped)  # (P, S)
+    seen = np.isfinite(sw)
+    out["swap_share"] = float(np.nanmean(sw)) if seen.any() else None
+    several = seen.sum(1) >= 2
+    out["both_assignments"] = float(np.mean([np.nanmin(r) == 0 and np.nanmax(r) == 1 for r in sw[several]])) \
+        if several.any() else None
     return out

@@ -57,6 +57,10 @@ def test_results_json(bench):
         assert h["counts"] == [1, 2] and h["images"] == 3 and h["samples"] == (2 if r["sampling_steps"] else 1)
         if h["persons"] and not r["sampling_steps"]:
             assert h["best_oks"][0] == h["best_oks"][1]
+        alike = r["lr_alike"]  # the same images with left and right drawn alike
+        assert alike["images"] == 3 and {"swap_share", "both_assignments"} <= set(alike)
+        if not r["sampling_steps"] and alike["both_assignments"] is not None:
+            assert alike["both_assignments"] == 0.0  # one hypothesis S times: never both
 
 
 def test_report_and_plots(bench):
@@ -69,6 +73,7 @@ def test_report_and_plots(bench):
     assert "AP is the average precision over OKS thresholds 0.50" in report and "over 3 test images" in report
     assert "another machine" not in report
     assert "## Several hypotheses per person" in report and "| edpose_tiny | occluded |" in report
+    assert "**Left and right drawn alike.**" in report
     for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png", "best_of_samples.png"):
         assert (out / "plots" / name).stat().st_size > 5000
         assert f"plots/{name}" in report

@@ -116,10 +116,12 @@ def test_on_the_fly_dataset_targets():
     assert targets.valid.sum() == sum(len(make_scene(2, "train", i).keypoints) for i in range(6))
 
 
-def test_left_limbs_are_a_shade_darker_than_right_ones():
+@pytest.mark.parametrize("shade", [SceneConfig().left_shade, 1.0])
+def test_left_limbs_are_a_shade_darker_than_right_ones(shade):
+    """The renderer's left / right cue (``SceneConfig.left_shade``, 0.6); 1.0 draws both sides alike."""
     from PIL import Image, ImageDraw
 
-    from posediff.data.synthcrowd import _LEFT_SHADE, _draw_person
+    from posediff.data.synthcrowd import _draw_person
 
     # a figure facing the camera, arms and legs spread so that no limb covers another
     kp = np.array([[128, 40], [124, 36], [132, 36], [118, 38], [138, 38],  # face
@@ -127,7 +129,7 @@ def test_left_limbs_are_a_shade_darker_than_right_ones():
                    [145, 140], [111, 140], [170, 190], [86, 190], [180, 240], [76, 240]], dtype=float)
     image = Image.new("RGB", (256, 256), (255, 255, 255))
     label = Image.new("L", (256, 256), 0)
-    _draw_person((ImageDraw.Draw(image), ImageDraw.Draw(label)), kp, 200.0, 1, np.random.default_rng(0))
+    _draw_person((ImageDraw.Draw(image), ImageDraw.Draw(label)), kp, 200.0, 1, np.random.default_rng(0), shade)
     pixels = np.asarray(image).astype(float)
     for left, right in ((7, 8), (13, 14), (9, 10)):  # elbows, knees, wrists (hands)
         if left in (7, 13):  # the middle of the forearm / shin below the joint
@@ -135,7 +137,16 @@ def test_left_limbs_are_a_shade_darker_than_right_ones():
         else:
             a, b = kp[left], kp[right]
         lc, rc = pixels[int(a[1]), int(a[0])], pixels[int(b[1]), int(b[0])]
-        np.testing.assert_allclose(lc, np.round(rc * _LEFT_SHADE), atol=1)
+        np.testing.assert_allclose(lc, np.round(rc * shade), atol=1)
+
+
+def test_the_on_the_fly_dataset_gives_the_ground_truth_a_written_split_holds(tmp_path):
+    from posediff.data.synthcrowd import write_split
+
+    write_split(tmp_path, "test", 3, seed=2, config=SceneConfig(size=96), progress=False)
+    written = json.loads((tmp_path / "test" / "coco.json").read_text())
+    ds = SynthCrowdDataset(3, "test", scene_seed=2, config=SceneConfig(size=96))
+    assert json.loads(json.dumps(ds.ground_truth())) == written and ds.ids == [1, 2, 3]
 
 
 def test_a_split_drawn_by_another_renderer_version_is_refused(tmp_path):
