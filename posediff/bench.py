@@ -88,7 +88,8 @@ class Preset:
 
 # quick's diffusion head is anchored to ED-Pose's regression (docs/recipes.md): it starts from the zoo's edpose_tiny
 # and trains 100 steps
-_ANCHORED = {"diffusion_regpose_tiny": {"anchor": "regression", "prior_std": 0.0}}
+_ANCHORED = {"diffusion_regpose_tiny": {"anchor": "regression", "prior_std": 0.0, "ensemble": "pool",
+                                        "renewal": True}}  # the regression head as quick measured it
 _CPU_SIZES = dict(train_scales=(256, 288, 320), crop_scales=(224, 256), crop_size=(192, 288), max_size=512)
 
 PRESETS: dict[str, Preset] = {

@@ -773,6 +773,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
                  done["loaded"], len(done["fresh"]), len(done["shape_mismatch"]), len(done["unused"]))
     if rank == 0:  # the run folder is made once the run can start: a refused call leaves none
         folder.claim(_run_files(out))  # and the temporary files of a killed write are removed
+    if world > 1 and not resume_point:  # each process its own timesteps, noise and padding (resume restores them)
+        torch.manual_seed(cfg.seed + 1_000_003 * rank)
     optimizer, schedule, autocast = optimization(model, cfg, device)
     ema = None
     if cfg.ema_decay > 0:

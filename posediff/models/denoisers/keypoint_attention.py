@@ -127,7 +127,13 @@ class KeypointAttentionDenoiser(nn.Module):
                                    need_weights=True)  # (B, C, D), (B, C, N)
         human = self.norm3(pose + person)  # (B, C, D)
         c_box = pw @ boxes  # (B, C, 4)
-        c_logit = torch.logit((pw @ logits.sigmoid()[..., None])[..., 0].clamp(1e-6, 1 - 1e-6))  # (B, C)
+        # the persons' scores weighted, in float32 (in bf16 1 - 1e-6 rounds to 1 and the logit to inf) and detached:
+        # several candidates may select one person, and the unmatched ones must not teach its detector that it is
+        # no one (the human decoder has its own one-to-one loss)
+        with torch.autocast(device_type=pw.device.type, enabled=False):
+            w32 = pw.float() / pw.float().sum(-1, keepdim=True)  # (B, C, N); bf16 weights sum to 1 only roughly
+            prob = (w32 @ logits.detach().float().sigmoid()[..., None])[..., 0]  # (B, C)
+            c_logit = torch.logit(prob.clamp(1e-6, 1 - 1e-6))  # (B, C) float32
         return Selection(torch.cat([human[:, :, None], joints], 2), c_kpts.clamp(1e-3, 1 - 1e-3), c_box, c_logit)
 
     def forward(self, coords: torch.Tensor, t: torch.Tensor, context: torch.Tensor):
