@@ -594,6 +594,7 @@ def summarise(records: list[dict], fmt: str) -> dict:
                                    if str(s) in m["per_sampling_steps"]])["mean"] for k in mine[0]["metrics"]}
             for s in steps}
         hyp = [m["hypotheses"] for m in mine if m.get("hypotheses") and m["hypotheses"].get("persons")]
+        hyp = [h for h in hyp if h["counts"] == hyp[0]["counts"]]  # runs measured alike (one preset's counts)
         if hyp:
             row["hypotheses"] = dict(counts=hyp[0]["counts"], seeds=len(hyp), **{
                 k: [_mean_std([h[k][i] for h in hyp if h[k][i] is not None]) for i in range(len(hyp[0]["counts"]))]
@@ -855,14 +856,19 @@ def _hypotheses_section(results: dict, plots: dict) -> list[str]:
              f"occluded joints; mean over seeds. Spread-error: Spearman correlation over joints between the "
              f"spread of the hypotheses and the error of their mean (do the samples disagree where they are "
              f"wrong?).", "",
-             "| recipe | joints | " + " | ".join(f"S = {c}" for c in counts) + " | spread-error |",
+             "| recipe | joints (seeds) | " + " | ".join(f"S = {c}" for c in counts) + " | spread-error |",
              "|---|---|" + "---|" * len(counts) + "---|"]
-    for recipe, h in hyp.items():
+    for recipe, row in results["summary"].items():
+        h = row.get("hypotheses")
+        if h is None:  # e.g. runs carried without their weights
+            lines.append(f"| {recipe} | not measured | " + " | ".join("-" for _ in counts) + " | - |")
+            continue
         corr = h["spread_error_spearman"]
         for key in ("visible", "occluded"):
             cells = ["-" if v["mean"] is None else f"{v['mean']:.3f}" for v in h[key]]
             tail = ("n/a" if corr["mean"] is None else f"{corr['mean']:.2f}") if key == "visible" else ""
-            lines.append(f"| {recipe} | {key} | " + " | ".join(cells) + f" | {tail} |")
+            lines.append(f"| {recipe} | {key} ({h['seeds']} seed{'s' if h['seeds'] > 1 else ''}) | "
+                         + " | ".join(cells) + f" | {tail} |")
     if "best_of_samples.png" in plots:
         lines += ["", f"![best of S]({plots['best_of_samples.png']})"]
     alike = {r: row["lr_alike"] for r, row in results["summary"].items() if row.get("lr_alike")}

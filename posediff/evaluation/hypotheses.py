@@ -18,6 +18,8 @@ same images and, for each ground-truth person (labelled joints, not a crowd regi
   joints) with its left and right joints exchanged (the skeleton's flip permutation); ``swap_share`` is the share
   of swapped hypotheses, ``both_assignments`` the share of persons whose hypotheses include both assignments.
   Where the picture cannot tell left from right, a generative head can cover both; a deterministic one cannot.
+  The hypothesis is the sample's prediction of highest OKS, which prefers an unswapped prediction when a sample
+  holds both: the two shares are lower bounds.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def sample_hypotheses(gt, samples, skeleton: str = "coco17", image_ids=None,
     if not samples:
         raise ValueError("sample_hypotheses: no samples given")
     counts = tuple(sorted(set(int(c) for c in counts)))
-    if counts[0] < 1 or counts[-1] > len(samples):
+    if not counts or counts[0] < 1 or counts[-1] > len(samples):
         raise ValueError(f"sample_hypotheses: counts must lie in 1..{len(samples)} (the samples given), got {counts}")
     sk, protocol = get_skeleton(skeleton), _PROTOCOL[skeleton]
     gt = _load_gt(gt, protocol)

@@ -52,8 +52,8 @@ class OneStageConfig:
     attn_impl: str = "pytorch"
     # diffusion head
     num_proposals: int = 100
-    # sample poses for this many best persons at inference (None: all N). COCO's keypoint AP keeps at most 20
-    # persons per image; 30 of 100 meets the speed targets (docs/benchmarks.md)
+    # candidates sampled at inference (None: all N; anchor="regression": one for each of this many best persons).
+    # COCO's keypoint AP keeps at most 20 persons per image; 30 of 100 meets the speed targets (docs/benchmarks.md)
     inference_proposals: int | None = 30
     signal_scale: float = 5.0
     # None: the anchor's own, "repeat_batch" (paper form: copies of the batch's ground-truth poses, so that x_t cannot

@@ -72,7 +72,7 @@ def test_report_and_plots(bench):
     assert "test split (3 images, shorter side 96 px)" in report
     assert "AP is the average precision over OKS thresholds 0.50" in report and "over 3 test images" in report
     assert "another machine" not in report
-    assert "## Several hypotheses per person" in report and "| edpose_tiny | occluded |" in report
+    assert "## Several hypotheses per person" in report and "| edpose_tiny | occluded (2 seeds) |" in report
     assert "**Left and right drawn alike.**" in report
     for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png", "best_of_samples.png"):
         assert (out / "plots" / name).stat().st_size > 5000

@@ -27,11 +27,9 @@ The paper's form (``anchor="paper"``, the default)
     Padding decides whether x_t alone can tell a candidate with a target from a padded one, which the score would
     then learn instead of the image. The default, ``"repeat_batch"`` (a posediff variant of the paper's "GT
     repeat", Table 4: 72.7 AP, as high as its default "empty"), pads with noisy copies of poses drawn uniformly
-    from the whole batch's ground truth, so padded and real candidates have one distribution. Measured on
-    SynthCrowd (30 candidates, 128 px, batches of 4, ``tests/unit/test_diffusion_head.py``), the AUC with which
-    ‖x_t‖ or a logistic probe on x_t separates them at the 4-step sampler's timesteps: "empty" up to 1.00
-    (0.89-0.93 already at t = 749); per-image "repeat" up to 0.60 (an image with few persons repeats them many
-    times, so padded candidates over-represent such persons); "repeat_batch" at most 0.55.
+    from the whole batch's ground truth, in a random order, so padded and real candidates have one distribution:
+    ‖x_t‖ or probes on x_t separate them with AUC at most 0.57 at the 4-step sampler's timesteps, against 0.75 for
+    per-image "repeat" and 1.00 for "empty" (``benchmarks/padding_shortcut.py``, docs/recipes.md).
 
     Inference: x_T ~ N(0, I), then DDIM (``sample``) in ``sampling_steps`` steps; image features, detections and
     F_H2K are computed once, only the denoiser and the decoder repeat. ``ensemble`` decides what the steps give:
