@@ -77,8 +77,8 @@ class OneStageConfig:
     prior_std: float = 0.0  # 0: the decoder starts from ED-Pose's pose, x_t reaches it through the tokens alone
     diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh noise at every step)
     # anchor="paper": K-CA's logit bias towards candidate i's own person i, learnt from this value (None: candidates
-    # select freely among the persons). Overfitting one batch of 2 scenes, 1000 steps: AP 0.95 with 4.0, 0.05 free
-    # (docs/recipes.md)
+    # select freely among the persons). Overfitting one batch of 2 scenes, 1000 steps: AP 0.89 with 4.0, 0.06 free
+    # (benchmarks/overfit.py, docs/recipes.md)
     home_bias: float | None = 4.0
     # official-code behaviours (docs/recipes.md), off by default
     train_timestep: str = "uniform"  # "zero": the official code fixes t = 0 in training

@@ -18,9 +18,9 @@ from posediff.evaluation import evaluate_keypoints, to_coco_results
                                                     ("diffusion_regpose_tiny", {"anchor": "regression"}, 1200),
                                                     ("diffusion_regpose_tiny", {}, 1200)])
 def test_overfit_one_batch_of_two_images(recipe, overrides, steps, tmp_path):
-    """Every head fits the batch in edpose's 1200 steps. The paper's diffusion head does so thanks to the home bias
-    of its candidates: without it, after 1000 steps, it is far from the batch (``benchmarks/overfit.py``,
-    docs/recipes.md)."""
+    """Every head fits the batch in edpose's 1200 steps. The paper's diffusion head can thanks to the home bias of
+    its candidates: in ``benchmarks/overfit.py``'s run of the same protocol it reached AP 0.89 after 1000 steps with
+    it and 0.06 without (docs/recipes.md)."""
     torch.manual_seed(0)
     write_split(tmp_path, "train", 2, seed=3, config=SceneConfig(size=128), progress=False)
     ds = synthcrowd_split(tmp_path, "train", prior="coco17")

@@ -16,8 +16,8 @@ The paper's form (``anchor="paper"``, the default)
       (``home_bias``, from 4.0) on its attention logit, so that a candidate whose noisy pose says nothing (t near
       T) starts from its own person, as ED-Pose's group i does, and one whose noisy pose points at another person
       selects that person. Without it (``home_bias=None``) a near-pure-noise candidate starts from a blend of all
-      persons: overfitting one batch of two scenes for 1000 steps, the head reached AP 0.05 free and 0.95 with the
-      home bias (``docs/recipes.md``).
+      persons: overfitting one batch of two scenes for 1000 steps, the head reached AP 0.06 free and 0.89 with the
+      home bias (``benchmarks/overfit.py``, docs/recipes.md).
     * D (Eq. 8): ED-Pose's keypoint decoder refines (tokens, cKpts, cBox) layer by layer, conditioned on t, and
       scores each candidate.
 
