@@ -225,8 +225,8 @@ class OutputFolder:
         return True
 
     def remove_temporaries(self) -> list[str]:
-        """Delete the temporary files (``.NAME.XXXXXXXX.tmp``) that an :func:`atomic_path` write killed half-way
-        left beside a file posediff owns here (only the folders of its files are looked at); returns them."""
+        """Delete the temporary files (``.NAME.<8 random characters>.tmp``) that an :func:`atomic_path` write killed
+        half-way left beside a file posediff owns here (only the folders of its files are looked at); returns them."""
         removed = []
         folders = {Path(n).parent for n in self.names} | {Path(".")}
         for folder in sorted(folders):

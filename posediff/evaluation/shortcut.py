@@ -10,6 +10,8 @@ candidates, scored on the other half) separate candidates that carry a ground-tr
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -17,7 +19,7 @@ __all__ = ["padding_separability", "training_candidates"]
 
 
 class _Stop(Exception):
-    pass
+    """Raised to end a training pass once the candidates are built."""
 
 
 def training_candidates(model, images, mask, targets) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,9 +35,8 @@ def training_candidates(model, images, mask, targets) -> tuple[torch.Tensor, tor
     head.clean_candidates = record
     was_training = model.training
     try:
-        model.train()(images, mask, targets)
-    except _Stop:
-        pass
+        with contextlib.suppress(_Stop):
+            model.train()(images, mask, targets)
     finally:
         del head.clean_candidates
         model.train(was_training)
