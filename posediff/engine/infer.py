@@ -164,6 +164,7 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     if len(failed) == len(images):
         raise ImageError(f"no image could be read: {'; '.join(failed[i] for i in sorted(failed))}")
     drawings = _drawing_names(images, folder.path)
+    folder.check(["results.json", "images.json", *drawings])  # a refused call removes nothing
     # the earlier call's index goes first, then its drawings (never an input): the folder never mixes two calls
     for name in ["results.json", "images.json", *sorted(n for n in folder.names if n.endswith("_poses.png"))]:
         folder.remove(name, keep=images)

@@ -159,9 +159,11 @@ def test_a_folder_an_earlier_posediff_wrote_without_a_manifest_is_adopted_by_its
     (out / MANIFEST).unlink()  # as an earlier posediff left it
     (out / "c_poses.png").write_bytes(b"the user's own")
     (photos / "c.jpg").write_bytes((photos / "a.jpg").read_bytes())
+    before = snapshot(out)
     line = one_line_error(["predict", str(photos / "c.jpg"), "--checkpoint", str(checkpoint), "--out", str(out),
                            "--size", "64"], capsys)
     assert "holds c_poses.png, which posediff did not write" in line  # images.json never listed it
+    assert snapshot(out) == before  # refused before anything was removed
     assert cli(["predict", str(photos / "b.png"), "--checkpoint", str(checkpoint), "--out", str(out),
                 "--size", "64"]) == 0  # what images.json listed is posediff's: replaced
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "b_poses.png", "c_poses.png", "images.json",
