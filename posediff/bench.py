@@ -84,6 +84,8 @@ class Preset:
     # several hypotheses per person: best-of-S over this many test images (0: not measured), S up to the last count
     hypotheses_images: int = 0
     hypotheses_counts: tuple[int, ...] = (1, 2, 4, 8, 16)
+    # the pose-NMS OKS thresholds a diffusion run is scored at on its val split (curve_images), to choose one by
+    nms_thresholds: tuple[float, ...] = ()
 
 
 # quick's diffusion head is anchored to ED-Pose's regression (docs/recipes.md): it starts from the zoo's edpose_tiny
@@ -101,7 +103,8 @@ PRESETS: dict[str, Preset] = {
     # the paper's head (anchor="paper"), and its diffusion-off control with --recipes diffusion_regpose_tiny_control
     "standard": Preset("standard", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=7000, lr=2e-4,
                        lr_drop=(5600,), seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="backbone",
-                       eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES, hypotheses_images=100),
+                       eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES, hypotheses_images=100,
+                       nms_thresholds=(0.5, 0.6, 0.7, 0.8, 0.9)),
     # 60 epochs of COCO's 56,599 keypoint images at 8 GPUs x batch 8 (ED-Pose's schedule; lr drop at epoch 55)
     "full": Preset("full", ("edpose", "diffusion_regpose"), train_steps=53000, lr=1e-4, lr_drop=(48600,),
                    batch_size=8, seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="imagenet", freeze_backbone=False,
@@ -424,7 +427,32 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     if "lr_alike" in wanted:
         record["lr_alike"] = lr_alike(sampler, cfg, preset, run["seed"], record["default_steps"], device)
         write_json(record, record_path)
+    if preset.nms_thresholds and diffusion and "nms_sweep" not in record:
+        try:
+            record["nms_sweep"] = nms_sweep(model("its NMS sweep"), cfg, preset, run["seed"], device)
+            write_json(record, record_path)
+        except FileNotFoundError as err:
+            log.warning("%s seed %d: NMS sweep not measured: %s", run["recipe"], run["seed"], err)
     return record
+
+
+def nms_sweep(model, cfg, preset: Preset, seed: int, device) -> dict:
+    """Val AP (the model's own format, ``preset.curve_images`` val images, the recipe's sampling steps) at each
+    pose-NMS OKS threshold of ``preset.nms_thresholds``: what a threshold suited to the persons' size is chosen
+    by. The model's own threshold is restored."""
+    from .engine.train import build_datasets, evaluate
+
+    _, val_ds, val_ann, metric = build_datasets(cfg)
+    kept = model.nms_threshold
+    out = {}
+    try:
+        for threshold in preset.nms_thresholds:
+            model.nms_threshold = float(threshold)
+            out[f"{threshold:g}"] = evaluate(model, val_ds, val_ann, metric, batch_size=4, device=device)["AP"]
+    finally:
+        model.nms_threshold = kept
+    return dict(val_ap=out, images=len(val_ds), format=metric, model_threshold=kept,
+                best=max(out, key=lambda k: out[k]))
 
 
 def hypotheses(model, test_ds, gts: dict, preset: Preset, seed: int, steps: int | None, device) -> dict:
@@ -574,7 +602,7 @@ def _public(record: dict, fmt: str) -> dict:
                 latency_ms=record["latency_ms"], params_M=record["params_M"], train_steps=record["train_steps"],
                 train_seconds=record["train_seconds"], init=record["init"], test_images=record["test_images"],
                 curve=record["history"], final_val=record.get("final_val", {}), machine=record.get("machine"),
-                hypotheses=record.get("hypotheses"), lr_alike=record.get("lr_alike"))
+                hypotheses=record.get("hypotheses"), lr_alike=record.get("lr_alike"), nms_sweep=record.get("nms_sweep"))
 
 
 def summarise(records: list[dict], fmt: str) -> dict:
@@ -820,6 +848,7 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
                 for s in all_steps) + " |")
         lines += ["", f"![AP against sampling steps]({plots['ap_vs_sampling_steps.png']})", ""]
     lines += _hypotheses_section(results, plots)
+    lines += _nms_section(results)
     lines += ["## AP per crowd level" if fmt == "crowdpose" else "## AP per person size", "",
               f"![AP per level]({plots['ap_per_crowd_level.png']})", "",
               "## Training", "",
@@ -881,6 +910,27 @@ def _hypotheses_section(results: dict, plots: dict) -> list[str]:
                   f"assignments (a one-pass recipe: 0). Mean ± std over seeds, ×100.", "",
                   "| recipe | swapped | both assignments |", "|---|---|---|"]
         lines += [f"| {r} | {_pm(a['swap_share'])} | {_pm(a['both_assignments'])} |" for r, a in alike.items()]
+    return lines + [""]
+
+
+def _nms_section(results: dict) -> list[str]:
+    """Val AP of each diffusion run at each pose-NMS threshold (how the threshold is chosen)."""
+    runs = [r for r in results["runs"] if r.get("nms_sweep")]
+    if not runs:
+        return []
+    thresholds = list(runs[0]["nms_sweep"]["val_ap"])
+    first = runs[0]["nms_sweep"]
+    lines = ["## Pose-NMS threshold", "",
+             f"Val AP ({first['format']}, {first['images']} val images, ×100) of each diffusion run at each pose-NMS "
+             f"OKS threshold (the runs are scored on the test split at the recipe's own, "
+             f"{first['model_threshold']:g}).", "",
+             "| recipe | seed | " + " | ".join(thresholds) + " | best |",
+             "|---|---|" + "---|" * len(thresholds) + "---|"]
+    for r in runs:
+        ap = r["nms_sweep"]["val_ap"]
+        lines.append(f"| {r['recipe']} | {r['seed']} | " + " | ".join(f"{100 * ap[t]:.1f}" if t in ap else "-"
+                                                                      for t in thresholds)
+                     + f" | {r['nms_sweep']['best']} |")
     return lines + [""]
 
 

@@ -27,7 +27,7 @@ def bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     with pytest.MonkeyPatch.context() as mp:  # quick measures no hypotheses; here: 2 samples of the 3 test images
         mp.setitem(bench_module.PRESETS, "quick", dataclasses.replace(
-            bench_module.PRESETS["quick"], hypotheses_images=3, hypotheses_counts=(1, 2)))
+            bench_module.PRESETS["quick"], hypotheses_images=3, hypotheses_counts=(1, 2), nms_thresholds=(0.5, 0.9)))
         return tmp, run_bench(spec(tmp))
 
 
@@ -57,6 +57,10 @@ def test_results_json(bench):
         assert h["counts"] == [1, 2] and h["images"] == 3 and h["samples"] == (2 if r["sampling_steps"] else 1)
         if h["persons"] and not r["sampling_steps"]:
             assert h["best_oks"][0] == h["best_oks"][1]
+        if r["sampling_steps"]:  # val AP at each NMS threshold, what the threshold is chosen by
+            assert set(r["nms_sweep"]["val_ap"]) == {"0.5", "0.9"} and r["nms_sweep"]["model_threshold"] == 0.9
+        else:
+            assert r["nms_sweep"] is None
         alike = r["lr_alike"]  # the same images with left and right drawn alike
         assert alike["images"] == 3 and {"swap_share", "both_assignments"} <= set(alike)
         if not r["sampling_steps"] and alike["both_assignments"] is not None:
@@ -73,7 +77,7 @@ def test_report_and_plots(bench):
     assert "AP is the average precision over OKS thresholds 0.50" in report and "over 3 test images" in report
     assert "another machine" not in report
     assert "## Several hypotheses per person" in report and "| edpose_tiny | occluded (2 seeds) |" in report
-    assert "**Left and right drawn alike.**" in report
+    assert "**Left and right drawn alike.**" in report and "## Pose-NMS threshold" in report
     for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png", "best_of_samples.png"):
         assert (out / "plots" / name).stat().st_size > 5000
         assert f"plots/{name}" in report
