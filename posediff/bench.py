@@ -90,7 +90,7 @@ class Preset:
 
 # quick's diffusion head is anchored to ED-Pose's regression (docs/recipes.md): it starts from the zoo's edpose_tiny
 # and trains 100 steps. The paper's head scored 21.7 AP there (seed 0; docs/results/quick_paper_head_seed0.json),
-# under the preset's target of 30: its fresh denoiser's tokens are added to ED-Pose's, which 100 steps do not undo
+# under the preset's target of 30 (likely: its fresh denoiser's tokens are added to ED-Pose's; not measured)
 _ANCHORED = {"diffusion_regpose_tiny": {"anchor": "regression", "prior_std": 0.0, "ensemble": "pool",
                                         "renewal": True}}  # the regression head as quick measured it
 _CPU_SIZES = dict(train_scales=(256, 288, 320), crop_scales=(224, 256), crop_size=(192, 288), max_size=512)
