@@ -215,22 +215,12 @@ def _drawing_names(images: Sequence, folder: Path) -> list[str]:
 
 def _made_by_predict(folder: Path) -> list[str]:
     """What an earlier ``posediff predict`` wrote in ``folder`` before folders had a manifest: its
-    ``images.json``, ``results.json`` and the drawings the index lists; nothing if the folder has no such index."""
+    ``images.json``, ``results.json`` and the drawings the index lists (plain names ending in ``_poses.png``);
+    nothing if the folder has no such index."""
     try:
         index = json.loads((folder / "images.json").read_text())
-        if "checkpoint" not in index or not isinstance(index["images"], list):
-            return []
+        names = {entry["drawing"] for entry in index["images"]} if "checkpoint" in index else set()
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    return ["results.json", "images.json", *sorted(_listed_drawings(folder / "images.json"))]
-
-
-def _listed_drawings(index_file: Path) -> set[str]:
-    """The drawings an earlier ``posediff predict`` listed in ``index_file`` (its ``images.json``): plain file
-    names in the folder. Nothing else in the folder is touched; an unreadable index lists nothing."""
-    try:
-        entries = json.loads(index_file.read_text())["images"]
-        names = {entry["drawing"] for entry in entries}
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
-    return {n for n in names if isinstance(n, str) and n.endswith("_poses.png") and Path(n).name == n}
+    drawings = sorted(n for n in names if isinstance(n, str) and n.endswith("_poses.png") and Path(n).name == n)
+    return ["results.json", "images.json", *drawings] if "checkpoint" in index else []
