@@ -2,6 +2,7 @@
 
     posediff data synthcrowd --out DIR --num-images N --size S --seed K   render SynthCrowd splits
     posediff data posebank ANNOTATIONS --out BANK.npz                     pack a pose bank
+    posediff data mocapbank CMU_H36M17.npz --out BANK.npz                 pack MocapLift's poses
     posediff prior fit ANNOTATIONS --out PRIOR.safetensors                fit a keypoint-completion prior
     posediff train CONFIG [key=value ...] [--resume]                      train (torchrun -m posediff train)
     posediff predict IMAGE... --checkpoint C --out DIR                    poses on images (JSON + PNG)
@@ -71,6 +72,14 @@ def _data_posebank(args: argparse.Namespace) -> int:
 
     n = build_pose_bank(args.annotations, args.out, min_keypoints=args.min_keypoints)
     print(f"{n} poses of {args.annotations} -> {args.out}")
+    return 0
+
+
+def _data_mocapbank(args: argparse.Namespace) -> int:
+    from .data.mocaplift import pack_mocap
+
+    n = pack_mocap(args.poses, args.out)
+    print(f"{n} poses of {args.poses} -> {args.out}")
     return 0
 
 
@@ -153,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--out", required=True)
     pb.add_argument("--min-keypoints", type=int, default=8)
     pb.set_defaults(func=_data_posebank)
+    mb = data_sub.add_parser("mocapbank", help="pack CMU poses in the H36M-17 layout (cmu_h36m17.npz) for MocapLift")
+    mb.add_argument("poses")
+    mb.add_argument("--out", required=True)
+    mb.set_defaults(func=_data_mocapbank)
 
     tr = sub.add_parser("train", help="train a recipe from a config file")
     tr.add_argument("config", help="a Python config file defining `config = TrainConfig(...)`")

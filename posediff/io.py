@@ -49,7 +49,7 @@ def atomic_path(path: str | os.PathLike):
 def check_output_file(path: str | os.PathLike, flag: str, inputs: tuple = (), kind: str = "safetensors") -> Path:
     """``path`` checked as a file a command will write, before it does any work: not a folder, not one of its
     ``inputs`` (which it would replace with its own output), and, if it exists, a file of posediff's own (a
-    ``kind="safetensors"`` file whose metadata ``format`` is posediff's, or a ``kind="npz"`` pose bank), never
+    ``kind="safetensors"`` file whose metadata ``format`` is posediff's, or a ``kind="npz"`` pose or mocap bank), never
     a file of the user's. Raises ``ValueError`` naming ``flag``."""
     path = Path(path)
     if path.is_dir():
@@ -65,7 +65,7 @@ def check_output_file(path: str | os.PathLike, flag: str, inputs: tuple = (), ki
 
 def _posediff_file(path: Path, kind: str) -> bool:
     """Whether the existing ``path`` is a file posediff wrote: a safetensors file with a posediff ``format``, or
-    an .npz pose bank."""
+    an .npz pose or mocap bank."""
     if path.is_symlink() or not path.is_file():
         return False
     if kind == "npz":
@@ -73,7 +73,8 @@ def _posediff_file(path: Path, kind: str) -> bool:
 
         try:
             with np.load(path) as f:
-                return {"keypoints", "boxes", "image_ids", "source"} <= set(f.files)
+                return ({"keypoints", "boxes", "image_ids", "source"} <= set(f.files)  # a pose bank
+                        or {"pose_mm", "root_mm", "clip_index", "source"} <= set(f.files))  # a mocap bank
         except Exception:  # not an npz at all  # noqa: BLE001
             return False
     try:
