@@ -19,6 +19,7 @@ may be global (one for all samples) or per sample, over the whole flattened pose
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,68 @@ class GaussianMixture:
         sk = _SkGMM(n_components=num_components, covariance_type="full", random_state=seed,
                     reg_covar=reg_covar, max_iter=max_iter).fit(x)
         return cls(sk.weights_ / sk.weights_.sum(), sk.means_, sk.covariances_)
+
+    @classmethod
+    def fit_batched(cls, samples: torch.Tensor, num_components: int, iterations: int = 20,
+                    reg_covar: float = 1e-6, block: int | None = None,
+                    generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64) -> GaussianMixture:
+        """One M-component mixture per row, fitted by EM (Eq. 6): samples (B, S, D) → a mixture of batch shape (B,).
+
+        Batched in torch (in ``dtype``; the mixture is returned in float64), for the per-pose mixtures of
+        DiffPose's H_K. ``block=None``: full D × D
+        covariances (the paper's); ``block=k``: block-diagonal covariances of k × k blocks (per joint with
+        k = 3), the maximum-likelihood fit within that family, returned as full matrices. Means start at M
+        samples drawn by k-means++ seeding, covariances at the samples' covariance, weights equal;
+        ``reg_covar`` is added to each covariance's diagonal.
+        """
+        x = torch.as_tensor(samples, dtype=dtype)
+        if x.dim() != 3:
+            raise ValueError(f"GaussianMixture.fit_batched: samples must have shape (B, S, D), got {tuple(x.shape)}")
+        b, s, d = x.shape
+        m = int(num_components)
+        k = d if block is None else int(block)
+        if s < m or k < 1 or d % k:
+            raise ValueError(f"GaussianMixture.fit_batched: {s} samples of dimension {d} per row, {m} components, "
+                             f"block {block}: expected at least {m} samples and a block that divides {d}")
+        nb = d // k                                                             # blocks per vector
+        eye = torch.eye(k, dtype=x.dtype) * reg_covar
+        rows = torch.arange(b)
+        # k-means++ seeding: each next mean drawn with probability ∝ squared distance to the nearest chosen one
+        first = torch.randint(s, (b,), generator=generator)
+        means = [x[rows, first]]                                                # [(B, D)]
+        dist = ((x - means[0][:, None]) ** 2).sum(-1)                           # (B, S)
+        for _ in range(1, m):
+            pick = torch.multinomial(dist.float() + 1e-12, 1, generator=generator)[:, 0]
+            means.append(x[rows, pick])
+            dist = torch.minimum(dist, ((x - means[-1][:, None]) ** 2).sum(-1))
+        mu = torch.stack(means, 1)                                              # (B, M, D)
+        xb = x.reshape(b, s, nb, k)                                             # (B, S, nb, k)
+        centred = xb - xb.mean(1, keepdim=True)
+        cov = torch.einsum("bsni,bsnj->bnij", centred, centred) / s + eye      # (B, nb, k, k)
+        cov = cov[:, None].expand(b, m, nb, k, k).clone()                       # (B, M, nb, k, k)
+        log_w = torch.full((b, m), -math.log(m), dtype=x.dtype)                 # (B, M)
+        for _ in range(int(iterations)):
+            # E step: log π_m + log N(x; μ_m, Σ_m) = ... - ½ (x - μ_m)ᵀ Σ_m⁻¹ (x - μ_m) - ½ log det Σ_m
+            chol = torch.linalg.cholesky(cov)                                    # (B, M, nb, k, k)
+            precision = torch.cholesky_inverse(chol)                             # (B, M, nb, k, k)
+            diff = (x[:, None] - mu[:, :, None]).reshape(b, m, s, nb, k)         # (B, M, S, nb, k)
+            pd = (diff.permute(0, 1, 3, 2, 4) @ precision).permute(0, 1, 3, 2, 4)  # (B, M, S, nb, k)
+            maha = (pd * diff).sum((-1, -2))                                     # (B, M, S)
+            logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum((-1, -2))  # (B, M)
+            logp = log_w[..., None] - 0.5 * (maha + logdet[..., None] + d * math.log(2 * math.pi))  # (B, M, S)
+            r = torch.softmax(logp, dim=1)                                       # (B, M, S) responsibilities
+            # M step
+            nk = r.sum(-1) + 1e-10                                               # (B, M)
+            log_w = torch.log(nk / s)
+            mu = (r @ x) / nk[..., None]                                         # (B, M, D)
+            diff = (x[:, None] - mu[:, :, None]).reshape(b, m, s, nb, k).permute(0, 1, 3, 2, 4)  # (B, M, nb, S, k)
+            weighted = diff * r[:, :, None, :, None]                             # (B, M, nb, S, k)
+            cov = weighted.transpose(-1, -2) @ diff / nk[..., None, None, None] + eye  # (B, M, nb, k, k)
+        full = torch.zeros(b, m, d, d, dtype=x.dtype)
+        for j in range(nb):
+            full[..., j * k:(j + 1) * k, j * k:(j + 1) * k] = cov[:, :, j]
+        w = torch.exp(log_w)
+        return cls(w / w.sum(-1, keepdim=True), mu, full)
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixture mean (..., D) and covariance (..., D, D): Σ π (Σ_m + μ_m μ_mᵀ) - μ μᵀ."""

@@ -1,0 +1,344 @@
+"""2D → 3D lifting: a context encoder and a head, the deterministic Baseline A or DiffPose's GMM diffusion.
+
+Coordinates: 2D in screen-normalised units (:func:`posediff.data.h36m.normalize_screen`: [-1, 1] across the
+width), (B, T, J, 2) with T frames (T = 1 for frame-based recipes); 3D root-relative camera-frame metres inside
+the model (``LiftingModel.lift`` answers in millimetres).
+
+DiffPose (Gong et al., CVPR 2023), :class:`GMMDiffusionHead`:
+
+* **H_K** (Sec. 4.1), per pose: x, y from the detector's per-joint 2D distribution (the [π, μu, μv, σu, σv]
+  mixture; one component at the observation with σ = ``sigma_2d`` when none is given) taken into metres by
+  the weak-perspective scale s that best maps the observed root-relative 2D onto the context encoder's
+  x, y; z from a per-joint depth distribution: ``depth="context"`` the context encoder's z with the
+  spread of its z error on the training set (the paper's choice in its implementation details),
+  ``"histogram"`` the training set's histogram of each joint's z (the paper's other choice).
+* **The GMM** (Eq. 6): M components fitted by EM to ``gmm_samples`` draws of H_K, per pose
+  (:meth:`~posediff.diffusion.GaussianMixture.fit_batched`); ``covariance="full"`` (the paper: 3J × 3J) or
+  ``"joint"`` (3 × 3 blocks per joint; H_K's joints are drawn independently, so this family holds it).
+* **Forward process** Eq. 7 with the component mean μ^G (:class:`~posediff.diffusion.GMMForwardProcess`),
+  K = ``num_train_timesteps`` steps, ᾱ_K ≈ 0 (cosine schedule).
+* **Denoiser** g(ĥ_k, f_ST, f_D^k) (Eq. 8), :class:`~posediff.models.denoisers.graph.GraphDenoiser`, predicting
+  ĥ_0; ``loss="step"`` is Eq. 9, ‖ĝ_{k-1} − ĥ_{k-1}‖² with ĥ_{k-1} from the same ε^G as ĥ_k and ĝ_{k-1} the
+  DDIM step from the predicted ĥ_0 (which weighs ‖ĥ_0 − h_0‖² by c_k² = (√ᾱ_{k-1} − √(1−ᾱ_{k-1}) √ᾱ_k /
+  √(1−ᾱ_k))²); ``"x0"`` weighs every k alike (a posediff option).
+* **Sampling**: N hypotheses drawn from the fitted GMM, DDIM in ``steps`` steps through the shared loop, their
+  mean is the estimate (Sec. 4.4).
+
+Baseline A (Sec. 5.3), :class:`RegressionLiftingHead`: the same denoiser network run once, from the context
+encoder's pose at the last timestep, trained to output h_0 with the same loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..diffusion import GaussianMixture, GMMForwardProcess, make_scheduler
+
+__all__ = ["LiftingModel", "RegressionLiftingHead", "GMMDiffusionHead", "weak_perspective_scale"]
+
+DEPTHS = ("context", "histogram")
+COVARIANCES = ("full", "joint")
+LOSSES = ("step", "x0")
+
+
+def weak_perspective_scale(uv: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+    """(B,) s minimising Σ_j ‖s (u_j − u_0) − (x_j, y_j)‖²: metres per screen unit of each pose.
+
+    ``uv`` (B, J, 2) screen-normalised 2D, ``xyz`` (B, J, 3) root-relative metres (joint 0 the root).
+    """
+    du = uv - uv[:, :1]                                                          # (B, J, 2)
+    num = (du * xyz[..., :2]).sum((-1, -2))
+    den = (du ** 2).sum((-1, -2)).clamp_min(1e-12)
+    return (num / den).clamp_min(1e-3)                                           # (B,)
+
+
+def _mean_2d(keypoints_2d: torch.Tensor, uncertainty: torch.Tensor | None) -> torch.Tensor:
+    """The centre frame's 2D (B, J, 2): the observation, or its mixture's mean."""
+    if uncertainty is not None:
+        mix = uncertainty[:, uncertainty.shape[1] // 2]                          # (B, J, K, 5)
+        w = mix[..., 0:1]
+        return (w * mix[..., 1:3]).sum(-2) / w.sum(-2).clamp_min(1e-12)
+    return keypoints_2d[:, keypoints_2d.shape[1] // 2]
+
+
+class RegressionLiftingHead(nn.Module):
+    """Baseline A: the denoiser network in one pass from the context's pose, at timestep ``timestep``."""
+
+    deterministic = True
+
+    def __init__(self, denoiser: nn.Module, timestep: int = 49):
+        super().__init__()
+        self.denoiser = denoiser
+        self.timestep = int(timestep)
+
+    def _run(self, features: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+        t = torch.full((xyz.shape[0],), self.timestep, dtype=torch.long, device=xyz.device)
+        return self.denoiser(xyz, t, features)                                  # (B, J, 3)
+
+    def loss(self, features, xyz, keypoints_2d, uncertainty, target, generator=None) -> dict:
+        pred = self._run(features, xyz)
+        return {"pose": ((pred - target) ** 2).sum(-1).mean()}
+
+    def sample(self, features, xyz, keypoints_2d, uncertainty, hypotheses: int = 1, steps: int | None = None,
+               generator=None) -> torch.Tensor:
+        return self._run(features, xyz)[:, None]                                 # (B, 1, J, 3)
+
+
+class GMMDiffusionHead(nn.Module):
+    """DiffPose: H_K, its per-pose GMM, the GMM forward process and DDIM (see the module docstring)."""
+
+    deterministic = False
+
+    def __init__(self, denoiser: nn.Module, num_joints: int = 17, num_train_timesteps: int = 50,
+                 beta_schedule: str = "squaredcos_cap_v2", num_components: int = 5, gmm_samples: int = 256,
+                 em_iterations: int = 10, covariance: str = "full", depth: str = "context", loss: str = "step",
+                 hypotheses: int = 5, steps: int = 5, sigma_2d: float = 0.005, depth_bins: int = 64,
+                 depth_range: float = 1.2, stats_momentum: float = 0.01):
+        super().__init__()
+        for name, value, allowed in (("depth", depth, DEPTHS), ("covariance", covariance, COVARIANCES),
+                                     ("loss", loss, LOSSES)):
+            if value not in allowed:
+                raise ValueError(f"GMMDiffusionHead: {name}={value!r}, expected one of {allowed}")
+        self.denoiser = denoiser
+        self.num_joints = num_joints
+        self.scheduler = make_scheduler("ddim", num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                                        prediction_type="sample", clip_sample=False)
+        self.num_components, self.gmm_samples, self.em_iterations = num_components, gmm_samples, em_iterations
+        self.covariance, self.depth, self.loss_kind = covariance, depth, loss
+        self.hypotheses, self.steps, self.sigma_2d = hypotheses, steps, sigma_2d
+        self.momentum = stats_momentum
+        # training-set statistics, running averages updated in training (saved with the weights)
+        self.register_buffer("depth_var", torch.full((num_joints,), 0.1 ** 2))             # context z error², m²
+        self.register_buffer("depth_hist", torch.ones(num_joints, depth_bins) / depth_bins)  # z histogram
+        self.register_buffer("depth_edges", torch.linspace(-depth_range, depth_range, depth_bins + 1))
+
+    # -- H_K and its mixture ------------------------------------------------------------------------------
+    def _update_stats(self, xyz: torch.Tensor, target: torch.Tensor) -> None:
+        with torch.no_grad():
+            err = ((xyz[..., 2] - target[..., 2]) ** 2).mean(0)                  # (J,)
+            self.depth_var.lerp_(err.to(self.depth_var.dtype), self.momentum)
+            edges = self.depth_edges
+            idx = torch.bucketize(target[..., 2].clamp(edges[0], edges[-1] - 1e-6), edges[1:-1])  # (B, J)
+            counts = torch.zeros_like(self.depth_hist).scatter_add_(
+                1, idx.T.long(), torch.ones_like(idx.T, dtype=self.depth_hist.dtype))
+            self.depth_hist.lerp_(counts / counts.sum(-1, keepdim=True), self.momentum)
+
+    def h_k_samples(self, keypoints_2d, uncertainty, xyz, count: int, generator=None) -> torch.Tensor:
+        """``count`` draws of H_K per pose: (B, count, J, 3) metres."""
+        b, j = xyz.shape[:2]
+        dev, dt = xyz.device, xyz.dtype
+        uv_obs = _mean_2d(keypoints_2d, uncertainty)                             # (B, J, 2)
+        if uncertainty is not None:
+            mix = uncertainty[:, uncertainty.shape[1] // 2].to(dt)               # (B, J, K, 5)
+        else:
+            mix = torch.cat([torch.ones_like(uv_obs[..., :1]), uv_obs,
+                             torch.full_like(uv_obs, self.sigma_2d)], -1)[:, :, None]  # (B, J, 1, 5)
+        k = mix.shape[2]
+        weights = mix[..., 0].clamp_min(0).reshape(b * j, k) + 1e-12
+        comp = torch.multinomial(weights, count, replacement=True, generator=generator).reshape(b, j, count)
+        comp = comp.permute(0, 2, 1)                                             # (B, S, J)
+        chosen = torch.gather(mix[:, None].expand(b, count, j, k, 5), 3,
+                              comp[..., None, None].expand(b, count, j, 1, 5))[..., 0, :]  # (B, S, J, 5)
+        noise = torch.randn(b, count, j, 3, generator=generator, dtype=dt).to(dev)
+        uv = chosen[..., 1:3] + chosen[..., 3:5] * noise[..., :2]                # (B, S, J, 2)
+        s = weak_perspective_scale(uv_obs, xyz)                                  # (B,)
+        xy = s[:, None, None, None] * (uv - uv_obs[:, None, :1])                 # (B, S, J, 2) metres
+        if self.depth == "context":
+            z = xyz[:, None, :, 2] + self.depth_var.sqrt().to(dt) * noise[..., 2]  # (B, S, J)
+        else:
+            hist = self.depth_hist.to(dt).clamp_min(1e-12)                       # (J, bins)
+            bins = torch.multinomial(hist.repeat(b * count, 1), 1, generator=generator).reshape(b, count, j)
+            lo, hi = self.depth_edges[bins].to(dt), self.depth_edges[bins + 1].to(dt)
+            z = lo + (hi - lo) * torch.rand(b, count, j, generator=generator, dtype=dt).to(dev)
+        return torch.cat([xy, z[..., None]], -1)                                 # (B, S, J, 3)
+
+    def fit_gmm(self, keypoints_2d, uncertainty, xyz, generator=None) -> GaussianMixture:
+        """The per-pose mixture of Eq. 6, fitted to draws of H_K: batch shape (B,), dimension 3J."""
+        draws = self.h_k_samples(keypoints_2d, uncertainty, xyz.detach(), self.gmm_samples, generator)
+        b = draws.shape[0]
+        return GaussianMixture.fit_batched(draws.reshape(b, self.gmm_samples, -1), self.num_components,
+                                           iterations=self.em_iterations, reg_covar=1e-6,
+                                           block=3 if self.covariance == "joint" else None, generator=generator,
+                                           dtype=torch.float32)
+
+    # -- training and sampling ----------------------------------------------------------------------------
+    def loss(self, features, xyz, keypoints_2d, uncertainty, target, generator=None) -> dict:
+        if self.training:
+            self._update_stats(xyz.detach(), target)
+        b = target.shape[0]
+        gmm = self.fit_gmm(keypoints_2d, uncertainty, xyz, generator)
+        process = GMMForwardProcess(gmm, self.scheduler)
+        num_t = self.scheduler.config.num_train_timesteps
+        t = torch.randint(0, num_t, (b,), generator=generator).to(target.device)  # k - 1 ∈ [0, K)
+        comps = gmm.draw_components(b, generator)
+        eps = process.component_noise(comps, target, generator)                 # ε^G (B, J, 3)
+        h_t, _ = process.q_sample(target, t, components=comps, noise=eps)        # Eq. 7
+        pred = self.denoiser(h_t.to(features.dtype), t, features)                # ĥ_0 (B, J, 3)
+        sq = ((pred - target) ** 2).sum(-1).mean(-1)                             # (B,)
+        if self.loss_kind == "step":                                             # Eq. 9 through the DDIM step
+            abar = self.scheduler.alphas_cumprod.to(target.device, torch.float64)
+            a_t = abar[t]
+            a_prev = torch.where(t > 0, abar[(t - 1).clamp_min(0)], torch.ones_like(a_t))
+            c = a_prev.sqrt() - (1 - a_prev).sqrt() * a_t.sqrt() / (1 - a_t).sqrt()
+            sq = sq * (c ** 2).to(sq.dtype)
+        return {"pose": sq.mean()}
+
+    def sample(self, features, xyz, keypoints_2d, uncertainty, hypotheses: int | None = None,
+               steps: int | None = None, generator=None) -> torch.Tensor:
+        """(B, H, J, 3): H hypotheses drawn from each pose's fitted GMM and denoised by DDIM in ``steps`` steps."""
+        h = int(hypotheses or self.hypotheses)
+        n = int(steps or self.steps)
+        b, j = xyz.shape[:2]
+        gmm = self.fit_gmm(keypoints_2d, uncertainty, xyz, generator)
+        rep = GaussianMixture(gmm.weights.repeat_interleave(h, 0), gmm.means.repeat_interleave(h, 0),
+                              gmm.covs.repeat_interleave(h, 0))                 # batch B·H
+        process = GMMForwardProcess(rep, self.scheduler)
+        like = torch.zeros(b * h, j, 3, dtype=xyz.dtype, device=xyz.device)
+        x_k, comps = process.prior_sample(like, generator)                       # draws of the GMM
+        feats = features.repeat_interleave(h, 0)                                 # (B·H, J, C)
+
+        def model_fn(x_t, t):
+            return self.denoiser(x_t, t, feats)
+
+        out = process.sample(model_fn, x_k, comps, n)
+        return out.x0.reshape(b, h, j, 3)
+
+
+class LiftingModel(nn.Module):
+    """A context encoder (2D → f_ST and a 3D pose) and a head; see the module docstring.
+
+    Args:
+        context: :class:`~posediff.models.denoisers.graph.GraphLifter` (frames) or
+            :class:`~posediff.models.temporal.TemporalLifter` (video).
+        head: :class:`RegressionLiftingHead` or :class:`GMMDiffusionHead`.
+        frames: T, the 2D window the context encoder reads.
+        freeze_context: the context encoder is pretrained and frozen (the paper); when False its own loss
+            ‖context pose − h_0‖² is added and it trains with the head.
+    """
+
+    def __init__(self, context: nn.Module, head: nn.Module, frames: int = 1, freeze_context: bool = True,
+                 num_joints: int = 17):
+        super().__init__()
+        self.context, self.head = context, head
+        self.frames, self.num_joints = int(frames), num_joints
+        self.freeze_context = freeze_context
+        if freeze_context:
+            self.context.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_context:
+            self.context.eval()  # a frozen encoder keeps its inference behaviour (dropout off)
+        return self
+
+    def check_inputs(self, keypoints_2d: torch.Tensor, uncertainty: torch.Tensor | None = None) -> None:
+        if not isinstance(keypoints_2d, torch.Tensor) or keypoints_2d.dim() != 4 \
+                or tuple(keypoints_2d.shape[1:]) != (self.frames, self.num_joints, 2):
+            shape = tuple(keypoints_2d.shape) if isinstance(keypoints_2d, torch.Tensor) else type(keypoints_2d)
+            raise ValueError(f"LiftingModel: keypoints_2d has shape {shape}, expected (B, {self.frames}, "
+                             f"{self.num_joints}, 2) screen-normalised 2D")
+        if not torch.isfinite(keypoints_2d).all():
+            where = tuple((~torch.isfinite(keypoints_2d)).nonzero()[0].tolist())
+            raise ValueError(f"LiftingModel: keypoints_2d holds a non-finite value at index {where}")
+        if uncertainty is not None:
+            if uncertainty.dim() != 5 or tuple(uncertainty.shape[:3]) != tuple(keypoints_2d.shape[:3]) \
+                    or uncertainty.shape[-1] != 5:
+                raise ValueError(f"LiftingModel: uncertainty has shape {tuple(uncertainty.shape)}, expected "
+                                 f"(B, {self.frames}, {self.num_joints}, K, 5) = [π, μu, μv, σu, σv]")
+            if not torch.isfinite(uncertainty).all():
+                raise ValueError("LiftingModel: uncertainty holds a non-finite value")
+
+    def encode(self, keypoints_2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_ST (B, J, C) and the context's pose (B, J, 3), root-relative metres."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_context):
+            features, xyz = self.context(keypoints_2d)
+        return features, xyz - xyz[:, :1]
+
+    def forward(self, keypoints_2d: torch.Tensor, target: torch.Tensor, uncertainty: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> dict:
+        """Training losses for (B, T, J, 2) 2D and (B, J, 3) root-relative metres: ``{"loss", "pose", ...}``."""
+        self.check_inputs(keypoints_2d, uncertainty)
+        features, xyz = self.encode(keypoints_2d)
+        losses = self.head.loss(features, xyz.detach() if self.freeze_context else xyz, keypoints_2d,
+                                uncertainty, target, generator)
+        if not self.freeze_context:
+            losses["context"] = ((xyz - target) ** 2).sum(-1).mean()
+        losses["loss"] = sum(losses.values())
+        return losses
+
+    @torch.no_grad()
+    def predict(self, keypoints_2d: torch.Tensor, uncertainty: torch.Tensor | None = None,
+                hypotheses: int | None = None, steps: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, H, J, 3) root-relative metres: the head's hypotheses (H = 1 for a deterministic head)."""
+        self.check_inputs(keypoints_2d, uncertainty)
+        features, xyz = self.encode(keypoints_2d)
+        if hypotheses is not None and int(hypotheses) < 1:
+            raise ValueError(f"LiftingModel: hypotheses={hypotheses}, expected an integer >= 1")
+        if steps is not None:
+            if self.head.deterministic:
+                raise ValueError("LiftingModel: steps= applies to a diffusion head; this model lifts in one pass")
+            num_t = self.head.scheduler.config.num_train_timesteps
+            if not 1 <= int(steps) <= num_t:
+                raise ValueError(f"LiftingModel: steps={steps}, expected an integer in [1, {num_t}]")
+        poses = self.head.sample(features, xyz, keypoints_2d, uncertainty, hypotheses, steps, generator)
+        return poses - poses[..., :1, :]
+
+    def lift(self, keypoints_2d, image_size, uncertainty=None, hypotheses: int | None = None,
+             steps: int | None = None, return_hypotheses: bool = False, seed: int = 0) -> torch.Tensor:
+        """2D poses in pixels → 3D poses in millimetres.
+
+        Args:
+            keypoints_2d: (B, 17, 2) pixels in the H36M-17 joint order (or (B, T, 17, 2) for a video model).
+            image_size: (w, h) of the image the pixels are in.
+            uncertainty: optional (B, 17, K, 5) [π, μu, μv, σu, σv] per joint in pixels (or (B, T, 17, K, 5)).
+            hypotheses, steps: the diffusion head's N and DDIM steps (defaults: the recipe's).
+            return_hypotheses: return every hypothesis (B, H, 17, 3) instead of their mean (B, 17, 3).
+            seed: the random source of the hypotheses.
+
+        Returns:
+            root-relative camera-frame millimetres, pelvis at 0.
+        """
+        from ..data.h36m import normalize_screen
+
+        kp = torch.as_tensor(np.asarray(keypoints_2d, dtype=np.float64) if not isinstance(keypoints_2d, torch.Tensor)
+                             else keypoints_2d.detach().cpu().double())
+        try:
+            w, h = (float(v) for v in image_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"lift: image_size={image_size!r}, expected (width, height) in pixels") from None
+        if not (w > 0 and h > 0 and math.isfinite(w) and math.isfinite(h)):
+            raise ValueError(f"lift: image_size={image_size!r}, expected a positive width and height")
+        if kp.dim() == 3:
+            kp = kp[:, None]                                                     # (B, 1, J, 2)
+        if kp.dim() != 4 or kp.shape[-1] != 2 or kp.shape[-2] != self.num_joints:
+            raise ValueError(f"lift: keypoints_2d has shape {tuple(kp.shape)}, expected (B, {self.num_joints}, 2) "
+                             f"pixels in the H36M-17 joint order (hip, r-hip, r-knee, r-foot, l-hip, ..., r-wrist)")
+        if kp.shape[1] == 1 and self.frames > 1:
+            raise ValueError(f"lift: this model reads {self.frames} frames; give (B, {self.frames}, 17, 2)")
+        if not torch.isfinite(kp).all():
+            where = tuple((~torch.isfinite(kp)).nonzero()[0].tolist())
+            raise ValueError(f"lift: keypoints_2d holds a non-finite value at index {where}")
+        unc = None
+        if uncertainty is not None:
+            unc = torch.as_tensor(np.asarray(uncertainty, dtype=np.float64) if not isinstance(uncertainty, torch.Tensor)
+                                  else uncertainty.detach().cpu().double())
+            if unc.dim() == 4:
+                unc = unc[:, None]
+            if unc.dim() != 5 or unc.shape[-1] != 5 or tuple(unc.shape[:3]) != tuple(kp.shape[:3]):
+                raise ValueError(f"lift: uncertainty has shape {tuple(unc.shape)}, expected (B, 17, K, 5) "
+                                 f"[π, μu, μv, σu, σv] in pixels, matching keypoints_2d")
+            unc = unc.clone()
+            unc[..., 1:3] = torch.as_tensor(normalize_screen(unc[..., 1:3].numpy(), w, h))
+            unc[..., 3:5] = unc[..., 3:5] * (2.0 / w)
+        norm = torch.as_tensor(normalize_screen(kp.numpy(), w, h))
+        dtype = next(self.parameters()).dtype
+        device = next(self.parameters()).device
+        gen = torch.Generator().manual_seed(int(seed))
+        poses = self.predict(norm.to(device, dtype), None if unc is None else unc.to(device, dtype),
+                             hypotheses=hypotheses, steps=steps, generator=gen) * 1000.0  # (B, H, J, 3) mm
+        return poses if return_hypotheses else poses.mean(1)

@@ -1,0 +1,118 @@
+"""Lifting recipes (2D → 3D): ``lifting_baseline`` (DiffPose's Baseline A) and ``diffpose`` / ``diffpose_video``.
+
+All share the context encoder and the denoiser network; they differ in the head. Defaults follow DiffPose
+(CVPR 2023): GraFormer-style graph networks (pose embedding J × 128 concatenated with a J × 128 context, width
+256, 3 GCN-attention blocks), a frozen pretrained context encoder, M = 5 GMM components with full covariances,
+K = 50 diffusion steps, N = 5 hypotheses averaged, 5 DDIM steps. ``diffpose_video`` reads T = 243 frames
+through a MixSTE-style encoder; ``diffpose_video_tiny`` T = 27 for CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..registry import register_model
+
+__all__ = ["LiftingConfig", "build_lifter", "lifting_baseline", "diffpose", "diffpose_video", "diffpose_video_tiny"]
+
+
+@dataclass(frozen=True)
+class LiftingConfig:
+    head: str = "diffpose"  # "regression" (Baseline A) | "diffpose"
+    context: str = "graph"  # "graph" (frame-based, GraFormer-style) | "temporal" (video, MixSTE-style)
+    frames: int = 1
+    num_joints: int = 17
+    dim: int = 128  # E ∈ R^{J×dim}
+    context_dim: int = 128  # f_ST ∈ R^{J×context_dim}
+    blocks: int = 3  # GCN-attention blocks of the denoiser
+    heads: int = 4
+    context_blocks: int = 3  # of the graph context encoder
+    context_depth: int = 4  # spatial + temporal layer pairs of the temporal context encoder
+    dropout: float = 0.0
+    freeze_context: bool = True
+    # DiffPose head
+    num_train_timesteps: int = 50  # K
+    beta_schedule: str = "squaredcos_cap_v2"  # ᾱ_K ≈ 0, as Eq. 7 needs
+    num_components: int = 5  # M
+    gmm_samples: int = 256  # draws of H_K the EM fits
+    em_iterations: int = 10
+    covariance: str = "full"  # "full" (3J × 3J, the paper) | "joint" (3 × 3 per joint)
+    depth: str = "context"  # "context" | "histogram"
+    loss: str = "step"  # "step" (Eq. 9) | "x0"
+    hypotheses: int = 5  # N
+    steps: int = 5  # DDIM steps
+    sigma_2d: float = 0.005  # 2D spread (screen units) when no detector mixture is given
+
+
+def build_lifter(cfg: LiftingConfig):
+    from ..models.denoisers.graph import GraphDenoiser, GraphLifter
+    from ..models.lifter import GMMDiffusionHead, LiftingModel, RegressionLiftingHead
+    from ..models.temporal import TemporalLifter
+
+    if cfg.context == "graph":
+        context = GraphLifter(dim=cfg.context_dim, blocks=cfg.context_blocks, heads=cfg.heads, dropout=cfg.dropout)
+    elif cfg.context == "temporal":
+        context = TemporalLifter(cfg.frames, num_joints=cfg.num_joints, dim=cfg.context_dim, depth=cfg.context_depth,
+                                 heads=cfg.heads, dropout=cfg.dropout)
+    else:
+        raise ValueError(f"config field context must be 'graph' or 'temporal', got {cfg.context!r}")
+    if cfg.context == "graph" and cfg.frames != 1:
+        raise ValueError(f"config: context='graph' reads one frame, got frames={cfg.frames}")
+    denoiser = GraphDenoiser(dim=cfg.dim, context_dim=cfg.context_dim, blocks=cfg.blocks, heads=cfg.heads,
+                             dropout=cfg.dropout)
+    if cfg.head == "regression":
+        head = RegressionLiftingHead(denoiser, timestep=cfg.num_train_timesteps - 1)
+    elif cfg.head == "diffpose":
+        head = GMMDiffusionHead(denoiser, num_joints=cfg.num_joints, num_train_timesteps=cfg.num_train_timesteps,
+                                beta_schedule=cfg.beta_schedule, num_components=cfg.num_components,
+                                gmm_samples=cfg.gmm_samples, em_iterations=cfg.em_iterations,
+                                covariance=cfg.covariance, depth=cfg.depth, loss=cfg.loss,
+                                hypotheses=cfg.hypotheses, steps=cfg.steps, sigma_2d=cfg.sigma_2d)
+    else:
+        raise ValueError(f"config field head must be 'regression' or 'diffpose', got {cfg.head!r}")
+    return LiftingModel(context, head, frames=cfg.frames, freeze_context=cfg.freeze_context,
+                        num_joints=cfg.num_joints)
+
+
+def _with_config(base: LiftingConfig):
+    def wrap(fn):
+        def config(**overrides):
+            fields = {f.name for f in dataclasses.fields(LiftingConfig)}
+            unknown = sorted(set(overrides) - fields)
+            if unknown:
+                raise TypeError(f"unknown config field(s) {unknown}; fields: {sorted(fields)}")
+            return dataclasses.replace(base, **overrides)
+
+        fn.config = config
+        return fn
+
+    return wrap
+
+
+@register_model
+@_with_config(LiftingConfig(head="regression"))
+def lifting_baseline(**overrides):
+    """DiffPose's Baseline A: the same network, one deterministic pass from the frame context."""
+    return build_lifter(lifting_baseline.config(**overrides))
+
+
+@register_model
+@_with_config(LiftingConfig(head="diffpose"))
+def diffpose(**overrides):
+    """DiffPose, frame-based (CVPR 2023): H_K, a per-pose GMM, Eq. 7, DDIM, N = 5 hypotheses averaged."""
+    return build_lifter(diffpose.config(**overrides))
+
+
+@register_model
+@_with_config(LiftingConfig(head="diffpose", context="temporal", frames=243))
+def diffpose_video(**overrides):
+    """DiffPose, video: the context from a spatial-temporal encoder over T = 243 frames."""
+    return build_lifter(diffpose_video.config(**overrides))
+
+
+@register_model
+@_with_config(LiftingConfig(head="diffpose", context="temporal", frames=27))
+def diffpose_video_tiny(**overrides):
+    """diffpose_video over T = 27 frames, for CPU."""
+    return build_lifter(diffpose_video_tiny.config(**overrides))

@@ -1,0 +1,119 @@
+"""Lifting models: the recipes build, the heads train and sample, the public ``lift`` contract, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import posediff
+from posediff.diffusion import GaussianMixture
+from posediff.models.lifter import weak_perspective_scale
+
+SMALL = dict(dim=32, context_dim=32, blocks=1, context_blocks=1, heads=2, gmm_samples=64, em_iterations=3)
+
+
+def batch(b=4, frames=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    kp = torch.rand(b, frames, 17, 2, generator=g) - 0.5
+    unc = torch.zeros(b, frames, 17, 2, 5)
+    unc[..., 0, 0], unc[..., 1, 0] = 0.9, 0.1
+    unc[..., 0, 1:3], unc[..., 1, 1:3] = kp, kp + 0.02
+    unc[..., 3:5] = 0.01
+    target = torch.randn(b, 17, 3, generator=g) * 0.2
+    return kp, unc, target - target[:, :1]
+
+
+@pytest.mark.parametrize("name", ["lifting_baseline", "diffpose", "diffpose_video", "diffpose_video_tiny"])
+def test_recipes_build(name):
+    model = posediff.create_model(name, **({} if "video" in name else SMALL))
+    assert name in posediff.list_models()
+    assert model.frames == posediff.get_config(name).frames
+
+
+@pytest.mark.parametrize("name, kw", [("lifting_baseline", {}), ("diffpose", {}), ("diffpose", {"loss": "x0"}),
+                                      ("diffpose", {"covariance": "joint", "depth": "histogram"}),
+                                      ("diffpose", {"freeze_context": False})])
+def test_training_step_gives_finite_losses_and_gradients(name, kw):
+    model = posediff.create_model(name, **SMALL, **kw)
+    kp, unc, target = batch()
+    out = model(kp, target, unc, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grads = [p.grad for p in model.head.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    frozen = [p.grad for p in model.context.parameters()]
+    assert all(g is None for g in frozen) == kw.get("freeze_context", True)
+
+
+def test_diffpose_samples_hypotheses_and_is_seeded():
+    model = posediff.create_model("diffpose", **SMALL).eval()
+    kp, unc, _ = batch()
+    a = model.predict(kp, unc, hypotheses=3, steps=2, generator=torch.Generator().manual_seed(1))
+    b = model.predict(kp, unc, hypotheses=3, steps=2, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (4, 3, 17, 3)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert (a[:, 0] - a[:, 1]).abs().max() > 0  # hypotheses differ
+    assert a[..., 0, :].abs().max() == 0  # root-relative
+
+
+def test_lift_contract_in_millimetres():
+    model = posediff.create_model("diffpose", **SMALL).eval()
+    px = np.random.default_rng(0).uniform(300, 700, size=(2, 17, 2))
+    out = model.lift(px, image_size=(1000, 1002))
+    assert out.shape == (2, 17, 3) and out[:, 0].abs().max() == 0
+    hyps = model.lift(px, image_size=(1000, 1002), hypotheses=4, steps=1, return_hypotheses=True)
+    assert hyps.shape == (2, 4, 17, 3)
+    unc = np.zeros((2, 17, 1, 5))
+    unc[..., 0, 0], unc[..., 0, 1:3], unc[..., 0, 3:5] = 1.0, px, 5.0
+    assert model.lift(px, image_size=(1000, 1002), uncertainty=unc).shape == (2, 17, 3)
+    base = posediff.create_model("lifting_baseline", **SMALL).eval()
+    assert base.lift(px, (1000, 1002), return_hypotheses=True).shape == (2, 1, 17, 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(keypoints_2d=np.zeros((2, 16, 2))), r"expected \(B, 17, 2\) pixels in the H36M-17 joint order"),
+    (dict(keypoints_2d=np.full((2, 17, 2), np.nan)), r"non-finite value at index \(0, 0, 0, 0\)"),
+    (dict(image_size=(0, 100)), "positive width and height"),
+    (dict(image_size="big"), r"expected \(width, height\)"),
+    (dict(uncertainty=np.zeros((2, 17, 5))), r"uncertainty has shape"),
+    (dict(steps=0), r"steps=0, expected an integer in \[1, 50\]"),
+    (dict(hypotheses=0), "hypotheses=0"),
+])
+def test_lift_bad_input_is_named(args, message):
+    model = posediff.create_model("diffpose", **SMALL).eval()
+    call = dict(keypoints_2d=np.full((2, 17, 2), 500.0), image_size=(1000, 1000))
+    call.update(args)
+    with pytest.raises(ValueError, match=message):
+        model.lift(**call)
+
+
+def test_one_pass_model_refuses_steps():
+    base = posediff.create_model("lifting_baseline", **SMALL).eval()
+    with pytest.raises(ValueError, match="one pass"):
+        base.lift(np.full((1, 17, 2), 500.0), (1000, 1000), steps=3)
+
+
+def test_weak_perspective_scale_recovers_a_scaling():
+    xyz = torch.randn(3, 17, 3)
+    xyz = xyz - xyz[:, :1]
+    uv = xyz[..., :2] / torch.tensor([2.0, 3.0, 4.0])[:, None, None] + 0.3
+    torch.testing.assert_close(weak_perspective_scale(uv, xyz), torch.tensor([2.0, 3.0, 4.0]))
+
+
+@pytest.mark.parametrize("block", [None, 3])
+def test_batched_em_matches_scikit_learn(block):
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    rng = np.random.default_rng(0)
+    rows = [np.concatenate([rng.normal(size=(300, 6)) * 0.5, rng.normal(size=(200, 6)) * 0.2 + 2]) for _ in range(2)]
+    fit = GaussianMixture.fit_batched(torch.tensor(np.stack(rows)), 2, iterations=60, block=block,
+                                      generator=torch.Generator().manual_seed(0))
+    for i, x in enumerate(rows):
+        sk = SkGMM(2, covariance_type="full", random_state=0).fit(x)
+        order = np.argsort(fit.means[i, :, 0].numpy())
+        sk_order = np.argsort(sk.means_[:, 0])
+        np.testing.assert_allclose(fit.weights[i].numpy()[order], sk.weights_[sk_order], atol=1e-3)
+        np.testing.assert_allclose(fit.means[i].numpy()[order], sk.means_[sk_order], atol=1e-2)
+        if block is None:  # the same family: the same covariances
+            np.testing.assert_allclose(fit.covs[i].numpy()[order], sk.covariances_[sk_order], atol=1e-2)
+        else:  # block-diagonal: no covariance between blocks
+            assert fit.covs[i, :, :3, 3:].abs().max() == 0
