@@ -47,7 +47,7 @@ def plot(out: dict, path: str) -> None:
 
 def main(argv=None) -> dict:
     from posediff.bench import score
-    from posediff.engine.train import predict_results
+    from posediff.tasks.multiperson import predict_results
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     model_and_split_arguments(ap, images=200)

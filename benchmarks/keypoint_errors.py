@@ -80,7 +80,7 @@ def default_sizes(args):
     import json
 
     from posediff.engine.checkpoint import load_checkpoint
-    from posediff.engine.train import DataConfig, coco_data
+    from posediff.tasks.multiperson import DataConfig, coco_data
 
     if args.model != "zoo":
         saved = json.loads(load_checkpoint(args.model)[2].get("config", "{}")).get("data")
@@ -101,8 +101,8 @@ def model_and_split_arguments(ap: argparse.ArgumentParser, images: int) -> None:
 
 def main(argv=None) -> dict:
     from posediff.data.synthcrowd import renderer_version
-    from posediff.engine.train import predict_results
     from posediff.evaluation import keypoint_errors, results_to_crowdpose14
+    from posediff.tasks.multiperson import predict_results
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     model_and_split_arguments(ap, images=100)

@@ -45,7 +45,8 @@ def _batches(train_ds, cfg, count: int):
 
 def time_recipe(cfg, steps: int, warmup: int) -> dict:
     """Median and mean seconds per step (and the data wait) of ``cfg``'s model on ``cfg``'s training data."""
-    from posediff.engine.train import _seed_all, build_datasets, build_model, optimization, train_step
+    from posediff.engine.train import _seed_all, build_model, optimization, train_step
+    from posediff.tasks.multiperson import build_datasets
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

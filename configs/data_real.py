@@ -1,6 +1,6 @@
 """Full COCO 2017 and CrowdPose downloads (not on our machines: point the roots at yours)."""
 
-from posediff.engine.train import coco_data, crowdpose_data
+from posediff.tasks.multiperson import coco_data, crowdpose_data
 
 coco = coco_data("data/coco")
 crowdpose = crowdpose_data("data/crowdpose")

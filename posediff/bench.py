@@ -177,7 +177,7 @@ _BENCH_OWNED = {"recipe": "--recipes", "seed": "--seeds", "out": "--out", "max_s
 # ----------------------------------------------------------------------------------------------------
 
 def _data_config(preset: Preset, spec: BenchSpec):
-    from .engine.train import DataConfig, coco_data, crowdpose_data
+    from .tasks.multiperson import DataConfig, coco_data, crowdpose_data
 
     if spec.dataset == "synthcrowd":
         return DataConfig(kind="synthcrowd", root=spec.data_root or "data/synthcrowd",
@@ -241,7 +241,7 @@ def _same_json(a, b) -> bool:
 
 def _test_set(cfg, spec: BenchSpec):
     """(dataset, {format: ground-truth file}) of the split the bench scores on."""
-    from .engine.train import build_datasets
+    from .tasks.multiperson import build_datasets
 
     d = cfg.data
     if d.kind == "synthcrowd":
@@ -337,7 +337,8 @@ def _eval_key(steps: int | None) -> str:
 def run_one(run: dict, spec: BenchSpec) -> dict:
     """Train (resuming) and evaluate one (recipe, seed); everything finished is kept in ``bench.json``."""
     from .engine.checkpoint import latest_checkpoint, load_model
-    from .engine.train import distributed, predict_results_at_steps, run_folder, train
+    from .engine.train import distributed, run_folder, train
+    from .tasks.multiperson import predict_results_at_steps
 
     cfg, out = run["config"], Path(run["config"].out)
     rank, local, _ = distributed()
@@ -441,7 +442,7 @@ def nms_sweep(model, cfg, preset: Preset, seed: int, device) -> dict:
     """Val AP (the model's own format, ``preset.curve_images`` val images, the recipe's sampling steps) at each
     pose-NMS OKS threshold of ``preset.nms_thresholds``: what a threshold suited to the persons' size is chosen
     by. The model's own threshold is restored."""
-    from .engine.train import build_datasets, evaluate
+    from .tasks.multiperson import build_datasets, evaluate
 
     _, val_ds, val_ann, metric = build_datasets(cfg)
     kept = model.nms_threshold
@@ -487,8 +488,8 @@ def lr_alike(model, cfg, preset: Preset, seed: int, steps: int | None, device) -
 def _sampled(model, ds, gt: dict, skeleton: str, counts, seed: int, steps: int | None, device) -> dict:
     """S = max(counts) sampling runs of ``model`` over ``ds`` (seeds ``seed`` x 1000 + s; a one-pass model once,
     its hypotheses the same S times), summarised by :func:`~posediff.evaluation.hypotheses.sample_hypotheses`."""
-    from .engine.train import predict_results
     from .evaluation.hypotheses import sample_hypotheses
+    from .tasks.multiperson import predict_results
 
     count = max(counts)
     runs = count if steps is not None else 1
@@ -531,8 +532,9 @@ def bench_folder(out):
 
 def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     from . import __version__
-    from .engine.train import DataConfig, distributed, jsonable
+    from .engine.train import distributed, jsonable
     from .env import machine_info
+    from .tasks.multiperson import DataConfig
 
     preset, spec = spec.resolved()
     rank, _, world = distributed()

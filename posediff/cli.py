@@ -51,7 +51,7 @@ def _prior_fit(args: argparse.Namespace) -> int:
 
 
 def _data_synthcrowd(args: argparse.Namespace) -> int:
-    from .engine.train import SPLIT_FRACTIONS, render_synthcrowd
+    from .tasks.multiperson import SPLIT_FRACTIONS, render_synthcrowd
 
     if args.num_images < 1 or args.size < 32 or args.seed < 0:
         raise ValueError(f"posediff data synthcrowd: --num-images must be at least 1 (got {args.num_images}), "

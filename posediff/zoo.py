@@ -189,7 +189,7 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
     from .bench import _ground_truth, score
     from .data.synthcrowd import RENDERER_VERSION, SceneConfig, check_renderer, synthcrowd_split, write_split
     from .data.transforms import eval_transforms
-    from .engine.train import DataConfig, predict_results
+    from .tasks.multiperson import DataConfig, predict_results
 
     if eval_size is None:
         default = DataConfig()
@@ -223,9 +223,9 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     them, on the SynthCrowd test split of the data it was trained on (at ``eval_size``, by default the run's
     data config's), then write the zoo file (once) with the metrics in its metadata."""
     from .engine.checkpoint import latest_checkpoint, load_checkpoint
-    from .engine.train import DataConfig, check_synthcrowd_meta, split_size
     from .io import check_output_file
     from .registry import create_model
+    from .tasks.multiperson import DataConfig, check_synthcrowd_meta, split_size
 
     run = Path(run)
     if run.is_dir():

@@ -23,7 +23,6 @@ import random
 import runpy
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,9 @@ import numpy as np
 import torch
 
 from ..io import write_json
+from ..tasks import get_task
+from ..tasks.base import _int, _number, _refused
+from ..tasks.multiperson import DataConfig
 from .checkpoint import (
     RUN_FILES,
     checkpoint_step,
@@ -43,126 +45,9 @@ from .checkpoint import (
     save_checkpoint,
 )
 
-__all__ = ["DataConfig", "TrainConfig", "load_config", "apply_overrides", "train", "train_step", "optimization",
-           "epoch_loader", "build_datasets", "evaluate", "predict_results", "predict_results_at_steps", "coco_data",
-           "crowdpose_data"]
+__all__ = ["TrainConfig", "load_config", "apply_overrides", "train", "train_step", "optimization", "epoch_loader"]
 
 log = logging.getLogger(__name__)
-
-
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _sizes(values, least: int = 32) -> bool:
-    return isinstance(values, (tuple, list)) and len(values) > 0 and all(_int(v) and v >= least for v in values)
-
-
-def _refused(cfg, prefix: str, checks: list) -> str:
-    """One sentence naming every field of ``cfg`` whose check failed (``(name, ok, expected)``), or ''."""
-    bad = [f"{prefix}{name} must be {expected}, got {getattr(cfg, name)!r}" for name, ok, expected in checks if not ok]
-    return f"config field {'; '.join(bad)}" if bad else ""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the images come from.
-
-    ``kind="synthcrowd"``: the written SynthCrowd splits under ``root`` (rendered there first if missing,
-    ``num_images`` in all, ``size`` pixels, ``scene_seed``). ``kind="coco"``: ``train_images`` /
-    ``train_ann`` and ``val_images`` / ``val_ann`` (COCO or CrowdPose format, by ``skeleton``).
-    """
-
-    kind: str = "synthcrowd"
-    root: str = "data/synthcrowd"
-    num_images: int = 2000
-    size: int = 256
-    scene_seed: int = 0
-    skeleton: str = "coco17"
-    train_images: str = ""
-    train_ann: str = ""
-    val_images: str = ""
-    val_ann: str = ""
-    val_split: str = "val"
-    prior: str | None = "coco17"  # completion targets for the diffusion head
-    train_scales: tuple[int, ...] = (224, 256, 288)
-    crop_scales: tuple[int, ...] = (192, 224)
-    crop_size: tuple[int, int] = (160, 224)
-    max_size: int = 400
-    # shorter side at evaluation; None: the largest training scale, as ED-Pose evaluates COCO at 800, the largest
-    # of its. SynthCrowd's persons are small: on its val split the stage-4 zoo edpose_tiny scored CrowdPose AP
-    # 0.239 at 256 and 0.259 at 288 (docs/benchmarks.md)
-    eval_size: int | None = None
-    # horizontal flips (labels swapped); None: on for photographs, off for SynthCrowd, whose renderer mirrors
-    # poses itself and draws left limbs darker: a flipped picture would show that cue on the right
-    flip: bool | None = None
-    pixel_noise: float = 6.0
-    max_val_images: int | None = None
-
-    def __post_init__(self):
-        if isinstance(self.root, os.PathLike):  # a Path is the folder it names
-            object.__setattr__(self, "root", os.fspath(self.root))
-        bad = _refused(self, "data.", [
-            ("kind", self.kind in ("synthcrowd", "coco"), "'synthcrowd' or 'coco'"),
-            ("num_images", _int(self.num_images) and self.num_images >= 1, "an integer >= 1 (scenes in all)"),
-            ("size", _int(self.size) and self.size >= 32, "an integer >= 32 (pixels)"),
-            ("scene_seed", _int(self.scene_seed) and self.scene_seed >= 0, "an integer >= 0"),
-            ("train_scales", _sizes(self.train_scales), "one or more integers >= 32 (pixels)"),
-            ("crop_scales", _sizes(self.crop_scales, least=1), "one or more integers >= 1 (pixels)"),
-            ("crop_size", _sizes(self.crop_size, least=1) and len(self.crop_size) == 2
-             and self.crop_size[0] <= self.crop_size[1], "(smallest, largest) integers >= 1, smallest first"),
-            ("max_size", _int(self.max_size) and self.max_size >= 32, "an integer >= 32 (pixels)"),
-            ("eval_size", self.eval_size is None or (_int(self.eval_size) and self.eval_size >= 32),
-             "None or an integer >= 32 (pixels)"),
-            ("pixel_noise", _number(self.pixel_noise) and self.pixel_noise >= 0, "a finite number >= 0"),
-            ("max_val_images", self.max_val_images is None or (_int(self.max_val_images) and self.max_val_images >= 1),
-             "None or an integer >= 1")])
-        if bad:
-            raise ValueError(bad)
-
-    @property
-    def flips(self) -> bool:
-        """Whether training flips: ``flip`` as set, or by default on for photographs and off for SynthCrowd."""
-        return self.flip if self.flip is not None else self.kind != "synthcrowd"
-
-    @classmethod
-    def from_saved(cls, saved: dict) -> DataConfig:
-        """The data config a run recorded (``config.json``'s or a checkpoint's ``config["data"]``, JSON lists for
-        tuples); fields this version does not know are left out, missing ones take their defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
-
-    @property
-    def eval_scale(self) -> int:
-        """The shorter side images are evaluated at: ``eval_size`` as set, or the largest training scale."""
-        return self.eval_size if self.eval_size is not None else max(self.train_scales)
-
-
-# ED-Pose's augmentation sizes for real photographs
-REAL_SIZES = dict(train_scales=(480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800), crop_scales=(400, 500, 600),
-                  crop_size=(384, 600), max_size=1333, pixel_noise=0.0)
-
-
-def coco_data(root: str = "data/coco", **fields) -> DataConfig:
-    """COCO 2017 in its download layout: ROOT/{train2017,val2017}/ and ROOT/annotations/person_keypoints_*.json."""
-    r = Path(root)
-    return DataConfig(**{**dict(kind="coco", skeleton="coco17", train_images=str(r / "train2017"),
-                                train_ann=str(r / "annotations" / "person_keypoints_train2017.json"),
-                                val_images=str(r / "val2017"),
-                                val_ann=str(r / "annotations" / "person_keypoints_val2017.json"), **REAL_SIZES),
-                         **fields})
-
-
-def crowdpose_data(root: str = "data/crowdpose", **fields) -> DataConfig:
-    """CrowdPose in its download layout: ROOT/images/ and ROOT/json/crowdpose_{trainval,test}.json."""
-    r = Path(root)
-    return DataConfig(**{**dict(kind="coco", skeleton="crowdpose14", prior=None, train_images=str(r / "images"),
-                                train_ann=str(r / "json" / "crowdpose_trainval.json"), val_images=str(r / "images"),
-                                val_ann=str(r / "json" / "crowdpose_test.json"), **REAL_SIZES), **fields})
 
 
 @dataclass(frozen=True)
@@ -324,9 +209,10 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
                 raise ValueError(f"override {item!r}: use model.FIELD=value")
             cfg = dataclasses.replace(cfg, model={**cfg.model, parts[1]: _model_value(cfg, item, parts[1], value)})
         elif parts[0] == "data" and len(parts) == 2:
-            names = {f.name for f in dataclasses.fields(DataConfig)}
+            names = {f.name for f in dataclasses.fields(cfg.data)}
             if parts[1] not in names:
-                raise ValueError(f"override {item!r}: DataConfig has no field {parts[1]!r}; fields: {sorted(names)}")
+                raise ValueError(f"override {item!r}: {type(cfg.data).__name__} has no field {parts[1]!r}; fields: "
+                                 f"{sorted(names)}")
             val = _typed(item, value, cfg.data, parts[1])
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{parts[1]: val}))
         elif len(parts) == 1:
@@ -345,152 +231,8 @@ def jsonable(obj) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Data
+# Batches
 # ----------------------------------------------------------------------------------------------------
-
-SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}  # of a SynthCrowd folder's num_images
-
-
-def split_size(num_images: int, split: str) -> int:
-    """Scenes in one split of a SynthCrowd folder of ``num_images``."""
-    return max(int(round(num_images * SPLIT_FRACTIONS[split])), 1)
-
-
-_SPLIT_FILES = ("coco.json", "crowdpose.json")
-
-
-def synthcrowd_folder(root, flag: str = "data.root"):
-    """A SynthCrowd folder as an :class:`~posediff.io.OutputFolder` (refusing a ``root`` that is a file). One
-    rendered before folders had a manifest is known by its stamp and its splits' SynthCrowd annotations, whose
-    files and listed images are then taken as posediff's."""
-    from ..io import OutputFolder
-
-    def rendered(folder: Path) -> list[str]:
-        names = ["synthcrowd.json"] if (folder / "synthcrowd.json").is_file() else []
-        for split in SPLIT_FRACTIONS:
-            with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, KeyError):
-                data = json.loads((folder / split / "coco.json").read_text())
-                if str(data["info"]["description"]).startswith("SynthCrowd"):
-                    names += [f"{split}/{f}" for f in _SPLIT_FILES]
-                    names += [f"{split}/images/{im['file_name']}" for im in data["images"]]
-        return names
-
-    return OutputFolder(root, flag, adopt=rendered)
-
-
-def _synthcrowd_stamp(root: Path, num_images: int, size: int, scene_seed: int, hint: str) -> tuple[Path, dict]:
-    """(the folder's ``synthcrowd.json``, the settings it must hold); refuses a folder stamped with others."""
-    from ..data.synthcrowd import RENDERER_VERSION
-
-    wanted = dict(num_images=num_images, size=size, scene_seed=scene_seed, renderer=RENDERER_VERSION)
-    stamp = Path(root) / "synthcrowd.json"
-    if stamp.is_file():
-        try:
-            have = {"renderer": 1, **json.loads(stamp.read_text())}  # version 1 wrote no renderer
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{stamp}: cannot read the SynthCrowd folder's settings ({err}); {hint}") from err
-        diff = [k for k in wanted if have.get(k) != wanted[k]]
-        if diff:
-            fields = ", ".join(f"{'renderer version' if k == 'renderer' else 'data.' + k} {have.get(k)} (wanted "
-                               f"{wanted[k]})" for k in diff)
-            raise ValueError(f"{stamp}: this folder holds SynthCrowd rendered with other settings: {fields}; "
-                             f"{hint}")
-    return stamp, wanted
-
-
-def render_synthcrowd(root, num_images: int, size: int = 256, scene_seed: int = 0,
-                      splits: tuple[str, ...] = tuple(SPLIT_FRACTIONS), progress: bool = True,
-                      flag: str = "data.root") -> list[dict]:
-    """Render the ``splits`` of a SynthCrowd folder of ``num_images`` scenes, each split its share
-    (:func:`split_size`), and, when this call renders all three, the stamp ``build_datasets`` reads, so that
-    training with ``data.num_images=num_images`` uses the folder as it is (a subset of the splits writes no
-    stamp). The folder is an :class:`~posediff.io.OutputFolder` (``flag`` names it in messages). Returns each
-    split's summary."""
-    from ..data.synthcrowd import SceneConfig, scene_file_name, write_split
-
-    unknown = [s for s in splits if s not in SPLIT_FRACTIONS]
-    if unknown or not splits or len(set(splits)) != len(splits):
-        raise ValueError(f"splits must be distinct names among {list(SPLIT_FRACTIONS)}, got {list(splits)}")
-    folder = synthcrowd_folder(root, flag)
-    stamp, wanted = _synthcrowd_stamp(Path(root), num_images, size, scene_seed,
-                                      "render into another folder or delete this one")
-    folder.claim(["synthcrowd.json", *(f"{s}/{f}" for s in splits for f in _SPLIT_FILES),
-                  *(f"{s}/images/{scene_file_name(i)}" for s in splits for i in range(split_size(num_images, s)))])
-    summaries = [write_split(root, split, split_size(num_images, split), seed=scene_seed,
-                             config=SceneConfig(size=size), progress=progress) for split in splits]
-    if set(splits) == set(SPLIT_FRACTIONS):  # a subset leaves the folder unstamped: its other splits are unknown
-        write_json(wanted, stamp)
-    return summaries
-
-
-def build_datasets(cfg: TrainConfig, rank: int = 0):
-    """(train dataset, val dataset, val annotation file, metric dataset name)."""
-    from ..data import CocoKeypointDataset
-    from ..data.transforms import Compose, PixelNoise, RandomHorizontalFlip, eval_transforms, train_transforms
-    from ..skeletons import get_skeleton
-
-    d = cfg.data
-    skeleton = get_skeleton(d.skeleton)
-    prior = d.prior if (d.prior and skeleton.name == "coco17") else None
-    if d.kind == "synthcrowd":
-        root = Path(d.root)
-        ann_name = "coco.json" if skeleton.name == "coco17" else "crowdpose.json"
-        synthcrowd_folder(root)  # refuses a data.root that is a file
-        stamp, _ = _synthcrowd_stamp(root, d.num_images, d.size, d.scene_seed,
-                                     "point data.root elsewhere or delete the folder")
-        if not stamp.is_file() or not (root / d.val_split / ann_name).is_file():
-            if rank == 0:
-                render_synthcrowd(root, d.num_images, d.size, d.scene_seed)
-            if torch.distributed.is_initialized():
-                torch.distributed.barrier()
-        train_images, train_ann = root / "train" / "images", root / "train" / ann_name
-        val_images, val_ann = root / d.val_split / "images", root / d.val_split / ann_name
-    else:  # "coco", as DataConfig checks
-        unset = [f"data.{f}" for f in ("train_images", "train_ann", "val_images", "val_ann") if not getattr(d, f)]
-        if unset:
-            raise ValueError(f"data.kind='coco' reads its images and annotations from data.train_images, "
-                             f"data.train_ann, data.val_images and data.val_ann; {', '.join(unset)} not set")
-        train_images, train_ann, val_images, val_ann = d.train_images, d.train_ann, d.val_images, d.val_ann
-    tf = train_transforms(skeleton.flip_index, scales=d.train_scales, max_size=d.max_size, crop_scales=d.crop_scales,
-                          crop_size=d.crop_size)
-    if not d.flips:
-        tf.transforms = [t for t in tf.transforms if not isinstance(t, RandomHorizontalFlip)]
-    elif d.kind == "synthcrowd" and rank == 0:
-        log.warning("data.flip=True on SynthCrowd: a flipped scene shows its darker left limbs on the right, so "
-                    "the cue that tells left from right is lost (docs/data.md)")
-    if d.pixel_noise > 0:
-        tf = Compose([tf, PixelNoise(d.pixel_noise)])
-    train_ds = CocoKeypointDataset(train_images, train_ann, skeleton=skeleton, transforms=tf, prior=prior,
-                                   seed=cfg.seed, require_persons=True)
-    val_ds = CocoKeypointDataset(val_images, val_ann, skeleton=skeleton,
-                                 transforms=eval_transforms(d.eval_scale, d.max_size))
-    if d.kind == "synthcrowd":
-        from ..data.synthcrowd import check_renderer
-
-        check_renderer(train_ann, train_ds.coco.dataset)
-        check_renderer(val_ann, val_ds.coco.dataset)
-    if d.max_val_images is not None:
-        val_ds.ids = val_ds.ids[: d.max_val_images]
-    metric = "coco" if skeleton.name == "coco17" else "crowdpose"
-    return train_ds, val_ds, str(val_ann), metric
-
-
-def synthcrowd_meta(data: DataConfig) -> dict:
-    """``{"synthcrowd_renderer": version}`` for a checkpoint trained on SynthCrowd (files without it: version 1
-    or other data), else ``{}``."""
-    from ..data.synthcrowd import RENDERER_VERSION
-
-    return {"synthcrowd_renderer": RENDERER_VERSION} if data.kind == "synthcrowd" else {}
-
-
-def check_synthcrowd_meta(meta: dict, checkpoint, action: str) -> None:
-    """Refuse to ``action`` a checkpoint (its metadata ``meta``) trained on another SynthCrowd renderer."""
-    from ..data.synthcrowd import refuse_other_renderer
-
-    refuse_other_renderer(json.loads(meta["synthcrowd_renderer"]) if "synthcrowd_renderer" in meta else None,
-                          f"{checkpoint}: metadata field synthcrowd_renderer",
-                          f"it cannot {action} a model trained on other pictures; train it again on this version")
-
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
     """The batches of one epoch for one rank: a permutation seeded by (seed, epoch), cut into global batches
@@ -501,57 +243,6 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     for start in range(0, n - global_bs + 1, global_bs):
         out.append(perm[start + rank:start + global_bs:world].tolist())
     return out
-
-
-# ----------------------------------------------------------------------------------------------------
-# Evaluation
-# ----------------------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def predict_results(model, dataset, batch_size: int = 4, device="cpu", steps: int | None = None,
-                    progress: bool = False, seed: int = 0) -> list[dict]:
-    """COCO keypoint results (original image pixels) for every image of ``dataset``, in batches.
-
-    Sampling noise comes from one generator seeded by ``seed``, so a diffusion model's results repeat.
-    """
-    return predict_results_at_steps(model, dataset, (steps,), batch_size, device, progress, seed)[steps]
-
-
-def predict_results_at_steps(model, dataset, steps: Sequence[int | None], batch_size: int = 4, device="cpu",
-                             progress: bool = False, seed: int = 0) -> dict:
-    """``{s: predict_results(model, dataset, steps=s, seed=seed)}`` for each sampling-step count ``s`` (None: the
-    model's own), with each image's features computed once for all of them
-    (:meth:`~posediff.models.OneStagePoseModel.predict_at_steps`); every count has its own generator seeded by
-    ``seed``, so its results are those of its own pass."""
-    from tqdm import tqdm
-
-    from ..data import collate
-    from ..evaluation import to_coco_results
-
-    steps = list(dict.fromkeys(steps))
-    was_training = model.training
-    model.eval()
-    results: dict = {s: [] for s in steps}
-    gens = [torch.Generator(device="cpu").manual_seed(seed) for _ in steps]
-    n = len(dataset)
-    for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
-        images, mask, targets = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
-        outputs = model.predict_at_steps(images.to(device), mask.to(device), steps, gens)
-        ids, scales = targets.image_ids.tolist(), targets.scale_to_original.tolist()
-        for s, out in zip(steps, outputs):
-            results[s] += to_coco_results(ids, out, scales=scales)
-    model.train(was_training)
-    return results
-
-
-def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, device="cpu",
-             steps: int | None = None, progress: bool = False) -> dict:
-    """Predict over ``dataset`` in batches and score with ``evaluate_keypoints`` on its images only (a
-    ``max_val_images`` subset is scored against its own ground truth, not the whole file's)."""
-    from ..evaluation import evaluate_keypoints
-
-    results = predict_results(model, dataset, batch_size, device, steps, progress)
-    return evaluate_keypoints(ann_file, results, dataset=metric, image_ids=dataset.ids)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -596,7 +287,6 @@ def build_model(cfg: TrainConfig, steps: tuple[int, ...] = (), weights: bool = T
     diffusion head cannot take are refused naming the fields. ``weights=False`` builds without downloading
     pretrained backbone weights (a dry build that checks a plan)."""
     from ..registry import create_model
-    from ..skeletons import get_skeleton
 
     overrides = dict(cfg.model)
     if not weights and overrides.get("pretrained_backbone"):
@@ -606,10 +296,7 @@ def build_model(cfg: TrainConfig, steps: tuple[int, ...] = (), weights: bool = T
     except (TypeError, ValueError, KeyError) as err:  # KeyError: an unknown recipe, whose message lists them
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ValueError(f"recipe {cfg.recipe} with model overrides {cfg.model}: {message}") from err
-    joints = get_skeleton(cfg.data.skeleton).num_joints
-    if getattr(model, "num_keypoints", joints) != joints:
-        raise ValueError(f"recipe {cfg.recipe}: the model predicts {model.num_keypoints} joints but data.skeleton="
-                         f"{cfg.data.skeleton!r} has {joints}; set model.num_keypoints={joints} (or another skeleton)")
+    get_task(cfg.recipe).check_model(model, cfg)
     total = getattr(getattr(model, "head", None), "max_sampling_steps", None)  # None: a one-pass head
     if steps and total is not None and max(steps) > total:
         raise ValueError(f"sampling steps {max(steps)} (--steps): recipe {cfg.recipe} trains with num_train_timesteps="
@@ -627,16 +314,17 @@ def optimization(model, cfg: TrainConfig, device):
 
 
 def epoch_loader(train_ds, cfg: TrainConfig, epoch: int, start: int = 0, count: int | None = None, rank: int = 0,
-                 world: int = 1):
+                 world: int = 1, collate=None):
     """(batches in this rank's ``epoch``, a DataLoader over ``count`` of them from ``start``): the epoch's own
     augmentation draws (``set_epoch``) and batch order (``epoch_batches``). A set smaller than one global batch is
     refused."""
-    from ..data import collate
+    if collate is None:
+        from ..data import collate
 
     train_ds.set_epoch(epoch)
     batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world)
     if not batches:
-        raise ValueError(f"train set has {len(train_ds)} images with persons, fewer than one batch of "
+        raise ValueError(f"train set has {len(train_ds)} items, fewer than one batch of "
                          f"{cfg.batch_size * world} (batch_size {cfg.batch_size} x {world} process(es))")
     todo = batches[start:] if count is None else batches[start:start + count]
     # items are seeded, so any number of workers gives the same data; the loader's own generator keeps it from
@@ -646,14 +334,19 @@ def epoch_loader(train_ds, cfg: TrainConfig, epoch: int, start: int = 0, count: 
     return len(batches), loader
 
 
-def train_step(net, optimizer, schedule, batch, device, clip_grad: float, autocast=None, step: int = 0) -> dict:
-    """One optimisation step on ``batch`` = (images (B, 3, H, W), mask (B, H, W), targets), under ``autocast``
-    when given; returns the detached losses. A non-finite loss is refused (naming ``step``) before the weights
-    change. ``train`` runs its steps with it, and ``benchmarks/train_speed.py`` times it."""
-    images, mask, targets = (x.to(device) for x in batch)
+def train_step(net, optimizer, schedule, batch, device, clip_grad: float, autocast=None, step: int = 0,
+               forward=None) -> dict:
+    """One optimisation step on a collated ``batch``, its losses computed by ``forward(net, batch, device)`` (a
+    task's ``losses``; default: a one-stage batch (images (B, 3, H, W), mask (B, H, W), targets)), under
+    ``autocast`` when given; returns the detached losses. A non-finite loss is refused (naming ``step``) before
+    the weights change. ``train`` runs its steps with it, and ``benchmarks/train_speed.py`` times it."""
+    if forward is None:
+        from ..tasks.multiperson import MultipersonTask
+
+        forward = MultipersonTask().losses
     net.train()
     with autocast if autocast is not None else contextlib.nullcontext():
-        losses = net(images, mask, targets)
+        losses = forward(net, batch, device)
     loss = losses["loss"]
     if not torch.isfinite(loss):
         raise FloatingPointError(f"step {step}: loss is {float(loss)}; "
@@ -760,13 +453,14 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     out = Path(cfg.out)
     folder = run_folder(out)
     folder.check(_run_files(out))  # a folder of the user's own files is refused before anything runs
-    if cfg.data.kind == "synthcrowd":
-        synthcrowd_folder(cfg.data.root)  # refuses a data.root that is a file now, not after the model is built
+    task = get_task(cfg.recipe)
+    cfg = task.resolve(cfg)
+    task.check(cfg)
     resume = resume or resume_from is not None
     resume_point = _resume_point(out, resume, resume_from)
     _seed_all(cfg.seed)
     model = build_model(cfg).to(device)  # before the data: bad model settings are refused before any rendering
-    train_ds, val_ds, val_ann, metric = build_datasets(cfg, rank)
+    data = task.build(cfg, rank)
     if init and not resume_point:
         done = init_from(model, init)
         log.info("initialised from %s: %d tensors loaded, %d fresh, %d of another shape, %d unused", init,
@@ -794,8 +488,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
                 state = load_state(state_path)
             except (ValueError, FileNotFoundError) as err:
                 raise type(err)(f"{err}{resume_hint(out, checkpoint_step(weights_path))}") from err
-            if cfg.data.kind == "synthcrowd":
-                check_synthcrowd_meta(meta, weights_path, "resume")
+            task.check_checkpoint(meta, weights_path, "resume", cfg)
             cpu_rngs = state["torch_rng"] if isinstance(state["torch_rng"], list) else [state["torch_rng"]]  # per rank
             saved_world = len(cpu_rngs)
             if saved_world != world:
@@ -810,7 +503,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             schedule.load_state_dict(state["schedule"])
             step, epoch, pos = state["step"], state["epoch"], state["pos"]
             _follow_asked_schedule(schedule, asked_lrs, cfg, step, state_path)
-            _warn_if_evaluation_size_changed(out / "config.json", cfg.data, step)
+            task.on_resume(out, cfg, step)
             torch.set_rng_state(cpu_rngs[rank])
             if device.type == "cuda" and state.get("cuda_rng") and state["cuda_rng"][rank] is not None:
                 torch.cuda.set_rng_state(state["cuda_rng"][rank])  # timesteps and noise are drawn on the GPU
@@ -822,7 +515,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
                 _drop_later_checkpoints(out, folder, step)
             log.info("resumed %s at step %d", out, step)
     if rank == 0:  # after the checks above: a refused --resume leaves the run's record as it was
-        write_json(dict(config=jsonable(cfg), eval_size=cfg.data.eval_scale, machine=machine_info(), world_size=world),
+        write_json(dict(config=jsonable(cfg), **task.run_info(cfg), machine=machine_info(), world_size=world),
                    out / "config.json")
     net = model
     if world > 1:
@@ -832,22 +525,22 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     last_eval = {}
     t_start = time.time()
     while step < cfg.max_steps:
-        epoch_len, loader = epoch_loader(train_ds, cfg, epoch, pos, cfg.max_steps - step, rank, world)
+        epoch_len, loader = epoch_loader(data.train, cfg, epoch, pos, cfg.max_steps - step, rank, world, task.collate)
         for batch in loader:
-            losses = train_step(net, optimizer, schedule, batch, device, cfg.clip_grad, autocast, step)
+            losses = train_step(net, optimizer, schedule, batch, device, cfg.clip_grad, autocast, step, task.losses)
             if ema is not None:
                 ema.update_parameters(model)
             step += 1
             pos += 1
             record = {"step": step, "loss": float(losses["loss"]),
-                      **{k: float(v) for k, v in losses.items() if k in ("class", "keypoints", "oks", "aux_heatmap")}}
+                      **{k: float(v) for k, v in losses.items() if k in task.log_keys}}
             history.append(record)
             bar.update(1)
             if step % cfg.log_every == 0:
-                bar.set_postfix(loss=f"{record['loss']:.3f}", kpt=f"{record.get('keypoints', 0):.3f}")
+                bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                **{k: f"{record[k]:.3f}" for k in task.log_keys[:2] if k in record})
             if cfg.eval_every and step % cfg.eval_every == 0 and rank == 0:
-                last_eval = evaluate(ema.module if ema is not None else model, val_ds, val_ann, metric,
-                                     cfg.batch_size, device)
+                last_eval = task.evaluate(ema.module if ema is not None else model, data, cfg, device)
                 history[-1]["eval"] = last_eval
                 log.info("step %d: %s", step, last_eval)
             if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
@@ -864,29 +557,13 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     result = {"steps": step, "seconds": round(seconds_before + time.time() - t_start, 1), "history": history}
     if rank == 0:
         if not last_eval or history[-1].get("eval") is None:
-            last_eval = evaluate(ema.module if ema is not None else model, val_ds, val_ann, metric,
-                                 cfg.batch_size, device)
+            last_eval = task.evaluate(ema.module if ema is not None else model, data, cfg, device)
         result["metrics"] = last_eval
         write_json(dict(result, config=jsonable(cfg)), out / "result.json")
         _write_history(out, history)
     if world > 1:
         torch.distributed.barrier()
     return result
-
-
-def _warn_if_evaluation_size_changed(config_path: Path, data: DataConfig, step: int) -> None:
-    """A resumed run validates at ``data.eval_scale``; say so when its earlier calls validated at another size
-    (``config.json``'s ``eval_size``, or before that was written, its data config's ``eval_size``)."""
-    if not config_path.is_file():
-        return
-    saved = json.loads(config_path.read_text())
-    before = saved.get("eval_size")
-    if before is None:
-        before = DataConfig.from_saved(saved.get("config", {}).get("data", {})).eval_scale
-    if before != data.eval_scale:
-        log.warning("%s: this run validated at %s px up to step %d and validates at %d px from now on, so "
-                    "history.jsonl mixes the two; pass data.eval_size=%s to keep the earlier size", config_path,
-                    before, step, data.eval_scale, before)
 
 
 def _follow_asked_schedule(schedule, asked_lrs: list[float], cfg: TrainConfig, step: int, state_path) -> None:
@@ -935,7 +612,8 @@ def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, his
                  numpy_rng=np.random.get_state(), python_rng=random.getstate(), history=history,
                  ema_updates=int(ema.n_averaged) if ema is not None else None)
     save_checkpoint(out, step, model, cfg.recipe, cfg.model, state=state, ema=ema.module if ema is not None else None,
-                    extra_meta={"config": jsonable(cfg), **synthcrowd_meta(cfg.data)}, keep=cfg.keep_checkpoints,
+                    extra_meta={"config": jsonable(cfg), **get_task(cfg.recipe).checkpoint_meta(cfg)},
+                    keep=cfg.keep_checkpoints,
                     folder=folder)
     _write_history(out, history)
 

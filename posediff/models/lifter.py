@@ -214,7 +214,8 @@ class LiftingModel(nn.Module):
     Args:
         context: :class:`~posediff.models.denoisers.graph.GraphLifter` (frames) or
             :class:`~posediff.models.temporal.TemporalLifter` (video).
-        head: :class:`RegressionLiftingHead` or :class:`GMMDiffusionHead`.
+        head: :class:`RegressionLiftingHead` or :class:`GMMDiffusionHead`; ``None``: the context encoder alone is
+            the lifter (its own pose is the answer; it trains with ``freeze_context=False``).
         frames: T, the 2D window the context encoder reads.
         freeze_context: the context encoder is pretrained and frozen (the paper); when False its own loss
             ‖context pose − h_0‖² is added and it trains with the head.
@@ -226,6 +227,9 @@ class LiftingModel(nn.Module):
         self.context, self.head = context, head
         self.frames, self.num_joints = int(frames), num_joints
         self.freeze_context = freeze_context
+        if head is None and freeze_context:
+            raise ValueError("LiftingModel: with no head the context encoder is the lifter; give "
+                             "freeze_context=False")
         if freeze_context:
             self.context.requires_grad_(False)
 
@@ -263,8 +267,8 @@ class LiftingModel(nn.Module):
         """Training losses for (B, T, J, 2) 2D and (B, J, 3) root-relative metres: ``{"loss", "pose", ...}``."""
         self.check_inputs(keypoints_2d, uncertainty)
         features, xyz = self.encode(keypoints_2d)
-        losses = self.head.loss(features, xyz.detach() if self.freeze_context else xyz, keypoints_2d,
-                                uncertainty, target, generator)
+        losses = {} if self.head is None else self.head.loss(
+            features, xyz.detach() if self.freeze_context else xyz, keypoints_2d, uncertainty, target, generator)
         if not self.freeze_context:
             losses["context"] = ((xyz - target) ** 2).sum(-1).mean()
         losses["loss"] = sum(losses.values())
@@ -280,11 +284,13 @@ class LiftingModel(nn.Module):
         if hypotheses is not None and int(hypotheses) < 1:
             raise ValueError(f"LiftingModel: hypotheses={hypotheses}, expected an integer >= 1")
         if steps is not None:
-            if self.head.deterministic:
+            if self.head is None or self.head.deterministic:
                 raise ValueError("LiftingModel: steps= applies to a diffusion head; this model lifts in one pass")
             num_t = self.head.scheduler.config.num_train_timesteps
             if not 1 <= int(steps) <= num_t:
                 raise ValueError(f"LiftingModel: steps={steps}, expected an integer in [1, {num_t}]")
+        if self.head is None:
+            return xyz[:, None]                                                  # (B, 1, J, 3)
         poses = self.head.sample(features, xyz, keypoints_2d, uncertainty, hypotheses, steps, generator)
         return poses - poses[..., :1, :]
 

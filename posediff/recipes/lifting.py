@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from ..registry import register_model
 
-__all__ = ["LiftingConfig", "build_lifter", "lifting_baseline", "diffpose", "diffpose_video", "diffpose_video_tiny"]
+__all__ = ["LiftingConfig", "build_lifter", "lifting_context", "lifting_baseline", "diffpose", "diffpose_video",
+           "diffpose_video_tiny"]
 
 
 @dataclass(frozen=True)
 class LiftingConfig:
-    head: str = "diffpose"  # "regression" (Baseline A) | "diffpose"
+    head: str = "diffpose"  # "regression" (Baseline A) | "diffpose" | "none" (the context encoder alone)
     context: str = "graph"  # "graph" (frame-based, GraFormer-style) | "temporal" (video, MixSTE-style)
     frames: int = 1
     num_joints: int = 17
@@ -31,6 +32,9 @@ class LiftingConfig:
     context_depth: int = 4  # spatial + temporal layer pairs of the temporal context encoder
     dropout: float = 0.0
     freeze_context: bool = True
+    # the pretrained context encoder: a safetensors file (a run's checkpoint or a zoo file) whose context.* tensors
+    # are loaded at build time; "": none (a fresh encoder)
+    context_weights: str = ""
     # DiffPose head
     num_train_timesteps: int = 50  # K
     beta_schedule: str = "squaredcos_cap_v2"  # ᾱ_K ≈ 0, as Eq. 7 needs
@@ -61,7 +65,11 @@ def build_lifter(cfg: LiftingConfig):
         raise ValueError(f"config: context='graph' reads one frame, got frames={cfg.frames}")
     denoiser = GraphDenoiser(dim=cfg.dim, context_dim=cfg.context_dim, blocks=cfg.blocks, heads=cfg.heads,
                              dropout=cfg.dropout)
-    if cfg.head == "regression":
+    if cfg.context_weights:
+        _load_context(context, cfg.context_weights)
+    if cfg.head == "none":
+        head = None
+    elif cfg.head == "regression":
         head = RegressionLiftingHead(denoiser, timestep=cfg.num_train_timesteps - 1)
     elif cfg.head == "diffpose":
         head = GMMDiffusionHead(denoiser, num_joints=cfg.num_joints, num_train_timesteps=cfg.num_train_timesteps,
@@ -70,9 +78,28 @@ def build_lifter(cfg: LiftingConfig):
                                 covariance=cfg.covariance, depth=cfg.depth, loss=cfg.loss,
                                 hypotheses=cfg.hypotheses, steps=cfg.steps, sigma_2d=cfg.sigma_2d)
     else:
-        raise ValueError(f"config field head must be 'regression' or 'diffpose', got {cfg.head!r}")
+        raise ValueError(f"config field head must be 'regression', 'diffpose' or 'none', got {cfg.head!r}")
     return LiftingModel(context, head, frames=cfg.frames, freeze_context=cfg.freeze_context,
                         num_joints=cfg.num_joints)
+
+
+def _load_context(context, path: str) -> None:
+    """Fill ``context`` from the ``context.*`` tensors of a safetensors file; every tensor must be there."""
+    from ..io import read_safetensors
+
+    try:
+        _, tensors = read_safetensors(path, "the pretrained context encoder (model.context_weights)")
+    except OSError as err:
+        raise ValueError(str(err)) from err
+    own = context.state_dict()
+    found = {k[len("context."):]: v for k, v in tensors.items() if k.startswith("context.")}
+    missing = sorted(set(own) - set(found))
+    wrong = sorted(k for k in own if k in found and found[k].shape != own[k].shape)
+    if missing or wrong:
+        raise ValueError(f"{path}: model.context_weights must hold this recipe's context encoder; "
+                         f"{len(missing)} tensors missing (e.g. {missing[:2]}), {len(wrong)} of another shape "
+                         f"(e.g. {wrong[:2]})")
+    context.load_state_dict({k: found[k].to(own[k].dtype) for k in own})
 
 
 def _with_config(base: LiftingConfig):
@@ -85,9 +112,18 @@ def _with_config(base: LiftingConfig):
             return dataclasses.replace(base, **overrides)
 
         fn.config = config
+        fn.task = "lifting"
         return fn
 
     return wrap
+
+
+@register_model
+@_with_config(LiftingConfig(head="none", freeze_context=False))
+def lifting_context(**overrides):
+    """The context encoder alone as a lifter (GraFormer-style frames; ``context="temporal"`` for video): what
+    ``lifting_baseline`` and ``diffpose`` take, pretrained and frozen, through ``context_weights``."""
+    return build_lifter(lifting_context.config(**overrides))
 
 
 @register_model

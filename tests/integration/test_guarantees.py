@@ -19,9 +19,10 @@ from posediff.cli import main as cli
 from posediff.cli import run
 from posediff.data.base import read_image
 from posediff.engine import save_checkpoint
-from posediff.engine.train import DataConfig, TrainConfig, apply_overrides, load_config, train
+from posediff.engine.train import TrainConfig, apply_overrides, load_config, train
 from posediff.evaluation import evaluate_keypoints
 from posediff.io import MANIFEST
+from posediff.tasks.multiperson import DataConfig
 
 SMALL = ["data.num_images=30", "data.size=96", "data.train_scales=(96,)", "data.crop_scales=(96,)",
          "data.crop_size=(80,96)", "data.eval_size=96", "data.max_size=128", "batch_size=2"]

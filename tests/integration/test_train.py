@@ -11,7 +11,8 @@ import torch
 import torch.multiprocessing as mp
 
 from posediff.engine import TrainConfig, apply_overrides, latest_checkpoint, load_model, train
-from posediff.engine.train import DataConfig, build_datasets, epoch_batches
+from posediff.engine.train import epoch_batches
+from posediff.tasks.multiperson import DataConfig, build_datasets
 
 SMALL = ["data.num_images=30", "data.size=96", "data.train_scales=(96,)", "data.crop_scales=(96,)",
          "data.crop_size=(80,96)", "data.eval_size=96", "data.max_size=128", "batch_size=2"]
@@ -146,7 +147,7 @@ def test_train_command_line(data_root, tmp_path, capsys):
 
 def test_synthcrowd_folder_rendered_with_other_settings_is_reported(tmp_path):
     from posediff.data.synthcrowd import RENDERER_VERSION
-    from posediff.engine.train import build_datasets
+    from posediff.tasks.multiperson import build_datasets
 
     d = config("edpose_tiny", tmp_path, tmp_path / "run").data
     (tmp_path / "synthcrowd.json").write_text(json.dumps(dict(num_images=99, size=d.size, scene_seed=d.scene_seed,
@@ -162,7 +163,7 @@ def test_synthcrowd_folder_rendered_with_other_settings_is_reported(tmp_path):
 
 def test_synthcrowd_is_not_flipped_unless_asked(data_root, tmp_path, caplog):
     from posediff.data.transforms import RandomHorizontalFlip
-    from posediff.engine.train import build_datasets
+    from posediff.tasks.multiperson import build_datasets
 
     def flips(*extra):
         train_ds = build_datasets(config("edpose_tiny", data_root, tmp_path / "run", *extra))[0]
@@ -181,7 +182,7 @@ def test_synthcrowd_is_not_flipped_unless_asked(data_root, tmp_path, caplog):
 
 
 def test_evaluation_is_at_the_largest_training_scale_unless_set(data_root, tmp_path):
-    from posediff.engine.train import build_datasets, coco_data
+    from posediff.tasks.multiperson import build_datasets, coco_data
 
     def eval_sizes(*extra):
         val_ds = build_datasets(config("edpose_tiny", data_root, tmp_path / "run", *extra))[1]

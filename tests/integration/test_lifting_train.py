@@ -1,0 +1,72 @@
+"""Lifting recipes train through the engine (the lifting task): context, then Baseline A and DiffPose on it."""
+
+import json
+
+import pytest
+import torch
+
+from posediff.engine.train import TrainConfig, apply_overrides, train
+from posediff.tasks import get_task, task_name
+from posediff.tasks.lifting import LiftingData
+from posediff.tasks.multiperson import DataConfig
+
+SMALL = {"dim": 32, "context_dim": 32, "blocks": 1, "context_blocks": 1, "heads": 2}
+DATA = LiftingData(train_size=256, val_size=64)
+
+
+def run(tmp_path, recipe, name, max_steps=6, **model):
+    cfg = TrainConfig(recipe=recipe, data=DATA, out=str(tmp_path / name), batch_size=32, lr=1e-3, clip_grad=1.0,
+                      max_steps=max_steps, ckpt_every=3, model={**SMALL, **model})
+    return train(cfg, progress=False)
+
+
+def test_context_then_heads_train_and_score_in_millimetres(tmp_path):
+    ctx = run(tmp_path, "lifting_context", "ctx")
+    assert set(ctx["metrics"]) >= {"P1", "P2", "P1_best"} and 50 < ctx["metrics"]["P1"] < 2000
+    weights = str(tmp_path / "ctx" / "step_0000006.safetensors")
+    base = run(tmp_path, "lifting_baseline", "base", context_weights=weights)
+    diff = run(tmp_path, "diffpose", "diff", max_steps=3, context_weights=weights, gmm_samples=64, em_iterations=2,
+               hypotheses=2, steps=1)
+    assert diff["metrics"]["hypotheses"] == 2 and diff["metrics"]["spread"] > 0
+    assert base["metrics"]["hypotheses"] == 1
+    record = json.loads((tmp_path / "diff" / "result.json").read_text())
+    assert record["config"]["data"]["kind"] == "mocaplift" and "pose" in record["history"][-1]
+
+
+def test_resume_continues_exactly(tmp_path):
+    full = run(tmp_path, "lifting_context", "full")
+    cfg = TrainConfig(recipe="lifting_context", data=DATA, out=str(tmp_path / "part"), batch_size=32, lr=1e-3,
+                      clip_grad=1.0, max_steps=3, ckpt_every=3, model=SMALL)
+    train(cfg, progress=False)
+    resumed = train(apply_overrides(cfg, ["max_steps=6"]), resume=True, progress=False)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in full["history"]]
+
+
+def test_tasks_and_data_configs_are_matched():
+    assert task_name("diffpose") == "lifting" and task_name("edpose_tiny") == "multiperson"
+    cfg = TrainConfig(recipe="diffpose")  # the default data config becomes the lifting task's own
+    assert isinstance(get_task("diffpose").resolve(cfg).data, LiftingData)
+    with pytest.raises(ValueError, match="lifting recipe: its data config must be a LiftingData"):
+        get_task("diffpose").check(TrainConfig(recipe="diffpose", data=DataConfig(num_images=50)))
+    with pytest.raises(ValueError, match="multi-person .* recipe: its data config must be a DataConfig"):
+        get_task("edpose_tiny").check(TrainConfig(recipe="edpose_tiny", data=LiftingData()))
+    with pytest.raises(ValueError, match="data.kind must be 'mocaplift' or 'h36m'"):
+        LiftingData(kind="mpii")
+    with pytest.raises(ValueError, match="data.positions_3d, data.positions_2d not set"):
+        get_task("diffpose").check(TrainConfig(recipe="diffpose", data=LiftingData(kind="h36m")))
+    cfg = apply_overrides(TrainConfig(recipe="diffpose", data=LiftingData()), ["data.val_size=10"])
+    assert cfg.data.val_size == 10
+    with pytest.raises(ValueError, match="LiftingData has no field 'num_images'"):
+        apply_overrides(TrainConfig(recipe="diffpose", data=LiftingData()), ["data.num_images=10"])
+
+
+def test_context_weights_must_hold_the_context(tmp_path):
+    from safetensors.torch import save_file
+
+    import posediff
+
+    with pytest.raises(ValueError, match="no file .*none.safetensors"):
+        posediff.create_model("diffpose", context_weights=str(tmp_path / "none.safetensors"))
+    save_file({"context.other": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="must hold this recipe's context encoder; .* tensors missing"):
+        posediff.create_model("diffpose", context_weights=str(tmp_path / "other.safetensors"))
