@@ -1017,7 +1017,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="quick: from the zoo, ~15 min on 2 CPU cores; standard: from the pretrained backbone "
                              "(hours on CPU); full: ResNet-50 recipes, for GPUs")
     parser.add_argument("--recipes", nargs="+", help="recipes to compare (default: the preset's pair)")
-    parser.add_argument("--dataset", default="synthcrowd", choices=["synthcrowd", "coco", "crowdpose"])
+    parser.add_argument("--dataset", default=None, choices=["synthcrowd", "coco", "crowdpose", "mocaplift", "h36m"],
+                        help="default: synthcrowd for one-stage recipes, mocaplift for lifting ones "
+                             "(posediff.bench_lifting)")
     parser.add_argument("--data-root", help="SynthCrowd folder (rendered there if missing; default data/synthcrowd), "
                                             "or the COCO / CrowdPose folder")
     parser.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: the preset's)")
@@ -1031,8 +1033,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training-config overrides for every run, as for posediff train (data.num_images=500)")
 
 
+def _is_lifting(args: argparse.Namespace) -> bool:
+    """Whether the call benches lifting recipes (by ``--dataset``, else by its recipes)."""
+    from .tasks import task_name
+
+    if args.dataset is not None:
+        return args.dataset in ("mocaplift", "h36m")
+    return bool(args.recipes) and all(task_name(r) == "lifting" for r in args.recipes)
+
+
 def spec_from_args(args: argparse.Namespace) -> BenchSpec:
-    return BenchSpec(preset=args.preset, recipes=tuple(args.recipes) if args.recipes else None, dataset=args.dataset,
+    return BenchSpec(preset=args.preset, recipes=tuple(args.recipes) if args.recipes else None,
+                     dataset=args.dataset or "synthcrowd",
                      data_root=args.data_root, seeds=tuple(args.seeds) if args.seeds else None,
                      steps=tuple(args.steps) if args.steps else None, init=args.init, out=args.out,
                      train_steps=args.train_steps, test_images=args.test_images, workers=args.workers,
@@ -1042,6 +1054,12 @@ def spec_from_args(args: argparse.Namespace) -> BenchSpec:
 def run_from_args(args: argparse.Namespace, command: str) -> int:
     """What ``posediff bench`` and ``benchmarks/head_to_head.py`` do with their parsed arguments."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if _is_lifting(args):
+        from .bench_lifting import run_lifting_bench
+
+        run_lifting_bench(args.recipes, args.preset, args.dataset or "mocaplift", args.data_root, args.seeds, args.out,
+                          args.train_steps, args.test_images, args.workers, tuple(args.set), command=command.strip())
+        return 0
     run_bench(spec_from_args(args), command=command.strip())
     return 0
 

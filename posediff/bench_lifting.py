@@ -1,0 +1,408 @@
+"""``posediff bench`` for lifting recipes: DiffPose against its Baseline A, same data, budget and seeds.
+
+    posediff bench --dataset mocaplift --preset quick                     # 1 seed, minutes on 2 CPU cores
+    posediff bench --dataset mocaplift --preset standard --seeds 0 1 2
+    posediff bench --dataset h36m --data-root DIR --recipes lifting_baseline diffpose
+
+Protocol: for each seed, the context encoder is trained alone first (``lifting_context``, for video recipes
+over their T frames) and frozen; every compared recipe then trains its head on that same encoder
+(``model.context_weights``) for the same steps, with the same data and seed, as the paper pretrains and
+freezes its context encoder. ``lifting_context`` itself may be listed: its runs are the encoders.
+
+Scored on the test split (MocapLift's test subjects, or Human3.6M S9 and S11): P1 and P2 in millimetres of the
+mean hypothesis, as the mean over actions of the per-action means; best-of-N (an oracle that looks at the
+target, labelled as such); P1 against the DDIM steps and against N; throughput in poses per second (batched,
+this machine); the cost of one hypothesis-step against one baseline pass; a picture of hypotheses in 3D.
+
+The output folder holds ``results.json``, ``report.md``, ``plots/`` and ``hypotheses.png``; each run lives in
+``runs/RECIPE/seedS`` and resumes, its scores kept in ``bench.json``, so a rerun recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import write_json
+
+__all__ = ["LiftingPreset", "LIFTING_PRESETS", "run_lifting_bench"]
+
+
+@dataclass(frozen=True)
+class LiftingPreset:
+    """One lifting protocol: the context encoder's and the heads' budgets, what is measured."""
+
+    name: str
+    recipes: tuple[str, ...] = ("lifting_baseline", "diffpose")
+    context_steps: int = 4000
+    train_steps: int = 2000
+    lr: float = 1e-3
+    batch_size: int = 64
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train_size: int | None = None  # first training poses (None: all)
+    test_size: int | None = None  # first test poses (None: all)
+    val_size: int = 500
+    sampling_steps: tuple[int, ...] = (1, 2, 5, 10)
+    hypothesis_counts: tuple[int, ...] = (1, 2, 5, 10, 20)
+    sweep_size: int = 500  # test poses for the step and N sweeps
+    speed_batch: int = 256
+
+    @property
+    def lr_drop(self) -> tuple[int, ...]:
+        return (int(self.train_steps * 0.8),)
+
+
+LIFTING_PRESETS = {
+    "quick": LiftingPreset("quick", context_steps=1500, train_steps=600, seeds=(0,), test_size=1000,
+                           val_size=200, sampling_steps=(1, 5), hypothesis_counts=(1, 5), sweep_size=300),
+    "standard": LiftingPreset("standard"),
+}
+
+BENCH_FILES = ("bench_config.json", "results.json", "report.md", "hypotheses.png", "plots/p1_vs_steps.png",
+               "plots/p1_vs_hypotheses.png")
+
+
+def _context_recipe_overrides(recipe: str, model: dict) -> dict:
+    """The context encoder a recipe runs on: the same ``context``, ``frames`` and sizes as its own config."""
+    from .registry import get_config
+
+    cfg = get_config(recipe, **model)
+    keep = ("context", "frames", "context_dim", "context_blocks", "context_depth", "heads", "dropout", "num_joints")
+    return {k: getattr(cfg, k) for k in keep}
+
+
+def _data(dataset: str, data_root: str | None, preset: LiftingPreset, seed: int):
+    from .tasks.lifting import LiftingData
+
+    common = dict(train_size=preset.train_size, val_size=preset.val_size)
+    if dataset == "mocaplift":
+        return LiftingData(kind="mocaplift", seed=seed, **common)
+    if not data_root:
+        raise ValueError("--dataset h36m reads VideoPose3D's files from --data-root (data_3d_h36m.npz and "
+                         "data_2d_h36m_cpn_ft_h36m_dbb.npz)")
+    root = Path(data_root)
+    return LiftingData(kind="h36m", positions_3d=str(root / "data_3d_h36m.npz"),
+                       positions_2d=str(root / "data_2d_h36m_cpn_ft_h36m_dbb.npz"), **common)
+
+
+def _test_set(data, frames: int):
+    """The test split the bench scores (MocapLift's test subjects, or Human3.6M's S9 and S11)."""
+    if data.kind == "mocaplift":
+        from .data.mocaplift import MocapLift, MocapLiftConfig
+
+        look = MocapLiftConfig(noise=data.noise, swap_prob=data.swap_prob, snap_prob=data.snap_prob)
+        return MocapLift("test", seed=data.seed, frames=frames, config=look)
+    from .data.h36m import H36MLifting
+
+    return H36MLifting(data.positions_3d, data.positions_2d, "test", frames=frames)
+
+
+def _subset(ds, n: int | None):
+    """The first ``n`` items of ``ds`` (all when None)."""
+    if n is None or n >= len(ds):
+        return ds
+    return torch.utils.data.Subset(ds, range(n))
+
+
+def _speed(model, ds, batch: int, hypotheses: int | None, steps: int | None) -> dict:
+    """Poses per second (batched) and, for a diffusion head, the cost of its parts per pose."""
+    from .tasks.lifting import collate_lifting
+
+    b = collate_lifting([ds[i] for i in range(min(batch, len(ds)))])
+    kp, unc = b["keypoints_2d"], b["uncertainty"]
+    gen = torch.Generator().manual_seed(0)
+
+    def timed(fn, repeat=3):
+        fn()
+        t = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        return (time.perf_counter() - t) / repeat
+
+    with torch.no_grad():
+        total = timed(lambda: model.predict(kp, unc, hypotheses=hypotheses, steps=steps, generator=gen))
+        features, xyz = model.encode(kp)
+        out = {"poses_per_s": len(kp) / total, "ms_per_pose": 1000 * total / len(kp),
+               "context_ms_per_pose": 1000 * timed(lambda: model.encode(kp)) / len(kp)}
+        head = model.head
+        if head is not None:
+            t = torch.full((len(kp),), head.scheduler.config.num_train_timesteps - 1 if hasattr(head, "scheduler")
+                           else head.timestep, dtype=torch.long)
+            out["denoiser_pass_ms_per_pose"] = 1000 * timed(lambda: head.denoiser(xyz, t, features)) / len(kp)
+        if head is not None and not head.deterministic:
+            out["gmm_fit_ms_per_pose"] = 1000 * timed(lambda: head.fit_gmm(kp, unc, xyz, gen), 1) / len(kp)
+    return out
+
+
+def _evaluate(model, test_ds, preset: LiftingPreset, deterministic: bool) -> dict:
+    from .tasks.lifting import predict_poses, score_poses
+
+    pred = predict_poses(model, test_ds, batch_size=preset.speed_batch, progress=True)
+    record = {"test": score_poses(pred["hypotheses"], pred["targets"], pred["actions"])}
+    if not deterministic:
+        sweep = _subset(test_ds, preset.sweep_size)
+        record["p1_vs_steps"] = {}
+        for s in preset.sampling_steps:
+            p = predict_poses(model, sweep, batch_size=preset.speed_batch, steps=s)
+            record["p1_vs_steps"][str(s)] = score_poses(p["hypotheses"], p["targets"], p["actions"])["P1"]
+        record["p1_vs_hypotheses"] = {}
+        for n in preset.hypothesis_counts:
+            p = predict_poses(model, sweep, batch_size=preset.speed_batch, hypotheses=n)
+            sc = score_poses(p["hypotheses"], p["targets"], p["actions"])
+            record["p1_vs_hypotheses"][str(n)] = {"P1": sc["P1"], "P1_best": sc["P1_best"]}
+        record["examples"] = {"hypotheses": pred["hypotheses"][:64].round(1).tolist(),
+                              "targets": pred["targets"][:64].round(1).tolist()}
+    record["speed"] = _speed(model, test_ds, preset.speed_batch, None, None)
+    return record
+
+
+def _run(recipe: str, seed: int, model: dict, data, preset: LiftingPreset, out: Path, steps: int, workers: int,
+         overrides: tuple[str, ...]) -> tuple[dict, Path]:
+    """Train (or resume, or find finished) one run; returns its result and its newest weights."""
+    from .engine.checkpoint import latest_checkpoint
+    from .engine.train import TrainConfig, apply_overrides, train
+
+    cfg = TrainConfig(recipe=recipe, model=model, data=data, out=str(out), seed=seed, batch_size=preset.batch_size,
+                      lr=preset.lr, weight_decay=1e-4, clip_grad=1.0, max_steps=steps, lr_drop=(int(steps * 0.8),),
+                      ckpt_every=max(steps // 4, 1), eval_every=max(steps // 4, 1), workers=workers)
+    cfg = apply_overrides(cfg, list(overrides))
+    done = out / "result.json"
+    if done.is_file() and json.loads(done.read_text()).get("steps") == cfg.max_steps:
+        result = json.loads(done.read_text())
+    else:
+        result = train(cfg, resume=True)
+    weights, _ = latest_checkpoint(out)
+    return result, weights
+
+
+def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocaplift", data_root: str | None = None,
+                      seeds=None, out=None, train_steps: int | None = None, test_size: int | None = None,
+                      workers: int = 0, overrides: tuple[str, ...] = (), command: str | None = None) -> dict:
+    """Run the lifting head-to-head (see the module docstring); returns ``results.json``'s content."""
+    from . import __version__
+    from .engine.checkpoint import load_model
+    from .env import machine_info
+    from .io import OutputFolder
+    from .registry import get_config
+    from .tasks import task_name
+
+    if preset_name not in LIFTING_PRESETS:
+        raise ValueError(f"--preset {preset_name}: the lifting presets are {sorted(LIFTING_PRESETS)}")
+    preset = LIFTING_PRESETS[preset_name]
+    preset = dataclasses.replace(preset, **{k: v for k, v in dict(
+        recipes=tuple(recipes) if recipes else None, seeds=tuple(seeds) if seeds else None,
+        train_steps=train_steps, test_size=test_size).items() if v is not None})
+    others = [r for r in preset.recipes if task_name(r) != "lifting"]
+    if others:
+        raise ValueError(f"--recipes: {others} are not lifting recipes; bench them apart from the lifting ones")
+    out = Path(out or f"runs/bench/{preset.name}_{dataset}")
+    folder = OutputFolder(out, "--out")
+    folder.check(BENCH_FILES)
+    wanted = dict(preset=dataclasses.asdict(preset), dataset=dataset, data_root=data_root,
+                  overrides=list(overrides))
+    stamp = out / "bench_config.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != json.loads(json.dumps(wanted)):
+        raise ValueError(f"{stamp}: this folder holds a lifting bench with other settings; use another --out or "
+                         f"delete the folder")
+    folder.claim(BENCH_FILES)
+    write_json(wanted, stamp)
+    t0 = time.time()
+    records = []
+    for seed in preset.seeds:
+        data = _data(dataset, data_root, preset, seed)
+        encoders: dict[tuple, Path] = {}
+        for recipe in preset.recipes:
+            model = {}
+            ctx = _context_recipe_overrides(recipe, model)
+            key = tuple(sorted(ctx.items()))
+            if key not in encoders:
+                name = "lifting_context" + ("" if ctx["frames"] == 1 else f"_T{ctx['frames']}")
+                ctx_out = out / "runs" / name / f"seed{seed}"
+                print(f"[seed {seed}] context encoder {name}", flush=True)
+                _, encoders[key] = _run("lifting_context", seed, dict(ctx), data, preset, ctx_out,
+                                        preset.context_steps, workers, overrides)
+            run_out = out / "runs" / recipe / f"seed{seed}"
+            record_path = run_out / "bench.json"
+            if recipe == "lifting_context":
+                weights = encoders[key]
+                result = json.loads((out / "runs" / "lifting_context" / f"seed{seed}" / "result.json").read_text())
+            else:
+                print(f"[seed {seed}] {recipe}", flush=True)
+                model = {"context_weights": str(encoders[key])}
+                result, weights = _run(recipe, seed, model, data, preset, run_out, preset.train_steps, workers,
+                                       overrides)
+            if record_path.is_file():
+                record = json.loads(record_path.read_text())
+            else:
+                net = load_model(weights, context_weights="")
+                frames = get_config(recipe).frames
+                test_ds = _subset(_test_set(data, frames), preset.test_size)
+                record = _evaluate(net, test_ds, preset, net.head is None or net.head.deterministic)
+                record.update(recipe=recipe, seed=seed, params=sum(p.numel() for p in net.parameters()),
+                              train_seconds=result.get("seconds"), val=result.get("metrics"))
+                record_path.parent.mkdir(parents=True, exist_ok=True)
+                write_json(record, record_path)
+            records.append(record)
+    results = dict(bench=wanted, command=command, runs=[{k: v for k, v in r.items() if k != "examples"}
+                                                          for r in records],
+                   summary=summarise(records), wall_seconds_this_call=round(time.time() - t0, 1),
+                   machine=machine_info(), posediff=__version__, date=time.strftime("%Y-%m-%d %H:%M"))
+    write_json(results, out / "results.json")
+    plots = _plots(out, records)
+    write_report(out, results, plots)
+    print(format_table(results))
+    print(f"wrote {out / 'results.json'}, {out / 'report.md'}")
+    return results
+
+
+def _mean_std(values) -> dict:
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))} \
+        if len(v) else {"mean": None, "std": None, "n": 0}
+
+
+def summarise(records: list[dict]) -> dict:
+    """Per recipe: mean ± std over seeds of P1, P2, best-of-N, speed; and each recipe's P1 against the baseline's."""
+    by: dict[str, list[dict]] = {}
+    for r in records:
+        by.setdefault(r["recipe"], []).append(r)
+    out = {}
+    for recipe, rs in by.items():
+        out[recipe] = {k: _mean_std([r["test"].get(k) for r in rs]) for k in ("P1", "P2", "P1_best", "P2_best",
+                                                                              "P1_first", "spread")}
+        out[recipe]["poses_per_s"] = _mean_std([r["speed"]["poses_per_s"] for r in rs])
+        out[recipe]["seeds"] = [r["seed"] for r in rs]
+        actions = sorted(rs[0]["test"]["P1_per_action"])
+        out[recipe]["P1_per_action"] = {a: _mean_std([r["test"]["P1_per_action"][a] for r in rs])["mean"]
+                                        for a in actions}
+    if "lifting_baseline" in by:
+        base = {r["seed"]: r["test"]["P1"] for r in by["lifting_baseline"]}
+        for recipe, rs in by.items():
+            ratios = [r["test"]["P1"] / base[r["seed"]] for r in rs if r["seed"] in base]
+            best = [r["test"]["P1_best"] / base[r["seed"]] for r in rs if r["seed"] in base]
+            out[recipe]["P1_vs_baseline"] = _mean_std(ratios)
+            out[recipe]["P1_best_vs_baseline"] = _mean_std(best)
+    return out
+
+
+def _pm(v: dict, digits: int = 1) -> str:
+    if v.get("mean") is None:
+        return "-"
+    return f"{v['mean']:.{digits}f}" + (f" ± {v['std']:.{digits}f}" if v["n"] > 1 else "")
+
+
+def format_table(results: dict) -> str:
+    rows = ["| recipe | seeds | P1 (mm) | P2 (mm) | best-of-N P1 (oracle) | P1 / baseline | poses/s |",
+            "|---|---|---|---|---|---|---|"]
+    for recipe, s in results["summary"].items():
+        rows.append(f"| {recipe} | {len(s['seeds'])} | {_pm(s['P1'])} | {_pm(s['P2'])} | {_pm(s['P1_best'])} | "
+                    f"{_pm(s.get('P1_vs_baseline', {}), 3)} | {_pm(s['poses_per_s'], 0)} |")
+    return "\n".join(rows)
+
+
+def _plots(out: Path, records: list[dict]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .viz import save_figure
+
+    done = {}
+    for key, name, xlabel in (("p1_vs_steps", "plots/p1_vs_steps.png", "DDIM steps"),
+                              ("p1_vs_hypotheses", "plots/p1_vs_hypotheses.png", "hypotheses N")):
+        runs = [r for r in records if key in r]
+        if not runs:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for r in runs:
+            xs = sorted(int(x) for x in r[key])
+            ys = [r[key][str(x)] if key == "p1_vs_steps" else r[key][str(x)]["P1"] for x in xs]
+            ax.plot(xs, ys, marker="o", label=f"{r['recipe']} seed {r['seed']}")
+            if key == "p1_vs_hypotheses":
+                ax.plot(xs, [r[key][str(x)]["P1_best"] for x in xs], marker="x", ls="--",
+                        label=f"{r['recipe']} seed {r['seed']}, best-of-N (oracle)")
+        for r in records:
+            if r.get("recipe") == "lifting_baseline":
+                ax.axhline(r["test"]["P1"], color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("P1 (mm), mean over actions")
+        ax.legend(fontsize=6)
+        save_figure(fig, out / name)
+        done[key] = name
+    example = next((r for r in records if "examples" in r), None)
+    if example is not None:
+        _hypotheses_png(out / "hypotheses.png", example)
+        done["hypotheses"] = "hypotheses.png"
+    return done
+
+
+def _hypotheses_png(path: Path, record: dict, n: int = 3) -> None:
+    """Three test poses with the widest hypotheses: ground truth (black), hypotheses (colour), their mean."""
+    import matplotlib.pyplot as plt
+
+    from .skeletons import H36M17
+    from .viz import save_figure
+
+    hyps = np.asarray(record["examples"]["hypotheses"])                       # (E, H, J, 3) mm
+    gt = np.asarray(record["examples"]["targets"])                            # (E, J, 3)
+    spread = np.linalg.norm(hyps - hyps.mean(1, keepdims=True), axis=-1).mean((1, 2))
+    pick = np.argsort(-spread)[:n]
+    fig = plt.figure(figsize=(4 * n, 4))
+    for k, i in enumerate(pick):
+        ax = fig.add_subplot(1, n, k + 1, projection="3d")
+        for pose, style in [(gt[i], dict(color="black", lw=2))] + [
+                (h, dict(color=plt.cm.viridis(j / max(len(hyps[i]) - 1, 1)), lw=0.8, alpha=0.6))
+                for j, h in enumerate(hyps[i])] + [(hyps[i].mean(0), dict(color="red", lw=1.5, ls="--"))]:
+            for a, b in H36M17.limbs:  # camera frame: x right, y down, z forward -> plot x, z, -y
+                ax.plot([pose[a, 0], pose[b, 0]], [pose[a, 2], pose[b, 2]], [-pose[a, 1], -pose[b, 1]], **style)
+        ax.set_title(f"{record['recipe']}: test pose {i} (spread {spread[i]:.0f} mm)", fontsize=8)
+        ax.set_xlabel("x")
+        ax.set_ylabel("z (depth)")
+        ax.set_zlabel("-y")
+    fig.suptitle("black: ground truth; colours: hypotheses; red dashed: their mean", fontsize=9)
+    save_figure(fig, path)
+
+
+def write_report(out: Path, results: dict, plots: dict) -> None:
+    from .bench import _machine_name
+
+    b = results["bench"]
+    lines = [f"# Lifting bench: {b['preset']['name']} on {b['dataset']}", "",
+             f"{results['date']}, {_machine_name(results['machine'])}; command: `{results.get('command') or '-'}`", "",
+             format_table(results), "",
+             "P1 / P2: the mean hypothesis, mean over actions of the per-action means, mm; best-of-N: the lowest "
+             "P1 among the hypotheses per pose, an oracle that looks at the ground truth. Spread over seeds: "
+             "± one standard deviation.", ""]
+    summary = results["summary"]
+    actions = sorted({a for s in summary.values() for a in s["P1_per_action"]})
+    lines += ["## P1 per action (mm)", "", "| recipe | " + " | ".join(actions) + " |",
+              "|---|" + "---|" * len(actions)]
+    for recipe, s in summary.items():
+        lines.append(f"| {recipe} | " + " | ".join(f"{s['P1_per_action'].get(a, float('nan')):.1f}" for a in actions)
+                     + " |")
+    lines += ["", "## Speed (batched, this machine)", "", "| recipe | seed | poses/s | ms/pose | context ms/pose | "
+              "denoiser pass ms/pose | GMM fit ms/pose |", "|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        sp = r["speed"]
+        lines.append(f"| {r['recipe']} | {r['seed']} | {sp['poses_per_s']:.0f} | {sp['ms_per_pose']:.3f} | "
+                     f"{sp['context_ms_per_pose']:.3f} | {sp.get('denoiser_pass_ms_per_pose', float('nan')):.3f} | "
+                     f"{sp.get('gmm_fit_ms_per_pose', float('nan')):.3f} |")
+    for key, title in (("p1_vs_steps", "P1 against DDIM steps"), ("p1_vs_hypotheses", "P1 against N"),
+                       ("hypotheses", "Hypotheses in 3D")):
+        if key in plots:
+            lines += ["", f"## {title}", "", f"![{title}]({plots[key]})"]
+    p = b["preset"]
+    lines += ["", "## Protocol", "",
+              f"Per seed ({', '.join(map(str, p['seeds']))}): `lifting_context` trained alone for "
+              f"{p['context_steps']} steps, then frozen; each recipe's head trained on it for {p['train_steps']} "
+              f"steps (batch {p['batch_size']}, AdamW lr {p['lr']}, x0.1 at 80%). Test poses: "
+              f"{'all' if p['test_size'] is None else p['test_size']}; sweeps on the first {p['sweep_size']}."]
+    (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,65 @@
+"""The lifting bench: a shared frozen context per seed, both heads on it, scores, sweeps, speed, report."""
+
+import json
+
+import pytest
+
+from posediff import bench_lifting
+from posediff.bench_lifting import LiftingPreset, run_lifting_bench
+
+SMALL = ("model.dim=32", "model.context_dim=32", "model.blocks=1", "model.context_blocks=1", "model.heads=2",
+         "model.gmm_samples=64", "model.em_iterations=2")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lb")
+    tiny = LiftingPreset("tiny", context_steps=6, train_steps=4, batch_size=32, seeds=(0, 1), train_size=128,
+                         test_size=40, val_size=16, sampling_steps=(1, 2), hypothesis_counts=(1, 3), sweep_size=16,
+                         speed_batch=16)
+    patch = pytest.MonkeyPatch()
+    patch.setitem(bench_lifting.LIFTING_PRESETS, "tiny", tiny)
+    results = run_lifting_bench(["lifting_baseline", "diffpose"], "tiny", out=str(tmp / "b"), overrides=SMALL)
+    yield tmp, results
+    patch.undo()
+
+
+def test_heads_share_the_seeds_context_and_are_scored(bench):
+    tmp, results = bench
+    runs = tmp / "b" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["diffpose", "lifting_baseline", "lifting_context"]
+    for seed in (0, 1):
+        ctx = str(runs / "lifting_context" / f"seed{seed}" / "step_0000006.safetensors")
+        for recipe in ("lifting_baseline", "diffpose"):
+            cfg = json.loads((runs / recipe / f"seed{seed}" / "config.json").read_text())["config"]
+            assert cfg["model"]["context_weights"] == ctx and cfg["seed"] == seed
+    s = results["summary"]
+    assert s["diffpose"]["P1"]["n"] == 2 and s["diffpose"]["P1_vs_baseline"]["n"] == 2
+    assert s["lifting_baseline"]["P1_vs_baseline"]["mean"] == pytest.approx(1.0)
+    diff = next(r for r in results["runs"] if r["recipe"] == "diffpose")
+    assert set(diff["p1_vs_steps"]) == {"1", "2"} and set(diff["p1_vs_hypotheses"]) == {"1", "3"}
+    assert diff["speed"]["gmm_fit_ms_per_pose"] > 0 and diff["test"]["poses"] == 40
+    report = (tmp / "b" / "report.md").read_text()
+    assert "| diffpose | 2 |" in report and "## P1 per action (mm)" in report
+    assert (tmp / "b" / "hypotheses.png").stat().st_size > 5000
+    assert (tmp / "b" / "plots" / "p1_vs_steps.png").stat().st_size > 5000
+
+
+def test_rerun_recomputes_nothing(bench, monkeypatch):
+    tmp, results = bench
+    import sys
+
+    def refuse(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train", refuse)
+    again = run_lifting_bench(["lifting_baseline", "diffpose"], "tiny", out=str(tmp / "b"), overrides=SMALL)
+    assert again["summary"] == results["summary"]
+
+
+def test_other_settings_and_other_recipes_are_refused(bench):
+    tmp, _ = bench
+    with pytest.raises(ValueError, match="other settings"):
+        run_lifting_bench(["lifting_baseline", "diffpose"], "tiny", out=str(tmp / "b"), overrides=SMALL[:-1])
+    with pytest.raises(ValueError, match="not lifting recipes"):
+        run_lifting_bench(["edpose_tiny"], "tiny", out=str(tmp / "c"))
