@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import logging
 import shlex
@@ -50,6 +49,7 @@ import numpy as np
 import torch
 
 from .io import write_json
+from .tasks.multiperson import ground_truth, score_results
 
 __all__ = ["Preset", "PRESETS", "BenchSpec", "run_bench", "write_report", "main", "TABLE_KEYS"]
 
@@ -254,44 +254,19 @@ def _test_set(cfg, spec: BenchSpec):
         from .data.synthcrowd import check_renderer
 
         gts["crowdpose"] = str(Path(d.root) / "test" / "crowdpose.json")
-        check_renderer(gts["crowdpose"], _ground_truth(gts["crowdpose"]))
+        check_renderer(gts["crowdpose"], ground_truth(gts["crowdpose"]))
     return test_ds, gts
-
-
-@functools.lru_cache(maxsize=8)
-def _ground_truth(path: str) -> dict:
-    """A ground-truth file, parsed once per process (it is read for every evaluation). Read-only: the scorers
-    subset copies (``evaluate_keypoints(..., image_ids=...)``)."""
-    return json.loads(Path(path).read_text())
-
-
-def score(results: list[dict], gts: dict, image_ids: list[int]) -> dict:
-    """Metrics of COCO-17 (or the model's own format) results against every ground truth in ``gts``."""
-    from .evaluation import evaluate_keypoints, results_to_crowdpose14
-
-    out = {}
-    k_pred = len(results[0]["keypoints"]) // 3 if results else None
-    for fmt, path in gts.items():
-        gt = _ground_truth(str(path))
-        k = len(gt["categories"][0]["keypoints"])
-        res = results
-        if k_pred == 17 and k == 14:
-            res = results_to_crowdpose14(results)
-        elif k_pred is not None and k_pred != k:
-            continue  # a 14-joint model has no COCO-17 score
-        out[fmt] = evaluate_keypoints(gt, res, dataset=fmt, image_ids=image_ids)
-    return out
 
 
 def showcase_ids(gts: dict, image_ids: list[int], n: int = 3) -> list[int]:
     """The hardest images: highest crowd index (CrowdPose ground truth), else most persons."""
     keep = set(image_ids)
     if "crowdpose" in gts:
-        gt = _ground_truth(str(gts["crowdpose"]))
+        gt = ground_truth(str(gts["crowdpose"]))
         ranked = sorted((im for im in gt["images"] if im["id"] in keep),
                         key=lambda im: (-im.get("crowdIndex", 0.0), im["id"]))
         return [im["id"] for im in ranked[:n]]
-    gt = _ground_truth(str(next(iter(gts.values()))))
+    gt = ground_truth(str(next(iter(gts.values()))))
     count: dict[int, int] = {}
     for a in gt["annotations"]:
         if a["image_id"] in keep and a.get("num_keypoints", 0) > 0:
@@ -402,7 +377,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         seconds = round(time.time() - t0, 1)
         for steps in missing:
             key, results = _eval_key(steps), by_steps[steps]
-            metrics = score(results, gts, image_ids)
+            metrics = score_results(results, gts, image_ids)
             record["evals"][key] = dict(steps=steps, metrics=metrics, seconds=seconds, pass_steps=missing,
                                         showcase=[r for r in results if r["image_id"] in show and r["score"] >= 0.3])
             log.info("%s seed %d steps %s: %s", run["recipe"], run["seed"], key,
@@ -465,7 +440,7 @@ def hypotheses(model, test_ds, gts: dict, preset: Preset, seed: int, steps: int 
     subset = copy.copy(test_ds)
     subset.ids = test_ds.ids[: preset.hypotheses_images]
     fmt = next(iter(gts))  # the model's own format (the val metric)
-    return _sampled(model, subset, _ground_truth(str(gts[fmt])), _SKELETONS[fmt], preset.hypotheses_counts, seed,
+    return _sampled(model, subset, ground_truth(str(gts[fmt])), _SKELETONS[fmt], preset.hypotheses_counts, seed,
                     steps, device)
 
 
@@ -765,7 +740,7 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str, test_ds
         first.setdefault(r["recipe"], r)
     shown = [r["evals"][_eval_key(r["default_steps"])]["showcase"] for r in first.values()]
     gt_path = gts[fmt]
-    gt = _ground_truth(str(gt_path))
+    gt = ground_truth(str(gt_path))
     k = len(gt["categories"][0]["keypoints"])
     by_id = {im["id"]: im for im in gt["images"]}
     rows = []

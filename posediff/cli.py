@@ -130,7 +130,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _zoo_export(args: argparse.Namespace) -> int:
-    from .zoo import export_and_score
+    from .engine.zoo_export import export_and_score
 
     if args.eval_size is not None and args.eval_size < 32:
         raise ValueError(f"posediff zoo export: --eval-size is a shorter side in pixels, at least 32; got "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -21,8 +22,8 @@ from ..io import write_json
 from .base import Task, TaskData, _int, _number, _refused, _sizes
 
 __all__ = ["DataConfig", "MultipersonTask", "REAL_SIZES", "SPLIT_FRACTIONS", "build_datasets", "check_synthcrowd_meta",
-           "coco_data", "crowdpose_data", "evaluate", "predict_results", "predict_results_at_steps",
-           "render_synthcrowd", "split_size", "synthcrowd_folder", "synthcrowd_meta"]
+           "coco_data", "crowdpose_data", "evaluate", "ground_truth", "predict_results", "predict_results_at_steps",
+           "render_synthcrowd", "score_results", "split_size", "synthcrowd_folder", "synthcrowd_meta"]
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +313,31 @@ def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, de
 
     results = predict_results(model, dataset, batch_size, device, steps, progress)
     return evaluate_keypoints(ann_file, results, dataset=metric, image_ids=dataset.ids)
+
+
+@functools.lru_cache(maxsize=8)
+def ground_truth(path: str) -> dict:
+    """A ground-truth file, parsed once per process (it is read for every evaluation). Read-only: the scorers
+    subset copies (``evaluate_keypoints(..., image_ids=...)``)."""
+    return json.loads(Path(path).read_text())
+
+
+def score_results(results: list[dict], gts: dict, image_ids: list[int]) -> dict:
+    """Metrics of COCO-17 (or the model's own format) results against every ground truth in ``gts``."""
+    from ..evaluation import evaluate_keypoints, results_to_crowdpose14
+
+    out = {}
+    k_pred = len(results[0]["keypoints"]) // 3 if results else None
+    for fmt, path in gts.items():
+        gt = ground_truth(str(path))
+        k = len(gt["categories"][0]["keypoints"])
+        res = results
+        if k_pred == 17 and k == 14:
+            res = results_to_crowdpose14(results)
+        elif k_pred is not None and k_pred != k:
+            continue  # a 14-joint model has no COCO-17 score
+        out[fmt] = evaluate_keypoints(gt, res, dataset=fmt, image_ids=image_ids)
+    return out
 
 
 class MultipersonTask(Task):

@@ -5,16 +5,10 @@ import torch
 
 from posediff import create_model
 from posediff.data.synthcrowd import RENDERER_VERSION
+from posediff.engine import zoo_export
 from posediff.engine.checkpoint import init_from, save_checkpoint
-from posediff.zoo import (
-    PRETRAINED,
-    ZOO_DIR,
-    export_zoo,
-    read_zoo_file,
-    score_on_synthcrowd_test,
-    zoo_metadata,
-    zoo_path,
-)
+from posediff.engine.zoo_export import export_zoo, score_on_synthcrowd_test
+from posediff.zoo import PRETRAINED, ZOO_DIR, read_zoo_file, zoo_metadata, zoo_path
 
 BACKBONE = "resnet18_synthcrowd_heatmaps.safetensors"
 
@@ -94,7 +88,7 @@ def test_a_model_whose_base_changed_since_its_export_is_refused(tmp_path):
 
 
 def test_export_refuses_a_run_trained_on_another_synthcrowd_renderer(tmp_path):
-    from posediff.zoo import export_and_score
+    from posediff.engine.zoo_export import export_and_score
 
     ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {},
                            extra_meta={"config": {"data": {"kind": "synthcrowd"}}})  # no synthcrowd_renderer: v1
@@ -103,23 +97,31 @@ def test_export_refuses_a_run_trained_on_another_synthcrowd_renderer(tmp_path):
 
 
 def test_export_scores_at_the_runs_evaluation_size_or_the_asked_one(tmp_path, monkeypatch):
-    import posediff.zoo
-
     asked = []
-    monkeypatch.setattr(posediff.zoo, "score_on_synthcrowd_test", lambda model, **kw: asked.append(kw) or {})
+    monkeypatch.setattr(zoo_export, "score_on_synthcrowd_test", lambda model, **kw: asked.append(kw) or {})
     data = {"kind": "synthcrowd", "num_images": 30, "size": 96, "train_scales": [80, 96], "eval_size": None}
     ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {},
                            extra_meta={"config": {"data": data}, "synthcrowd_renderer": RENDERER_VERSION})
-    posediff.zoo.export_and_score(ckpt, tmp_path / "a.safetensors")
-    posediff.zoo.export_and_score(ckpt, tmp_path / "b.safetensors", eval_size=72)
+    zoo_export.export_and_score(ckpt, tmp_path / "a.safetensors")
+    zoo_export.export_and_score(ckpt, tmp_path / "b.safetensors", eval_size=72)
     assert [kw["eval_size"] for kw in asked] == [96, 72]  # the largest training scale, then as asked
     # refused before scoring: an --out that is a folder, the checkpoint itself, or the base
     for out, expected in ((tmp_path, "is a folder"), (ckpt, "is also this command's input")):
         with pytest.raises(ValueError, match=expected):
-            posediff.zoo.export_and_score(ckpt, out)
+            zoo_export.export_and_score(ckpt, out)
     with pytest.raises(ValueError, match="is also this command's input"):
-        posediff.zoo.export_and_score(ckpt, zoo_path(BACKBONE), base=BACKBONE)
+        zoo_export.export_and_score(ckpt, zoo_path(BACKBONE), base=BACKBONE)
     assert len(asked) == 2
+
+
+def test_loading_zoo_weights_imports_neither_the_bench_nor_the_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys, posediff; posediff.create_model('edpose_tiny', pretrained='synthcrowd'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('posediff.bench', 'posediff.engine'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_init_skips_tensors_of_another_shape(tmp_path):

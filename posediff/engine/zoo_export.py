@@ -1,0 +1,162 @@
+"""Making zoo files: a training run's checkpoint exported as an fp16 zoo file and scored on SynthCrowd's test
+split (``posediff zoo export``). Loading zoo files is :mod:`posediff.zoo`'s, which imports nothing of this.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..zoo import FORMAT, read_zoo_file, tensors_digest, zoo_path
+
+__all__ = ["export_and_score", "export_zoo", "score_on_synthcrowd_test", "zoo_tensors"]
+
+
+def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tuple[dict, dict, int]:
+    """A training checkpoint's tensors in fp16, less those equal to ``base``'s (a zoo file name):
+    (tensors, checkpoint metadata, number left out).
+
+    A tensor of the base that training changed is an error, since the file would then not reproduce the
+    model (was the backbone frozen?).
+    """
+    from .checkpoint import load_checkpoint
+
+    weights, ema, meta = load_checkpoint(checkpoint)
+    state = ema if (use_ema and ema) else weights
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    dropped = 0
+    if base:
+        changed = []
+        for k, v in read_zoo_file(zoo_path(base)).items():
+            if k not in half:
+                continue
+            b = v.half() if v.is_floating_point() else v
+            if b.shape == half[k].shape and torch.equal(b, half[k]):
+                del half[k]
+                dropped += 1
+            else:
+                changed.append(k)
+        if changed:
+            raise ValueError(f"{checkpoint}: {len(changed)} tensors of base {base!r} differ in the checkpoint "
+                             f"(e.g. {changed[:3]}); was the backbone frozen in training?")
+    return half, meta, dropped
+
+
+def _zoo_overrides(meta: dict) -> dict:
+    """A checkpoint's recipe overrides as the zoo keeps them: without ``pretrained_backbone`` (zoo models load
+    without any network)."""
+    return {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
+
+
+def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
+               made_by: dict | None = None, use_ema: bool = True) -> dict:
+    """Write a training checkpoint as an fp16 zoo file (see :func:`zoo_tensors`); returns a summary.
+
+    The recipe's overrides are kept but ``pretrained_backbone`` (zoo models load without any network).
+    """
+    from safetensors.torch import save_file
+
+    from ..io import atomic_path
+
+    half, meta, dropped = zoo_tensors(checkpoint, base, use_ema)
+    overrides = _zoo_overrides(meta)
+    out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": json.dumps(overrides, sort_keys=True),
+                "step": meta.get("step", ""), "metrics": json.dumps(metrics or {}),
+                "made_by": json.dumps(made_by or {})}
+    if base:
+        out_meta["base"] = base
+        out_meta["base_digest"] = tensors_digest(read_zoo_file(zoo_path(base)))
+    with atomic_path(out) as tmp:
+        save_file(half, str(tmp), metadata=out_meta)
+    return {"tensors": len(half), "from_base": dropped, "bytes": Path(out).stat().st_size}
+
+
+def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
+                             eval_size: int | None = None, max_size: int = 400, steps: int | None = None,
+                             progress: bool = False) -> dict:
+    """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split, evaluated at ``eval_size``
+    (default, for scenes of :class:`~posediff.engine.DataConfig`'s size: its evaluation size, the largest
+    training scale; other scene sizes must say theirs).
+
+    ``root``: a SynthCrowd folder holding ``test/`` (as ``posediff train`` writes it); without one, the test
+    split of ``num_images`` scenes of ``size`` pixels and ``scene_seed`` is rendered into a temporary folder
+    (scenes are deterministic, so this is the same split for the same renderer version, which the metrics
+    record; ``synthcrowd_split`` refuses a folder drawn by another).
+    """
+    import tempfile
+
+    from ..data.synthcrowd import RENDERER_VERSION, SceneConfig, check_renderer, synthcrowd_split, write_split
+    from ..data.transforms import eval_transforms
+    from ..tasks.multiperson import DataConfig, ground_truth, predict_results, score_results
+
+    if eval_size is None:
+        default = DataConfig()
+        if size != default.size:
+            raise ValueError(f"score_on_synthcrowd_test: scenes of {size} px need an eval_size (the default, "
+                             f"{default.eval_scale}, is for {default.size} px scenes)")
+        eval_size = default.eval_scale
+    with tempfile.TemporaryDirectory() as tmp:
+        if root is None:
+            root = tmp
+            write_split(root, "test", num_images, seed=scene_seed, config=SceneConfig(size=size), progress=progress)
+        ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
+        gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
+        gt = ground_truth(gts["crowdpose"])
+        check_renderer(gts["crowdpose"], gt)
+        info = gt["info"]  # check_renderer has read it: a dict
+        have = dict(num_images=info.get("num_images"), size=info.get("config", {}).get("size"), seed=info.get("seed"))
+        asked = dict(num_images=num_images, size=size, seed=scene_seed)
+        wrong = [f"{k} {have[k]} (wanted {v})" for k, v in asked.items() if have[k] != v]
+        if wrong:  # the metrics record the split they were scored on: it must be the one asked for
+            raise ValueError(f"{gts['crowdpose']}: field info holds another test split: {', '.join(wrong)}")
+        results = predict_results(model, ds, batch_size=4, steps=steps, progress=progress)
+        metrics = score_results(results, gts, [int(i) for i in ds.ids])
+    return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed, eval_size=eval_size,
+                                         max_size=max_size, renderer=RENDERER_VERSION))
+
+
+def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None,
+                     eval_size: int | None = None) -> dict:
+    """``posediff zoo export``: score the run's last checkpoint, with its weights rounded to fp16 as users get
+    them, on the SynthCrowd test split of the data it was trained on (at ``eval_size``, by default the run's
+    data config's), then write the zoo file (once) with the metrics in its metadata."""
+    from ..io import check_output_file
+    from ..registry import create_model
+    from ..tasks.multiperson import DataConfig, check_synthcrowd_meta, split_size
+    from .checkpoint import latest_checkpoint, load_checkpoint
+
+    run = Path(run)
+    if run.is_dir():
+        found = latest_checkpoint(run)
+        if found is None:
+            raise FileNotFoundError(f"{run}: no checkpoint (last.json) in this folder")
+        checkpoint = found[0]
+    else:
+        checkpoint = run
+    check_output_file(out, "--out", inputs=(checkpoint, zoo_path(base) if base else None))
+    meta = load_checkpoint(checkpoint)[2]
+    data = json.loads(meta.get("config", "{}")).get("data", {})
+    if data.get("kind") != "synthcrowd":
+        raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
+                         f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
+    check_synthcrowd_meta(meta, checkpoint, "score and export")
+    d = DataConfig.from_saved(data)  # the run's data, fields it did not record at their defaults
+    half = zoo_tensors(checkpoint, base)[0]
+    state = {**(read_zoo_file(zoo_path(base)) if base else {}),
+             **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}
+    overrides = _zoo_overrides(meta)
+    model = create_model(meta["recipe"], **overrides)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # a base file of another model: keys or shapes that do not fit
+        raise ValueError(f"{checkpoint} with --base {base}: the weights do not make a {meta['recipe']} model "
+                         f"({str(err).splitlines()[0]} ...); is the base the backbone this run was trained "
+                         f"from?") from err
+    metrics = score_on_synthcrowd_test(model.eval(), root=data_root or d.root,
+                                       num_images=split_size(d.num_images, "test"), size=d.size,
+                                       scene_seed=d.scene_seed, max_size=d.max_size,
+                                       eval_size=eval_size if eval_size is not None else d.eval_scale)
+    summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
+    return dict(summary, checkpoint=str(checkpoint), metrics=metrics)
