@@ -5,7 +5,7 @@
     posediff data mocapbank CMU_H36M17.npz --out BANK.npz                 pack MocapLift's poses
     posediff prior fit ANNOTATIONS --out PRIOR.safetensors                fit a keypoint-completion prior
     posediff train CONFIG [key=value ...] [--resume]                      train (torchrun -m posediff train)
-    posediff predict IMAGE... --checkpoint C --out DIR                    poses on images (JSON + PNG)
+    posediff predict IMAGE... [--checkpoint C] --out DIR [--lift [L]]     poses on images (JSON + PNG), 3D
     posediff pretrain-backbone --out W.safetensors [--minutes M]          SynthCrowd heatmap pretraining
     posediff bench [--preset quick|standard|full] [--recipes R...]        head-to-head: tables, plots, report
     posediff zoo export RUN --out ZOO.safetensors                         a run -> fp16 zoo file, scored
@@ -102,9 +102,10 @@ def _predict(args: argparse.Namespace) -> int:
     from .engine.infer import predict_files
 
     done = predict_files(args.checkpoint, args.images, args.out, size=args.size, score_threshold=args.score_threshold,
-                         steps=args.steps)
+                         steps=args.steps, lift=args.lift, hypotheses=args.hypotheses)
     out = done["out"]
-    print(f"{done['predicted']} images -> {out}/results.json and {out}/*_poses.png")
+    lifted = f", {out}/poses3d.json and {out}/*_3d.png" if args.lift else ""
+    print(f"{done['predicted']} images -> {out}/results.json and {out}/*_poses.png{lifted}")
     if done["failed"]:
         for f in done["failed"]:
             print(f"posediff: could not read image {f['image_id']}: {f['error']}", file=sys.stderr)
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict poses on images with a trained checkpoint")
     pr.add_argument("images", nargs="+", help="image files (any size)")
-    pr.add_argument("--checkpoint", required=True, help="a posediff .safetensors checkpoint")
+    pr.add_argument("--checkpoint", help="a posediff .safetensors checkpoint of a 2D model (default: the zoo's "
+                    "edpose_tiny, trained on SynthCrowd)")
     pr.add_argument("--out", required=True, help="output folder: results.json (COCO results), images.json "
                     "(which drawing is which image, and which images could not be read) and *_poses.png; a rerun "
                     "replaces them; files posediff did not write are never replaced")
@@ -188,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--score-threshold", type=float, default=0.3, help="persons scoring less are left out (0-1)")
     pr.add_argument("--steps", type=int, default=None, help="sampling steps of a diffusion model (not of a "
                     "one-pass model such as edpose)")
+    pr.add_argument("--lift", nargs="?", const="zoo", default=None, metavar="CHECKPOINT",
+                    help="also lift each person to 3D (poses3d.json, *_3d.png) with a lifting checkpoint, or with the "
+                         "zoo's diffpose when none is given")
+    pr.add_argument("--hypotheses", type=int, default=None, help="hypotheses of a diffusion lifter (default: its own)")
     pr.set_defaults(func=_predict)
 
     pb2 = sub.add_parser("pretrain-backbone", help="pretrain a backbone on SynthCrowd keypoint heatmaps")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Skeleton", "COCO17", "CROWDPOSE14", "H36M17", "get_skeleton", "coco17_to_crowdpose14"]
+__all__ = ["Skeleton", "COCO17", "CROWDPOSE14", "H36M17", "get_skeleton", "coco17_to_crowdpose14", "coco17_to_h36m17"]
 
 
 @dataclass(frozen=True)
@@ -175,4 +175,42 @@ def coco17_to_crowdpose14(keypoints: np.ndarray) -> np.ndarray:
     out[..., 13, 2] = np.where(neck_ok, neck_v, 0.0)
     out[..., 12, :2] = np.where(head_ok[..., None], head_xy, 0.0)
     out[..., 12, 2] = np.where(head_ok, head_v, 0.0)
+    return out
+
+
+def coco17_to_h36m17(keypoints: np.ndarray) -> np.ndarray:
+    """Convert COCO-17 keypoints (x, y, score or flag) to the Human3.6M-17 joint order, for lifting.
+
+    Hips, knees, ankles (as feet), shoulders, elbows and wrists are copied. COCO has no pelvis, spine, thorax or
+    head top, so (as the usual conversion for 2D-to-3D lifters does):
+
+    * pelvis = midpoint of the hips; thorax = midpoint of the shoulders; spine = midpoint of pelvis and thorax;
+    * neck/nose = the nose; head = midpoint of the eyes;
+
+    each derived joint taking the lower third value of the joints it is made from.
+
+    Args:
+        keypoints: (..., 17, 3) COCO-17 x, y and a score or visibility flag.
+
+    Returns:
+        (..., 17, 3) in the H36M-17 order (:data:`H36M17`).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.shape[-2:] != (17, 3):
+        raise ValueError(f"coco17_to_h36m17: expected keypoints of shape (..., 17, 3), got {kp.shape}")
+
+    def mid(a, b):
+        return np.concatenate([0.5 * (a[..., :2] + b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])], -1)
+
+    out = np.zeros_like(kp)
+    pelvis, thorax = mid(kp[..., 11, :], kp[..., 12, :]), mid(kp[..., 5, :], kp[..., 6, :])
+    out[..., 0, :] = pelvis
+    out[..., 1:4, :] = kp[..., [12, 14, 16], :]  # right hip, knee, ankle
+    out[..., 4:7, :] = kp[..., [11, 13, 15], :]  # left hip, knee, ankle
+    out[..., 7, :] = mid(pelvis, thorax)
+    out[..., 8, :] = thorax
+    out[..., 9, :] = kp[..., 0, :]
+    out[..., 10, :] = mid(kp[..., 1, :], kp[..., 2, :])
+    out[..., 11:14, :] = kp[..., [5, 7, 9], :]  # left shoulder, elbow, wrist
+    out[..., 14:17, :] = kp[..., [6, 8, 10], :]  # right shoulder, elbow, wrist
     return out

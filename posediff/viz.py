@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from .skeletons import Skeleton, get_skeleton
 
-__all__ = ["draw_poses", "contact_sheet", "person_colours", "save_figure"]
+__all__ = ["draw_poses", "contact_sheet", "person_colours", "save_figure", "plot_poses_3d"]
 
 
 def person_colours(n: int) -> list[tuple[int, int, int]]:
@@ -83,3 +83,50 @@ def save_figure(fig, path, dpi: int = 110, **savefig_kwargs) -> None:
             fig.savefig(tmp, format="png", dpi=dpi, **savefig_kwargs)
     finally:
         plt.close(fig)
+
+
+def plot_poses_3d(poses: np.ndarray, path, skeleton: Skeleton | str = "h36m17", titles: Sequence[str] | None = None,
+                  image: np.ndarray | None = None) -> None:
+    """One 3D panel per pose, written to ``path`` (PNG); beside ``image`` when given.
+
+    ``poses`` (N, J, 3) or (N, H, J, 3) root-relative camera-frame millimetres (x right, y down, z away from the
+    camera); with H hypotheses each is drawn thin and their mean thick. The panels show x across, depth (z)
+    into the page and -y up, so a standing person stands.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sk = get_skeleton(skeleton)
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim == 3:
+        poses = poses[:, None]
+    n = len(poses)
+    cols = n + (image is not None)
+    fig = plt.figure(figsize=(3.2 * max(cols, 1), 3.4))
+    if image is not None:
+        ax = fig.add_subplot(1, cols, 1)
+        ax.imshow(image)
+        ax.axis("off")
+    colours = person_colours(max(n, 1))
+    for i, hyps in enumerate(poses):
+        ax = fig.add_subplot(1, cols, i + 1 + (image is not None), projection="3d")
+        rgb = tuple(c / 255 for c in colours[i])
+        mean = hyps.mean(0)
+        for pose, lw, alpha in [(h, 0.7, 0.35) for h in hyps if len(hyps) > 1] + [(mean, 2.0, 1.0)]:
+            for a, b in sk.limbs:
+                ax.plot([pose[a, 0], pose[b, 0]], [pose[a, 2], pose[b, 2]], [-pose[a, 1], -pose[b, 1]],
+                        color=rgb, lw=lw, alpha=alpha)
+        span = max(float(np.ptp(mean, axis=0).max()) / 2, 1.0)
+        centre = mean.mean(0)
+        ax.set_xlim(centre[0] - span, centre[0] + span)
+        ax.set_ylim(centre[2] - span, centre[2] + span)
+        ax.set_zlim(-centre[1] - span, -centre[1] + span)
+        ax.set_xlabel("x (mm)", fontsize=6)
+        ax.set_ylabel("depth (mm)", fontsize=6)
+        ax.set_zlabel("-y (mm)", fontsize=6)
+        ax.tick_params(labelsize=5)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7)
+    save_figure(fig, path)

@@ -127,8 +127,16 @@ class Predictor:
 
 
 def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_threshold: float = 0.3,
-                  steps: int | None = None, skeleton: str | None = None) -> dict:
+                  steps: int | None = None, skeleton: str | None = None, lift=None,
+                  hypotheses: int | None = None) -> dict:
     """``posediff predict``: COCO results JSON (image_id = position in ``images``) and PNGs with poses drawn.
+
+    ``checkpoint``: a one-stage 2D model's checkpoint, or None for the zoo's ``edpose_tiny`` (SynthCrowd).
+    ``lift``: also lift every kept person to 3D: ``"zoo"`` (the zoo's ``diffpose``, MocapLift) or a lifting
+    checkpoint; each person's COCO-17 pose is mapped to H36M-17 (:func:`~posediff.skeletons.coco17_to_h36m17`) and
+    lifted with the image's size (``hypotheses``: the diffusion head's N). Writes ``poses3d.json`` (per image and
+    person: the H36M-17 pixels and the root-relative camera-frame millimetres, the mean and every hypothesis)
+    and ``STEM_3d.png`` (the drawing beside each person's 3D skeleton).
 
     The folder is an :class:`~posediff.io.OutputFolder`: a file in it that posediff did not write is never
     replaced (the call is refused first), a drawing is never written over an input image, and an earlier call's
@@ -152,9 +160,19 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     if not images:
         raise ValueError("posediff predict: no images given")
     folder = OutputFolder(out_dir, "--out", adopt=_made_by_predict)
-    predictor = Predictor.from_checkpoint(checkpoint, size=size, steps=steps)
+    if checkpoint is None:
+        from ..registry import create_model
+
+        predictor = Predictor(create_model("edpose_tiny", pretrained="synthcrowd"), size=size, steps=steps)
+    else:
+        predictor = Predictor.from_checkpoint(checkpoint, size=size, steps=steps)
     k = predictor.model.num_keypoints
     skeleton = skeleton or ("coco17" if k == 17 else "crowdpose14")
+    lifter = None
+    if lift is not None:
+        if k != 17:
+            raise ValueError(f"--lift maps COCO-17 poses to Human3.6M-17; the 2D model predicts {k} joints")
+        lifter = _lifter(lift)
     failed: dict[int, str] = {}
     for i, path in enumerate(images):  # every header before the folder is touched
         try:
@@ -164,12 +182,17 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     if len(failed) == len(images):
         raise ImageError(f"no image could be read: {'; '.join(failed[i] for i in sorted(failed))}")
     drawings = _drawing_names(images, folder.path)
-    folder.check(["results.json", "images.json", *drawings])  # a refused call removes nothing
+    drawings_3d = _drawing_names(images, folder.path, "_3d.png") if lifter is not None else []
+    written = ["results.json", "images.json", *(["poses3d.json"] if lifter is not None else []), *drawings,
+               *drawings_3d]
+    folder.check(written)  # a refused call removes nothing
     # the earlier call's index goes first, then its drawings (never an input): the folder never mixes two calls
-    for name in ["results.json", "images.json", *sorted(n for n in folder.names if n.endswith("_poses.png"))]:
-        folder.remove(name, keep=images)
-    folder.claim(["results.json", "images.json", *drawings])
-    results, index = [], []
+    for name in ["results.json", "images.json", "poses3d.json",
+                 *sorted(n for n in folder.names if n.endswith(("_poses.png", "_3d.png")))]:
+        if folder.owns(name):
+            folder.remove(name, keep=images)
+    folder.claim(written)
+    results, index, lifted = [], [], []
     for i, image, pred in predictor._predicted(images, failed, headers_read=True):  # drawn as they come
         keep = pred["scores"] >= score_threshold
         results += to_coco_results([i], [dict(keypoints=pred["keypoints"][keep], scores=pred["scores"][keep])])
@@ -178,18 +201,81 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
                            occluded_hollow=False)
         with atomic_path(folder.path / drawings[i]) as tmp:
             Image.fromarray(drawn).save(tmp, format="PNG")
+        if lifter is not None:
+            lifted.append(_lift_image(lifter, i, images[i], image, pred["keypoints"][keep], pred["scores"][keep],
+                                      hypotheses))
+            index[-1]["drawing_3d"] = drawings_3d[i]
+            _draw_3d(folder.path / drawings_3d[i], drawn, lifted[-1])
     unread = [dict(image_id=i, file_name=str(images[i]), error=failed[i]) for i in sorted(failed)]
     folder.release(drawings[i] for i in failed)
+    if lifter is not None:
+        folder.release(drawings_3d[i] for i in failed)
+        write_json(dict(lifting=str(lift), units="mm, root-relative, camera frame (x right, y down, z forward)",
+                        joints=list(_h36m_joints()), images=lifted), folder.path / "poses3d.json")
     write_coco_results(results, folder.path / "results.json")
-    write_json(dict(checkpoint=str(checkpoint), score_threshold=score_threshold, images=index, failed=unread),
-               folder.path / "images.json")
+    write_json(dict(checkpoint=str(checkpoint) if checkpoint is not None else "zoo:edpose_tiny/synthcrowd",
+                    score_threshold=score_threshold, images=index, failed=unread), folder.path / "images.json")
     return dict(out=folder.path, predicted=len(index), failed=unread)
 
 
-def _drawing_names(images: Sequence, folder: Path) -> list[str]:
-    """One drawing name per image, ``STEM_poses.png``: names compared case-folded (on macOS and Windows
-    Photo_poses.png is photo_poses.png); a stem that repeats (a/img.jpg, b/img.png), or a name that is one of the
-    inputs in ``folder``, takes the image's position as a prefix, and never an input's name."""
+def _h36m_joints() -> tuple[str, ...]:
+    from ..skeletons import H36M17
+
+    return H36M17.joints
+
+
+def _lifter(lift):
+    """The lifting model ``--lift`` names: ``"zoo"`` (the zoo's diffpose on MocapLift) or a lifting checkpoint."""
+    from ..io import read_safetensors
+    from ..registry import create_model
+    from ..tasks import task_name
+    from .checkpoint import load_model
+
+    if str(lift) == "zoo":
+        return create_model("diffpose", pretrained="mocaplift")
+    meta, _ = read_safetensors(lift, "a lifting model's checkpoint (--lift)", tensors=False)
+    recipe = meta.get("recipe", "")
+    try:
+        lifting = task_name(recipe) == "lifting"
+    except KeyError:
+        lifting = False
+    if not lifting:
+        raise ValueError(f"--lift {lift}: a checkpoint of recipe {recipe!r}, expected a lifting recipe's "
+                         f"(lifting_baseline, diffpose, ...)")
+    return load_model(lift, context_weights="")
+
+
+def _lift_image(lifter, i: int, path, image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                hypotheses: int | None) -> dict:
+    """One image's kept persons lifted: their H36M-17 pixels and 3D poses (mean and hypotheses), mm."""
+    from ..skeletons import coco17_to_h36m17
+
+    h, w = image.shape[:2]
+    persons = []
+    if len(keypoints):
+        h36m = coco17_to_h36m17(keypoints)                                        # (N, 17, 3) px + score
+        hyps = lifter.lift(h36m[..., :2], image_size=(w, h), hypotheses=hypotheses,
+                           return_hypotheses=True).numpy()                      # (N, H, 17, 3) mm
+        for n in range(len(h36m)):
+            persons.append(dict(score=round(float(scores[n]), 4), keypoints_2d=h36m[n].round(2).tolist(),
+                                pose_3d=hyps[n].mean(0).round(1).tolist(), hypotheses=hyps[n].round(1).tolist()))
+    return dict(image_id=i, file_name=str(path), persons=persons)
+
+
+def _draw_3d(path: Path, drawn: np.ndarray, entry: dict, most: int = 4) -> None:
+    """The drawing beside the 3D skeletons of the ``most`` best-scoring persons (all are in poses3d.json)."""
+    from ..viz import plot_poses_3d
+
+    persons = entry["persons"][:most]
+    poses = np.asarray([p["hypotheses"] for p in persons]) if persons else np.zeros((0, 1, 17, 3))
+    plot_poses_3d(poses, path, titles=[f"person {n + 1} ({p['score']:.2f})" for n, p in enumerate(persons)],
+                  image=drawn)
+
+
+def _drawing_names(images: Sequence, folder: Path, suffix: str = "_poses.png") -> list[str]:
+    """One drawing name per image, ``STEM_poses.png`` (``STEM`` + ``suffix``): names compared case-folded (on macOS
+    and Windows Photo_poses.png is photo_poses.png); a stem that repeats (a/img.jpg, b/img.png), or a name that is
+    one of the inputs in ``folder``, takes the image's position as a prefix, and never an input's name."""
     here = folder.resolve()
     inputs = set()
     for p in map(Path, images):
@@ -201,13 +287,14 @@ def _drawing_names(images: Sequence, folder: Path) -> list[str]:
     stems = [Path(p).stem for p in images]
     repeated = {stem for stem, n in Counter(s.casefold() for s in stems).items() if n > 1}
     names, taken = [], set(inputs)
+    base = suffix.removesuffix(".png")
     for i, stem in enumerate(stems):
-        name = f"{stem}_poses.png"
+        name = f"{stem}{suffix}"
         if stem.casefold() in repeated or name.casefold() in taken:
-            name = f"{i:05d}_{stem}_poses.png"
+            name = f"{i:05d}_{stem}{suffix}"
         extra = 1
         while name.casefold() in taken:
-            name, extra = f"{i:05d}_{stem}_poses_{extra}.png", extra + 1
+            name, extra = f"{i:05d}_{stem}{base}_{extra}.png", extra + 1
         taken.add(name.casefold())
         names.append(name)
     return names
@@ -219,8 +306,12 @@ def _made_by_predict(folder: Path) -> list[str]:
     nothing if the folder has no such index."""
     try:
         index = json.loads((folder / "images.json").read_text())
-        names = {entry["drawing"] for entry in index["images"]} if "checkpoint" in index else set()
+        names = {entry[k] for entry in index["images"] for k in ("drawing", "drawing_3d") if k in entry} \
+            if "checkpoint" in index else set()
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    drawings = sorted(n for n in names if isinstance(n, str) and n.endswith("_poses.png") and Path(n).name == n)
-    return ["results.json", "images.json", *drawings] if "checkpoint" in index else []
+    drawings = sorted(n for n in names if isinstance(n, str) and n.endswith(("_poses.png", "_3d.png"))
+                      and Path(n).name == n)
+    extra = ["poses3d.json"] if (folder / "poses3d.json").is_file() and any(n.endswith("_3d.png") for n in drawings) \
+        else []
+    return ["results.json", "images.json", *extra, *drawings] if "checkpoint" in index else []

@@ -101,3 +101,43 @@ def test_bad_sizes_are_refused_by_name():
         Predictor(model, batch_size=0)
     with pytest.raises(ValueError, match=r"steps \(steps=, --steps\) 5000: expected an integer from 1 to 1000"):
         Predictor(posediff.create_model("diffusion_regpose_tiny"), steps=5000)
+
+
+def test_predict_lift_writes_3d_poses_and_pictures(data_dir, tmp_path):
+    """``--lift``: each person's COCO-17 pose mapped to H36M-17 and lifted; JSON in mm and a 3D picture."""
+    torch.manual_seed(0)
+    two_d = save_checkpoint(tmp_path / "2d", 0, posediff.create_model("edpose_tiny"), "edpose_tiny", {})
+    small = {"dim": 32, "context_dim": 32, "blocks": 1, "context_blocks": 1, "heads": 2, "gmm_samples": 32,
+             "em_iterations": 2, "hypotheses": 3, "steps": 1}
+    lifter = save_checkpoint(tmp_path / "lift", 0, posediff.create_model("diffpose", **small), "diffpose", small)
+    out = tmp_path / "out"
+    image = data_dir / "matplotlib_grace_hopper.jpg"
+    assert cli(["predict", str(image), "--checkpoint", str(two_d), "--out", str(out), "--size", "128",
+                "--score-threshold", "0", "--lift", str(lifter)]) == 0
+    poses = json.loads((out / "poses3d.json").read_text())
+    persons = poses["images"][0]["persons"]
+    assert persons and np.shape(persons[0]["pose_3d"]) == (17, 3) and np.shape(persons[0]["hypotheses"]) == (3, 17, 3)
+    assert persons[0]["pose_3d"][0] == [0.0, 0.0, 0.0]  # root-relative
+    assert (out / "matplotlib_grace_hopper_3d.png").stat().st_size > 5000
+    index = json.loads((out / "images.json").read_text())
+    assert index["images"][0]["drawing_3d"] == "matplotlib_grace_hopper_3d.png"
+    # a rerun without --lift removes the earlier call's 3D files: the folder never mixes two calls
+    assert cli(["predict", str(image), "--checkpoint", str(two_d), "--out", str(out), "--size", "128"]) == 0
+    assert not (out / "poses3d.json").exists() and not (out / "matplotlib_grace_hopper_3d.png").exists()
+    # a 2D checkpoint given as the lifter is refused by name, before any image is read
+    with pytest.raises(ValueError, match="a checkpoint of recipe 'edpose_tiny', expected a lifting recipe's"):
+        cli(["predict", str(image), "--checkpoint", str(two_d), "--out", str(out), "--lift", str(two_d)])
+
+
+def test_coco_to_h36m_mapping():
+    from posediff.skeletons import coco17_to_h36m17
+
+    kp = np.zeros((17, 3))
+    kp[:, 0] = np.arange(17)
+    kp[:, 2] = 1.0
+    kp[12, 2] = 0.4
+    h = coco17_to_h36m17(kp)
+    assert h[0, 0] == 11.5 and h[0, 2] == 0.4  # pelvis: the hips' midpoint, the lower score
+    assert h[8, 0] == 5.5 and h[7, 0] == 8.5 and h[10, 0] == 1.5 and h[9, 0] == 0  # thorax, spine, head, nose
+    assert list(h[[1, 2, 3, 4, 5, 6], 0]) == [12, 14, 16, 11, 13, 15]
+    assert list(h[11:, 0]) == [5, 7, 9, 6, 8, 10]
