@@ -37,12 +37,17 @@ import torch
 from torch import nn
 
 from ..diffusion import GaussianMixture, GMMForwardProcess, make_scheduler
+from ..diffusion import sample as diffusion_sample
 
 __all__ = ["LiftingModel", "RegressionLiftingHead", "GMMDiffusionHead", "weak_perspective_scale"]
 
 DEPTHS = ("context", "histogram")
 COVARIANCES = ("full", "joint")
-LOSSES = ("step", "x0")
+LOSSES = ("step", "x0", "epsilon")
+STATES = ("xyz", "uvxyz")
+NOISES = ("gmm", "per_joint")
+TRAIN_TIMESTEPS = ("uniform", "antithetic")
+TEST_STARTS = ("gmm", "point")
 
 
 def weak_perspective_scale(uv: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
@@ -89,7 +94,19 @@ class RegressionLiftingHead(nn.Module):
 
 
 class GMMDiffusionHead(nn.Module):
-    """DiffPose: H_K, its per-pose GMM, the GMM forward process and DDIM (see the module docstring)."""
+    """DiffPose: H_K, its per-pose GMM, the GMM forward process and DDIM (see the module docstring).
+
+    Behaviours of the released code (GONGJIA0208/Diffpose, docs/recipes.md), each a named option whose default
+    is the paper's: ``state="uvxyz"`` diffuses the 2D with the 3D (J × 5, all five in the loss, xyz returned);
+    ``noise="per_joint"`` trains on x_t = √ᾱ_t x_0 + √(1−ᾱ_t) e with e zero-mean: the 2D of one per-joint
+    component drawn by π as x_0's uv, its σ scaling N(0, 1) on uv, unit N(0, 1) on xyz (no μ^G, no fitted
+    GMM; needs ``state="uvxyz"``); ``loss="epsilon"`` predicts e with the squared error summed over joints and
+    coordinates; ``train_timesteps="antithetic"`` draws t and K−1−t in pairs; ``test_start="point"`` starts
+    sampling from the H_K point itself (the observed 2D and the context's xyz, no noise, so every hypothesis is
+    the same); ``timesteps=(12, 0)`` evaluates those timesteps; ``context_input=False`` gives the denoiser no
+    context (the released code passes 0). Its schedule (linear β 1e-4 → 1e-3 over 51 steps) is a scheduler
+    setting (``beta_schedule``, ``beta_start``, ``beta_end``, ``num_train_timesteps``).
+    """
 
     deterministic = False
 
@@ -97,19 +114,37 @@ class GMMDiffusionHead(nn.Module):
                  beta_schedule: str = "squaredcos_cap_v2", num_components: int = 5, gmm_samples: int = 256,
                  em_iterations: int = 10, covariance: str = "full", depth: str = "context", loss: str = "step",
                  hypotheses: int = 5, steps: int = 5, sigma_2d: float = 0.005, depth_bins: int = 64,
-                 depth_range: float = 1.2, stats_momentum: float = 0.01):
+                 depth_range: float = 1.2, stats_momentum: float = 0.01, state: str = "xyz", noise: str = "gmm",
+                 train_timesteps: str = "uniform", test_start: str = "gmm", timesteps: tuple[int, ...] | None = None,
+                 context_input: bool = True, beta_start: float | None = None, beta_end: float | None = None):
         super().__init__()
         for name, value, allowed in (("depth", depth, DEPTHS), ("covariance", covariance, COVARIANCES),
-                                     ("loss", loss, LOSSES)):
+                                     ("loss", loss, LOSSES), ("state", state, STATES), ("noise", noise, NOISES),
+                                     ("train_timesteps", train_timesteps, TRAIN_TIMESTEPS),
+                                     ("test_start", test_start, TEST_STARTS)):
             if value not in allowed:
                 raise ValueError(f"GMMDiffusionHead: {name}={value!r}, expected one of {allowed}")
+        if noise == "per_joint" and state != "uvxyz":
+            raise ValueError("GMMDiffusionHead: noise='per_joint' (the released code's) diffuses the 2D as well; "
+                             "it needs state='uvxyz'")
         self.denoiser = denoiser
         self.num_joints = num_joints
+        betas = {k: v for k, v in (("beta_start", beta_start), ("beta_end", beta_end)) if v is not None}
         self.scheduler = make_scheduler("ddim", num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-                                        prediction_type="sample", clip_sample=False)
+                                        prediction_type="epsilon" if loss == "epsilon" else "sample",
+                                        clip_sample=False, **betas)
+        if timesteps is not None:
+            ts = [int(t) for t in timesteps]
+            if not ts or any(not 0 <= t < num_train_timesteps for t in ts) or ts != sorted(set(ts), reverse=True):
+                raise ValueError(f"GMMDiffusionHead: timesteps={timesteps}, expected distinct timesteps in "
+                                 f"[0, {num_train_timesteps}), descending")
         self.num_components, self.gmm_samples, self.em_iterations = num_components, gmm_samples, em_iterations
         self.covariance, self.depth, self.loss_kind = covariance, depth, loss
         self.hypotheses, self.steps, self.sigma_2d = hypotheses, steps, sigma_2d
+        self.state, self.noise, self.train_timesteps, self.test_start = state, noise, train_timesteps, test_start
+        self.timesteps = tuple(int(t) for t in timesteps) if timesteps is not None else None
+        self.context_input = context_input
+        self.dims = 5 if state == "uvxyz" else 3
         self.momentum = stats_momentum
         # training-set statistics, running averages updated in training (saved with the weights)
         self.register_buffer("depth_var", torch.full((num_joints,), 0.1 ** 2))             # context z error², m²
@@ -127,22 +162,28 @@ class GMMDiffusionHead(nn.Module):
                 1, idx.T.long(), torch.ones_like(idx.T, dtype=self.depth_hist.dtype))
             self.depth_hist.lerp_(counts / counts.sum(-1, keepdim=True), self.momentum)
 
-    def h_k_samples(self, keypoints_2d, uncertainty, xyz, count: int, generator=None) -> torch.Tensor:
-        """``count`` draws of H_K per pose: (B, count, J, 3) metres."""
-        b, j = xyz.shape[:2]
-        dev, dt = xyz.device, xyz.dtype
-        uv_obs = _mean_2d(keypoints_2d, uncertainty)                             # (B, J, 2)
+    def _mixture(self, keypoints_2d, uncertainty, like: torch.Tensor) -> torch.Tensor:
+        """The centre frame's per-joint 2D mixture (B, J, K, 5); one component at the observation when none."""
         if uncertainty is not None:
-            mix = uncertainty[:, uncertainty.shape[1] // 2].to(dt)               # (B, J, K, 5)
-        else:
-            mix = torch.cat([torch.ones_like(uv_obs[..., :1]), uv_obs,
-                             torch.full_like(uv_obs, self.sigma_2d)], -1)[:, :, None]  # (B, J, 1, 5)
-        k = mix.shape[2]
+            return uncertainty[:, uncertainty.shape[1] // 2].to(like.dtype)     # (B, J, K, 5)
+        uv = keypoints_2d[:, keypoints_2d.shape[1] // 2].to(like.dtype)
+        return torch.cat([torch.ones_like(uv[..., :1]), uv, torch.full_like(uv, self.sigma_2d)], -1)[:, :, None]
+
+    def _components(self, mix: torch.Tensor, count: int, generator=None) -> torch.Tensor:
+        """``count`` draws of one component per joint by π: (B, count, J, 5) of the chosen components."""
+        b, j, k, _ = mix.shape
         weights = mix[..., 0].clamp_min(0).reshape(b * j, k) + 1e-12
         comp = torch.multinomial(weights, count, replacement=True, generator=generator).reshape(b, j, count)
         comp = comp.permute(0, 2, 1)                                             # (B, S, J)
-        chosen = torch.gather(mix[:, None].expand(b, count, j, k, 5), 3,
-                              comp[..., None, None].expand(b, count, j, 1, 5))[..., 0, :]  # (B, S, J, 5)
+        return torch.gather(mix[:, None].expand(b, count, j, k, 5), 3,
+                            comp[..., None, None].expand(b, count, j, 1, 5))[..., 0, :]
+
+    def h_k_samples(self, keypoints_2d, uncertainty, xyz, count: int, generator=None) -> torch.Tensor:
+        """``count`` draws of H_K per pose: (B, count, J, 3) metres (J × 5 with the 2D for ``state="uvxyz"``)."""
+        b, j = xyz.shape[:2]
+        dev, dt = xyz.device, xyz.dtype
+        uv_obs = _mean_2d(keypoints_2d, uncertainty)                             # (B, J, 2)
+        chosen = self._components(self._mixture(keypoints_2d, uncertainty, xyz), count, generator)  # (B, S, J, 5)
         noise = torch.randn(b, count, j, 3, generator=generator, dtype=dt).to(dev)
         uv = chosen[..., 1:3] + chosen[..., 3:5] * noise[..., :2]                # (B, S, J, 2)
         s = weak_perspective_scale(uv_obs, xyz)                                  # (B,)
@@ -154,58 +195,111 @@ class GMMDiffusionHead(nn.Module):
             bins = torch.multinomial(hist.repeat(b * count, 1), 1, generator=generator).reshape(b, count, j)
             lo, hi = self.depth_edges[bins].to(dt), self.depth_edges[bins + 1].to(dt)
             z = lo + (hi - lo) * torch.rand(b, count, j, generator=generator, dtype=dt).to(dev)
-        return torch.cat([xy, z[..., None]], -1)                                 # (B, S, J, 3)
+        draws = torch.cat([xy, z[..., None]], -1)                                # (B, S, J, 3)
+        return torch.cat([uv, draws], -1) if self.state == "uvxyz" else draws
 
     def fit_gmm(self, keypoints_2d, uncertainty, xyz, generator=None) -> GaussianMixture:
-        """The per-pose mixture of Eq. 6, fitted to draws of H_K: batch shape (B,), dimension 3J."""
+        """The per-pose mixture of Eq. 6, fitted to draws of H_K: batch shape (B,), dimension J × D."""
         draws = self.h_k_samples(keypoints_2d, uncertainty, xyz.detach(), self.gmm_samples, generator)
         b = draws.shape[0]
         return GaussianMixture.fit_batched(draws.reshape(b, self.gmm_samples, -1), self.num_components,
                                            iterations=self.em_iterations, reg_covar=1e-6,
-                                           block=3 if self.covariance == "joint" else None, generator=generator,
-                                           dtype=torch.float32)
+                                           block=self.dims if self.covariance == "joint" else None,
+                                           generator=generator, dtype=torch.float32)
+
+    def _context(self, features: torch.Tensor) -> torch.Tensor:
+        return features if self.context_input else torch.zeros_like(features)
+
+    def _timesteps(self, b: int, generator=None) -> torch.Tensor:
+        num_t = self.scheduler.config.num_train_timesteps
+        if self.train_timesteps == "antithetic":                                # t and K−1−t in pairs
+            t = torch.randint(0, num_t, (b // 2 + 1,), generator=generator)
+            return torch.cat([t, num_t - 1 - t])[:b]
+        return torch.randint(0, num_t, (b,), generator=generator)
 
     # -- training and sampling ----------------------------------------------------------------------------
     def loss(self, features, xyz, keypoints_2d, uncertainty, target, generator=None) -> dict:
         if self.training:
             self._update_stats(xyz.detach(), target)
-        b = target.shape[0]
-        gmm = self.fit_gmm(keypoints_2d, uncertainty, xyz, generator)
-        process = GMMForwardProcess(gmm, self.scheduler)
-        num_t = self.scheduler.config.num_train_timesteps
-        t = torch.randint(0, num_t, (b,), generator=generator).to(target.device)  # k - 1 ∈ [0, K)
-        comps = gmm.draw_components(b, generator)
-        eps = process.component_noise(comps, target, generator)                 # ε^G (B, J, 3)
-        h_t, _ = process.q_sample(target, t, components=comps, noise=eps)        # Eq. 7
-        pred = self.denoiser(h_t.to(features.dtype), t, features)                # ĥ_0 (B, J, 3)
-        sq = ((pred - target) ** 2).sum(-1).mean(-1)                             # (B,)
+        b, j = target.shape[:2]
+        t = self._timesteps(b, generator).to(target.device)                     # k - 1 ∈ [0, K)
+        abar = self.scheduler.alphas_cumprod.to(target.device, torch.float64)
+        if self.noise == "per_joint":                                           # the released code's
+            chosen = self._components(self._mixture(keypoints_2d, uncertainty, target), 1, generator)[:, 0]
+            x0 = torch.cat([chosen[..., 1:3], target], -1)                       # (B, J, 5): μ_uv of a component
+            scale = torch.cat([chosen[..., 3:5], torch.ones_like(target)], -1)   # σ_uv as a std, 1 on xyz
+            eps = torch.randn(b, j, 5, generator=generator, dtype=target.dtype).to(target.device) * scale
+            a = abar[t].to(target.dtype)[:, None, None]
+            h_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        else:
+            x0 = target if self.state == "xyz" else torch.cat([_mean_2d(keypoints_2d, uncertainty).to(target.dtype),
+                                                              target], -1)
+            gmm = self.fit_gmm(keypoints_2d, uncertainty, xyz, generator)
+            process = GMMForwardProcess(gmm, self.scheduler)
+            comps = gmm.draw_components(b, generator)
+            eps = process.component_noise(comps, x0, generator)                 # ε^G (B, J, D)
+            h_t, _ = process.q_sample(x0, t, components=comps, noise=eps)        # Eq. 7
+        pred = self.denoiser(h_t.to(features.dtype), t, self._context(features))  # (B, J, D)
+        if self.loss_kind == "epsilon":                                          # summed over J × D, as released
+            return {"pose": ((pred - eps) ** 2).sum((-1, -2)).mean()}
+        sq = ((pred - x0) ** 2).sum(-1).mean(-1)                                 # (B,)
         if self.loss_kind == "step":                                             # Eq. 9 through the DDIM step
-            abar = self.scheduler.alphas_cumprod.to(target.device, torch.float64)
             a_t = abar[t]
             a_prev = torch.where(t > 0, abar[(t - 1).clamp_min(0)], torch.ones_like(a_t))
             c = a_prev.sqrt() - (1 - a_prev).sqrt() * a_t.sqrt() / (1 - a_t).sqrt()
             sq = sq * (c ** 2).to(sq.dtype)
         return {"pose": sq.mean()}
 
+    def _ddim(self, model_fn, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """Deterministic DDIM over the explicit ``timesteps`` in the centred variable u = x − μ (ᾱ after 0: 1)."""
+        abar = self.scheduler.alphas_cumprod.to(x.device, torch.float64)
+        u = x - mu
+        ts = self.timesteps
+        for i, t in enumerate(ts):
+            a_t = abar[t].to(x.dtype)
+            out = model_fn(u + mu, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+            if self.loss_kind == "epsilon":
+                eps = out
+                u0 = (u - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            else:
+                u0 = out - mu
+                eps = (u - a_t.sqrt() * u0) / (1 - a_t).sqrt().clamp_min(1e-12)
+            a_next = abar[ts[i + 1]].to(x.dtype) if i + 1 < len(ts) else torch.ones((), dtype=x.dtype)
+            u = a_next.sqrt() * u0 + (1 - a_next).sqrt() * eps
+        return u + mu
+
     def sample(self, features, xyz, keypoints_2d, uncertainty, hypotheses: int | None = None,
                steps: int | None = None, generator=None) -> torch.Tensor:
-        """(B, H, J, 3): H hypotheses drawn from each pose's fitted GMM and denoised by DDIM in ``steps`` steps."""
+        """(B, H, J, 3): H hypotheses drawn from each pose's fitted GMM and denoised by DDIM in ``steps`` steps
+        (or over the explicit ``timesteps``)."""
         h = int(hypotheses or self.hypotheses)
         n = int(steps or self.steps)
         b, j = xyz.shape[:2]
-        gmm = self.fit_gmm(keypoints_2d, uncertainty, xyz, generator)
-        rep = GaussianMixture(gmm.weights.repeat_interleave(h, 0), gmm.means.repeat_interleave(h, 0),
-                              gmm.covs.repeat_interleave(h, 0))                 # batch B·H
-        process = GMMForwardProcess(rep, self.scheduler)
-        like = torch.zeros(b * h, j, 3, dtype=xyz.dtype, device=xyz.device)
-        x_k, comps = process.prior_sample(like, generator)                       # draws of the GMM
-        feats = features.repeat_interleave(h, 0)                                 # (B·H, J, C)
+        feats = self._context(features).repeat_interleave(h, 0)                  # (B·H, J, C)
 
         def model_fn(x_t, t):
             return self.denoiser(x_t, t, feats)
 
-        out = process.sample(model_fn, x_k, comps, n)
-        return out.x0.reshape(b, h, j, 3)
+        if self.test_start == "point":                                          # the released code: H_K's point
+            point = xyz if self.state == "xyz" else torch.cat([_mean_2d(keypoints_2d, uncertainty).to(xyz.dtype),
+                                                               xyz], -1)
+            x_k = point.repeat_interleave(h, 0)                                  # (B·H, J, D), no noise
+            mu = torch.zeros_like(x_k)
+            x0 = self._ddim(model_fn, x_k, mu) if self.timesteps else diffusion_sample(model_fn, x_k, self.scheduler,
+                                                                                        n).x0
+        else:
+            gmm = self.fit_gmm(keypoints_2d, uncertainty, xyz, generator)
+            rep = GaussianMixture(gmm.weights.repeat_interleave(h, 0), gmm.means.repeat_interleave(h, 0),
+                                  gmm.covs.repeat_interleave(h, 0))             # batch B·H
+            process = GMMForwardProcess(rep, self.scheduler)
+            like = torch.zeros(b * h, j, self.dims, dtype=xyz.dtype, device=xyz.device)
+            x_k, comps = process.prior_sample(like, generator)                   # draws of the GMM
+            if self.timesteps:
+                mu, _ = rep.component_params(comps)
+                x0 = self._ddim(model_fn, x_k, mu.to(x_k.dtype).reshape(x_k.shape))
+            else:
+                x0 = process.sample(model_fn, x_k, comps, n).x0
+        return x0.reshape(b, h, j, self.dims)[..., -3:]                          # xyz
 
 
 class LiftingModel(nn.Module):

@@ -4,6 +4,7 @@ from .lifting import (
     LiftingConfig,
     build_lifter,
     diffpose,
+    diffpose_released,
     diffpose_video,
     diffpose_video_tiny,
     lifting_baseline,
@@ -11,6 +12,6 @@ from .lifting import (
 )
 from .onestage import OneStageConfig, build_one_stage, diffusion_regpose, diffusion_regpose_tiny, edpose, edpose_tiny
 
-__all__ = ["LiftingConfig", "OneStageConfig", "build_lifter", "build_one_stage", "diffpose", "diffpose_video",
-           "diffpose_video_tiny", "diffusion_regpose", "diffusion_regpose_tiny", "edpose", "edpose_tiny",
-           "lifting_baseline", "lifting_context"]
+__all__ = ["LiftingConfig", "OneStageConfig", "build_lifter", "build_one_stage", "diffpose", "diffpose_released",
+           "diffpose_video", "diffpose_video_tiny", "diffusion_regpose", "diffusion_regpose_tiny", "edpose",
+           "edpose_tiny", "lifting_baseline", "lifting_context"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from ..registry import register_model
 
-__all__ = ["LiftingConfig", "build_lifter", "lifting_context", "lifting_baseline", "diffpose", "diffpose_video",
-           "diffpose_video_tiny"]
+__all__ = ["LiftingConfig", "RELEASED", "build_lifter", "lifting_context", "lifting_baseline", "diffpose",
+           "diffpose_released", "diffpose_video", "diffpose_video_tiny"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,15 @@ class LiftingConfig:
     hypotheses: int = 5  # N
     steps: int = 5  # DDIM steps
     sigma_2d: float = 0.005  # 2D spread (screen units) when no detector mixture is given
+    # behaviours of the released code (GMMDiffusionHead, docs/recipes.md); the defaults are the paper's
+    state: str = "xyz"  # "uvxyz": the 2D diffused with the 3D
+    noise: str = "gmm"  # "per_joint": zero-mean per-joint 2D noise, N(0, 1) on xyz, no fitted GMM
+    train_timesteps: str = "uniform"  # "antithetic": t and K-1-t in pairs
+    test_start: str = "gmm"  # "point": sampling starts from H_K's point, no noise
+    timesteps: tuple[int, ...] | None = None  # explicit sampling timesteps, e.g. (12, 0)
+    context_input: bool = True  # False: the denoiser gets no context
+    beta_start: float | None = None  # the scheduler's (linear schedules)
+    beta_end: float | None = None
 
 
 def build_lifter(cfg: LiftingConfig):
@@ -63,8 +72,9 @@ def build_lifter(cfg: LiftingConfig):
         raise ValueError(f"config field context must be 'graph' or 'temporal', got {cfg.context!r}")
     if cfg.context == "graph" and cfg.frames != 1:
         raise ValueError(f"config: context='graph' reads one frame, got frames={cfg.frames}")
+    dims = 5 if cfg.state == "uvxyz" else 3
     denoiser = GraphDenoiser(dim=cfg.dim, context_dim=cfg.context_dim, blocks=cfg.blocks, heads=cfg.heads,
-                             dropout=cfg.dropout)
+                             dropout=cfg.dropout, in_dim=dims, out_dim=dims)
     if cfg.context_weights:
         _load_context(context, cfg.context_weights)
     if cfg.head == "none":
@@ -76,7 +86,10 @@ def build_lifter(cfg: LiftingConfig):
                                 beta_schedule=cfg.beta_schedule, num_components=cfg.num_components,
                                 gmm_samples=cfg.gmm_samples, em_iterations=cfg.em_iterations,
                                 covariance=cfg.covariance, depth=cfg.depth, loss=cfg.loss,
-                                hypotheses=cfg.hypotheses, steps=cfg.steps, sigma_2d=cfg.sigma_2d)
+                                hypotheses=cfg.hypotheses, steps=cfg.steps, sigma_2d=cfg.sigma_2d, state=cfg.state,
+                                noise=cfg.noise, train_timesteps=cfg.train_timesteps, test_start=cfg.test_start,
+                                timesteps=cfg.timesteps, context_input=cfg.context_input, beta_start=cfg.beta_start,
+                                beta_end=cfg.beta_end)
     else:
         raise ValueError(f"config field head must be 'regression', 'diffpose' or 'none', got {cfg.head!r}")
     return LiftingModel(context, head, frames=cfg.frames, freeze_context=cfg.freeze_context,
@@ -138,6 +151,20 @@ def lifting_baseline(**overrides):
 def diffpose(**overrides):
     """DiffPose, frame-based (CVPR 2023): H_K, a per-pose GMM, Eq. 7, DDIM, N = 5 hypotheses averaged."""
     return build_lifter(diffpose.config(**overrides))
+
+
+# the released frame-based code's behaviours (GONGJIA0208/Diffpose, its CPN configuration; docs/recipes.md)
+RELEASED = dict(state="uvxyz", noise="per_joint", loss="epsilon", num_train_timesteps=51, beta_schedule="linear",
+                beta_start=1e-4, beta_end=1e-3, train_timesteps="antithetic", test_start="point", timesteps=(12, 0),
+                context_input=False, hypotheses=1)
+
+
+@register_model
+@_with_config(LiftingConfig(head="diffpose", **RELEASED))
+def diffpose_released(**overrides):
+    """DiffPose as its released code trains and samples it (uvxyz state, zero-mean per-joint 2D noise, ε loss,
+    linear β over 51 steps, start at the H_K point, timesteps 12 and 0, no context, one hypothesis)."""
+    return build_lifter(diffpose_released.config(**overrides))
 
 
 @register_model

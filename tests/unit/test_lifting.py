@@ -22,7 +22,8 @@ def batch(b=4, frames=1, seed=0):
     return kp, unc, target - target[:, :1]
 
 
-@pytest.mark.parametrize("name", ["lifting_baseline", "diffpose", "diffpose_video", "diffpose_video_tiny"])
+@pytest.mark.parametrize("name", ["lifting_context", "lifting_baseline", "diffpose", "diffpose_released",
+                                  "diffpose_video", "diffpose_video_tiny"])
 def test_recipes_build(name):
     model = posediff.create_model(name, **({} if "video" in name else SMALL))
     assert name in posediff.list_models()
@@ -31,7 +32,8 @@ def test_recipes_build(name):
 
 @pytest.mark.parametrize("name, kw", [("lifting_baseline", {}), ("diffpose", {}), ("diffpose", {"loss": "x0"}),
                                       ("diffpose", {"covariance": "joint", "depth": "histogram"}),
-                                      ("diffpose", {"freeze_context": False})])
+                                      ("diffpose", {"freeze_context": False}), ("diffpose_released", {}),
+                                      ("diffpose", {"state": "uvxyz", "timesteps": (12, 0), "loss": "epsilon"})])
 def test_training_step_gives_finite_losses_and_gradients(name, kw):
     model = posediff.create_model(name, **SMALL, **kw)
     kp, unc, target = batch()
@@ -117,3 +119,36 @@ def test_batched_em_matches_scikit_learn(block):
             np.testing.assert_allclose(fit.covs[i].numpy()[order], sk.covariances_[sk_order], atol=1e-2)
         else:  # block-diagonal: no covariance between blocks
             assert fit.covs[i, :, :3, 3:].abs().max() == 0
+
+
+def test_released_code_behaviours():
+    """diffpose_released: uvxyz state, zero-mean per-joint noise, ε loss, the H_K point as start (so its
+    hypotheses are all the same), timesteps (12, 0), no context."""
+    model = posediff.create_model("diffpose_released", **SMALL).eval()
+    head = model.head
+    assert (head.state, head.noise, head.loss_kind, head.test_start, head.timesteps, head.context_input) == (
+        "uvxyz", "per_joint", "epsilon", "point", (12, 0), False)
+    assert head.scheduler.config.num_train_timesteps == 51 and head.scheduler.config.prediction_type == "epsilon"
+    torch.testing.assert_close(head.scheduler.betas[[0, -1]], torch.tensor([1e-4, 1e-3]))
+    kp, unc, _ = batch()
+    out = model.predict(kp, unc, hypotheses=3, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (4, 3, 17, 3)
+    torch.testing.assert_close(out[:, 0], out[:, 2])  # no test-time noise: one hypothesis, repeated
+    calls = []
+    head.denoiser.register_forward_hook(lambda m, args, res: calls.append((int(args[1][0]), args[2].abs().max())))
+    model.predict(kp, unc, hypotheses=1)
+    assert [t for t, _ in calls] == [12, 0] and all(c == 0 for _, c in calls)  # timesteps 12, 0; no context
+    with pytest.raises(ValueError, match="needs state='uvxyz'"):
+        posediff.create_model("diffpose", noise="per_joint", **SMALL)
+    with pytest.raises(ValueError, match="descending"):
+        posediff.create_model("diffpose", timesteps=(0, 12), **SMALL)
+
+
+def test_explicit_timesteps_match_the_loop_when_they_are_its_own():
+    """Explicit timesteps equal to the loop's own trailing DDIM steps give the loop's samples."""
+    model = posediff.create_model("diffpose", **SMALL).eval()
+    kp, unc, _ = batch()
+    a = model.predict(kp, unc, hypotheses=2, steps=2, generator=torch.Generator().manual_seed(3))
+    model.head.timesteps = (49, 24)
+    b = model.predict(kp, unc, hypotheses=2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
