@@ -11,7 +11,7 @@ import torch
 
 from ..zoo import FORMAT, read_zoo_file, tensors_digest, zoo_path
 
-__all__ = ["export_and_score", "export_zoo", "score_on_synthcrowd_test", "zoo_tensors"]
+__all__ = ["export_and_score", "export_zoo", "score_on_mocaplift_test", "score_on_synthcrowd_test", "zoo_tensors"]
 
 
 def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tuple[dict, dict, int]:
@@ -46,8 +46,9 @@ def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tu
 
 def _zoo_overrides(meta: dict) -> dict:
     """A checkpoint's recipe overrides as the zoo keeps them: without ``pretrained_backbone`` (zoo models load
-    without any network)."""
-    return {k: v for k, v in json.loads(meta.get("overrides", "{}")).items() if k != "pretrained_backbone"}
+    without any network) and ``context_weights`` (a zoo file holds its context encoder)."""
+    return {k: v for k, v in json.loads(meta.get("overrides", "{}")).items()
+            if k not in ("pretrained_backbone", "context_weights")}
 
 
 def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
@@ -117,13 +118,27 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
                                          max_size=max_size, renderer=RENDERER_VERSION))
 
 
+def score_on_mocaplift_test(model, seed: int = 0, size: int | None = None, progress: bool = False) -> dict:
+    """P1 / P2 (mean hypothesis, per action then mean), best-of-N and spread of a lifting ``model`` on MocapLift's
+    test split (``seed``: its placement and 2D draws; ``size``: the first poses only), in mm."""
+    from ..data.mocaplift import MocapLift
+    from ..tasks.lifting import predict_poses, score_poses
+
+    ds = MocapLift("test", seed=seed, frames=model.frames, size=size)
+    pred = predict_poses(model, ds, batch_size=256, progress=progress)
+    scores = score_poses(pred["hypotheses"], pred["targets"], pred["actions"])
+    return dict(scores, test_split=dict(dataset="mocaplift", split="test", seed=seed, poses=len(ds)))
+
+
 def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None,
                      eval_size: int | None = None) -> dict:
     """``posediff zoo export``: score the run's last checkpoint, with its weights rounded to fp16 as users get
-    them, on the SynthCrowd test split of the data it was trained on (at ``eval_size``, by default the run's
-    data config's), then write the zoo file (once) with the metrics in its metadata."""
+    them, on the test split of the data it was trained on (SynthCrowd at ``eval_size``, by default the run's
+    data config's; MocapLift for lifting runs), then write the zoo file (once) with the metrics in its
+    metadata."""
     from ..io import check_output_file
     from ..registry import create_model
+    from ..tasks import task_name
     from ..tasks.multiperson import DataConfig, check_synthcrowd_meta, split_size
     from .checkpoint import latest_checkpoint, load_checkpoint
 
@@ -138,6 +153,8 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     check_output_file(out, "--out", inputs=(checkpoint, zoo_path(base) if base else None))
     meta = load_checkpoint(checkpoint)[2]
     data = json.loads(meta.get("config", "{}")).get("data", {})
+    if task_name(meta["recipe"]) == "lifting":
+        return _export_lifting(checkpoint, out, meta, data, made_by)
     if data.get("kind") != "synthcrowd":
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
@@ -159,4 +176,19 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
                                        scene_seed=d.scene_seed, max_size=d.max_size,
                                        eval_size=eval_size if eval_size is not None else d.eval_scale)
     summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
+    return dict(summary, checkpoint=str(checkpoint), metrics=metrics)
+
+
+def _export_lifting(checkpoint, out, meta: dict, data: dict, made_by: dict | None) -> dict:
+    """A lifting run's zoo file, scored on MocapLift's test split with its fp16 weights."""
+    from ..registry import create_model
+
+    if data.get("kind") != "mocaplift":
+        raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records lifting "
+                         f"metrics on MocapLift's test split, so it takes runs trained on MocapLift")
+    half = zoo_tensors(checkpoint)[0]
+    model = create_model(meta["recipe"], **_zoo_overrides(meta))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()}, strict=True)
+    metrics = score_on_mocaplift_test(model.eval(), seed=int(data.get("seed", 0)))
+    summary = export_zoo(checkpoint, out, metrics=metrics, made_by=made_by)
     return dict(summary, checkpoint=str(checkpoint), metrics=metrics)

@@ -31,6 +31,15 @@ def test_context_then_heads_train_and_score_in_millimetres(tmp_path):
     assert base["metrics"]["hypotheses"] == 1
     record = json.loads((tmp_path / "diff" / "result.json").read_text())
     assert record["config"]["data"]["kind"] == "mocaplift" and "pose" in record["history"][-1]
+    # a zoo file holds its context encoder and scores on MocapLift's test split with its fp16 weights
+    from posediff.engine.zoo_export import export_and_score
+    from posediff.zoo import read_zoo_file, zoo_metadata
+
+    summary = export_and_score(tmp_path / "base", tmp_path / "base.safetensors")
+    meta = zoo_metadata(tmp_path / "base.safetensors")
+    assert "context_weights" not in meta["overrides"] and meta["metrics"]["test_split"]["poses"] == 2416
+    assert summary["metrics"]["P1"] == meta["metrics"]["P1"] > 0
+    assert any(k.startswith("context.") for k in read_zoo_file(tmp_path / "base.safetensors"))
 
 
 def test_resume_continues_exactly(tmp_path):
