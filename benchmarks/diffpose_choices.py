@@ -33,7 +33,8 @@ VARIANTS = {
 
 
 def main() -> None:
-    from posediff.engine.train import TrainConfig, train
+    from posediff.engine.config import TrainConfig
+    from posediff.engine.train import train
     from posediff.tasks.lifting import LiftingData
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -207,7 +207,8 @@ def _init(preset: Preset, spec: BenchSpec) -> tuple[str | None, dict]:
 def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
     """One TrainConfig per (recipe, seed); every recipe is built once, without weights, so that settings it would
     refuse (``--set model.*``, ``--steps``) are refused before the first run trains."""
-    from .engine.train import TrainConfig, apply_overrides, build_model
+    from .engine.config import TrainConfig, apply_overrides
+    from .engine.train import build_model
 
     data = _data_config(preset, spec)
     init, model = _init(preset, spec)
@@ -507,7 +508,8 @@ def bench_folder(out):
 
 def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     from . import __version__
-    from .engine.train import distributed, jsonable
+    from .engine.config import jsonable
+    from .engine.train import distributed
     from .env import machine_info
     from .tasks.multiperson import DataConfig
 

@@ -166,7 +166,8 @@ def _run(recipe: str, seed: int, model: dict, data, preset: LiftingPreset, out: 
          overrides: tuple[str, ...]) -> tuple[dict, Path]:
     """Train (or resume, or find finished) one run; returns its result and its newest weights."""
     from .engine.checkpoint import latest_checkpoint
-    from .engine.train import TrainConfig, apply_overrides, train
+    from .engine.config import TrainConfig, apply_overrides
+    from .engine.train import train
 
     cfg = TrainConfig(recipe=recipe, model=model, data=data, out=str(out), seed=seed, batch_size=preset.batch_size,
                       lr=preset.lr, weight_decay=1e-4, clip_grad=1.0, max_steps=steps, lr_drop=(int(steps * 0.8),),

@@ -86,7 +86,8 @@ def _data_mocapbank(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import logging
 
-    from .engine.train import apply_overrides, load_config, train
+    from .engine.config import apply_overrides, load_config
+    from .engine.train import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = apply_overrides(load_config(args.config), args.overrides)

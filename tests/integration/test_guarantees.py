@@ -19,7 +19,8 @@ from posediff.cli import main as cli
 from posediff.cli import run
 from posediff.data.base import read_image
 from posediff.engine import save_checkpoint
-from posediff.engine.train import TrainConfig, apply_overrides, load_config, train
+from posediff.engine.config import TrainConfig, apply_overrides, load_config
+from posediff.engine.train import train
 from posediff.evaluation import evaluate_keypoints
 from posediff.io import MANIFEST
 from posediff.tasks.multiperson import DataConfig

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from posediff.engine.train import TrainConfig, apply_overrides, train
+from posediff.engine.config import TrainConfig, apply_overrides
+from posediff.engine.train import train
 from posediff.tasks import get_task, task_name
 from posediff.tasks.lifting import LiftingData
 from posediff.tasks.multiperson import DataConfig

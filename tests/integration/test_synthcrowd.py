@@ -89,7 +89,7 @@ def test_written_splits_load_and_evaluate(tmp_path):
     on_the_fly = SynthCrowdDataset(3, split="val", scene_seed=5, config=SceneConfig(size=128), skeleton="crowdpose14")
     torch.testing.assert_close(on_the_fly[0][0], image)
     # the folder is stamped, so training with the same data settings uses it as it is (nothing re-rendered)
-    from posediff.engine.train import TrainConfig
+    from posediff.engine.config import TrainConfig
     from posediff.tasks.multiperson import DataConfig, build_datasets
 
     stamp = json.loads((tmp_path / "synthcrowd.json").read_text())
