@@ -47,7 +47,7 @@ class LiftingPreset:
     seeds: tuple[int, ...] = (0, 1, 2)
     train_size: int | None = None  # first training poses (None: all)
     test_size: int | None = None  # first test poses (None: all)
-    val_size: int = 500
+    val_size: int | None = 500
     sampling_steps: tuple[int, ...] = (1, 2, 5, 10)
     hypothesis_counts: tuple[int, ...] = (1, 2, 5, 10, 20)
     sweep_size: int = 500  # test poses for the step and N sweeps
@@ -104,10 +104,10 @@ def _test_set(data, frames: int):
 
 
 def _subset(ds, n: int | None):
-    """The first ``n`` items of ``ds`` (all when None)."""
+    """``n`` items of ``ds`` evenly spaced through it (all when None): every action and subject represented."""
     if n is None or n >= len(ds):
         return ds
-    return torch.utils.data.Subset(ds, range(n))
+    return torch.utils.data.Subset(ds, np.linspace(0, len(ds) - 1, n).round().astype(np.int64).tolist())
 
 
 def _speed(model, ds, batch: int, hypotheses: int | None, steps: int | None) -> dict:
@@ -148,7 +148,7 @@ def _evaluate(model, test_ds, preset: LiftingPreset, deterministic: bool) -> dic
     if not deterministic:
         sweep = _subset(test_ds, preset.sweep_size)
         record["p1_vs_steps"] = {}
-        for s in preset.sampling_steps:
+        for s in preset.sampling_steps if model.head.timesteps is None else ():  # explicit timesteps: no sweep
             p = predict_poses(model, sweep, batch_size=preset.speed_batch, steps=s)
             record["p1_vs_steps"][str(s)] = score_poses(p["hypotheses"], p["targets"], p["actions"])["P1"]
         record["p1_vs_hypotheses"] = {}

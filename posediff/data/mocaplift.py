@@ -18,10 +18,12 @@ The embedded default of the lifting task, made on the fly by the library itself 
   projection + N(0, σ_j²) per coordinate. Gross errors: with probability ``swap_prob`` per frame the
   observations of both arms or of both legs (one pair, at random) trade sides; with probability ``snap_prob``
   per joint a joint is observed at a skeleton neighbour's place.
-* **The detector's mixture** per joint, in DiffPose's [π, μu, μv, σu, σv] layout with K = 3 components, is
-  exactly the distribution of the true joint that this error model implies given the observation: the
-  observation itself (σ_j), the side-partner's observation (weight: the chance of a swap of that joint), and
-  a broad component at the observation (σ = 0.1 s, weight ``snap_prob``).
+* **The detector's mixture** per joint, in DiffPose's [π, μu, μv, σu, σv] layout with K = 3 components: where
+  this error model puts the true joint given the observation. The observation itself (σ_j) and, with the
+  chance of a swap of that joint, the side partner's observation (σ_j: a swapped joint keeps its own error)
+  are exact; the third, for a snapped joint, is an approximation: the truth lies about a bone away in a
+  direction the observation does not tell, so a broad component at the observation (σ = 0.1 s, weight
+  ``snap_prob``) stands for it.
 * **Splits by CMU subject** (:data:`SPLIT_SUBJECTS`): the test subjects hold ballet, running, walking,
   basketball signals, soccer, jumping and a cartwheel; the salsa dancers (40% of the poses) and the Li et
   al. takes of unknown subject are in train.
@@ -192,7 +194,8 @@ class MocapLift(torch.utils.data.Dataset):
         frames: T, the 2D window length (1 for frame-based lifters).
         config: :class:`MocapLiftConfig`.
         bank: a :class:`MocapBank` (default: the shipped poses).
-        size: use only the first ``size`` poses of the split (a fixed subset for quick runs).
+        size: use only ``size`` poses of the split, evenly spaced through it (so that every part of the split,
+            whose poses are stored take by take, is represented): a fixed subset for quick runs.
 
     Items: ``keypoints_2d`` (T, 17, 2) screen-normalised observed 2D, ``uncertainty`` (T, 17, 3, 5) the
     detector's mixture (normalised like the 2D), ``pose_3d`` (17, 3) root-relative camera-frame millimetres,
@@ -208,7 +211,8 @@ class MocapLift(torch.utils.data.Dataset):
         if size is not None:
             if int(size) < 1:
                 raise ValueError(f"MocapLift: size={size}, expected an integer >= 1")
-            self.indices = self.indices[: int(size)]
+            n = len(self.indices)
+            self.indices = self.indices[np.linspace(0, n - 1, min(int(size), n)).round().astype(np.int64)]
         if int(frames) < 1:
             raise ValueError(f"MocapLift: frames={frames}, expected an integer >= 1")
         self.split, self.seed, self.frames = split, int(seed), int(frames)
@@ -286,7 +290,7 @@ class MocapLift(torch.utils.data.Dataset):
         mixture[..., 0, 3:5] = sigma[..., None]
         mixture[..., 1, 0] = swap_p                                           # the partner's observation
         mixture[..., 1, 1:3] = observed[:, partner]
-        mixture[..., 1, 3:5] = sigma[:, partner, None]
+        mixture[..., 1, 3:5] = sigma[..., None]                               # swapped: own error, partner's place
         mixture[..., 2, 0] = cfg.snap_prob                                    # a broad one: snapped
         mixture[..., 2, 1:3] = observed
         mixture[..., 2, 3:5] = 0.1 * scale[:, None, None]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._random import randn
+from ._random import multinomial, randint, randn
 from .schedulers import ModelFn, SampleOutput, Scheduler, _as_timesteps, _expand_like
 from .schedulers import sample as _sample
 
@@ -113,14 +113,15 @@ class GaussianMixture:
             raise ValueError(f"GaussianMixture.fit_batched: {s} samples of dimension {d} per row, {m} components, "
                              f"block {block}: expected at least {m} samples and a block that divides {d}")
         nb = d // k                                                             # blocks per vector
-        eye = torch.eye(k, dtype=x.dtype) * reg_covar
-        rows = torch.arange(b)
+        dev = x.device
+        eye = torch.eye(k, dtype=x.dtype, device=dev) * reg_covar
+        rows = torch.arange(b, device=dev)
         # k-means++ seeding: each next mean drawn with probability ∝ squared distance to the nearest chosen one
-        first = torch.randint(s, (b,), generator=generator)
+        first = randint(s, (b,), generator, dev)
         means = [x[rows, first]]                                                # [(B, D)]
         dist = ((x - means[0][:, None]) ** 2).sum(-1)                           # (B, S)
         for _ in range(1, m):
-            pick = torch.multinomial(dist.float() + 1e-12, 1, generator=generator)[:, 0]
+            pick = multinomial(dist.float() + 1e-12, 1, generator)[:, 0]
             means.append(x[rows, pick])
             dist = torch.minimum(dist, ((x - means[-1][:, None]) ** 2).sum(-1))
         mu = torch.stack(means, 1)                                              # (B, M, D)
@@ -128,7 +129,7 @@ class GaussianMixture:
         centred = xb - xb.mean(1, keepdim=True)
         cov = torch.einsum("bsni,bsnj->bnij", centred, centred) / s + eye      # (B, nb, k, k)
         cov = cov[:, None].expand(b, m, nb, k, k).clone()                       # (B, M, nb, k, k)
-        log_w = torch.full((b, m), -math.log(m), dtype=x.dtype)                 # (B, M)
+        log_w = torch.full((b, m), -math.log(m), dtype=x.dtype, device=dev)     # (B, M)
         for _ in range(int(iterations)):
             # E step: log π_m + log N(x; μ_m, Σ_m) = ... - ½ (x - μ_m)ᵀ Σ_m⁻¹ (x - μ_m) - ½ log det Σ_m
             chol = torch.linalg.cholesky(cov)                                    # (B, M, nb, k, k)
@@ -146,7 +147,7 @@ class GaussianMixture:
             diff = (x[:, None] - mu[:, :, None]).reshape(b, m, s, nb, k).permute(0, 1, 3, 2, 4)  # (B, M, nb, S, k)
             weighted = diff * r[:, :, None, :, None]                             # (B, M, nb, S, k)
             cov = weighted.transpose(-1, -2) @ diff / nk[..., None, None, None] + eye  # (B, M, nb, k, k)
-        full = torch.zeros(b, m, d, d, dtype=x.dtype)
+        full = torch.zeros(b, m, d, d, dtype=x.dtype, device=dev)
         for j in range(nb):
             full[..., j * k:(j + 1) * k, j * k:(j + 1) * k] = cov[:, :, j]
         w = torch.exp(log_w)

@@ -7,14 +7,15 @@ the model (``LiftingModel.lift`` answers in millimetres).
 DiffPose (Gong et al., CVPR 2023), :class:`GMMDiffusionHead`:
 
 * **H_K** (Sec. 4.1), per pose: x, y from the detector's per-joint 2D distribution (the [π, μu, μv, σu, σv]
-  mixture; one component at the observation with σ = ``sigma_2d`` when none is given) taken into metres by
-  the weak-perspective scale s that best maps the observed root-relative 2D onto the context encoder's
-  x, y; z from a per-joint depth distribution: ``depth="context"`` the context encoder's z with the
-  spread of its z error on the training set (the paper's choice in its implementation details),
+  mixture; one component at the observation with σ = ``sigma_2d`` when none is given), relative to the root's
+  2D and taken into metres by the weak-perspective scale s that best maps the 2D (the mixtures' means) onto
+  the context encoder's x, y; z from a per-joint depth distribution: ``depth="context"`` the context
+  encoder's z with the spread of its z error on the training set (the paper's choice in its implementation details),
   ``"histogram"`` the training set's histogram of each joint's z (the paper's other choice).
 * **The GMM** (Eq. 6): M components fitted by EM to ``gmm_samples`` draws of H_K, per pose
   (:meth:`~posediff.diffusion.GaussianMixture.fit_batched`); ``covariance="full"`` (the paper: 3J × 3J) or
-  ``"joint"`` (3 × 3 blocks per joint; H_K's joints are drawn independently, so this family holds it).
+  ``"joint"`` (3 × 3 blocks per joint, a posediff option: within a component the joints are independent, as
+  H_K's are drawn; the mixture's components still couple them).
 * **Forward process** Eq. 7 with the component mean μ^G (:class:`~posediff.diffusion.GMMForwardProcess`),
   K = ``num_train_timesteps`` steps, ᾱ_K ≈ 0 (cosine schedule).
 * **Denoiser** g(ĥ_k, f_ST, f_D^k) (Eq. 8), :class:`~posediff.models.denoisers.graph.GraphDenoiser`, predicting
@@ -38,6 +39,7 @@ from torch import nn
 
 from ..diffusion import GaussianMixture, GMMForwardProcess, make_scheduler
 from ..diffusion import sample as diffusion_sample
+from ..diffusion._random import multinomial, rand, randint, randn
 
 __all__ = ["LiftingModel", "RegressionLiftingHead", "GMMDiffusionHead", "weak_perspective_scale"]
 
@@ -48,6 +50,10 @@ STATES = ("xyz", "uvxyz")
 NOISES = ("gmm", "per_joint")
 TRAIN_TIMESTEPS = ("uniform", "antithetic")
 TEST_STARTS = ("gmm", "point")
+# added to every GMM covariance's diagonal: a 1 cm floor on each coordinate's spread (m² for xyz; for the 2D of
+# state="uvxyz", 1e-4 screen units² is 0.5 px on a 1000 px image). With 1e-6 (1 mm), components fitted to few of
+# the 256 draws of H_K had most of their 51 eigenvalues at the floor: near-copies of a handful of draws.
+REG_COVAR = 1e-4
 
 
 def weak_perspective_scale(uv: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
@@ -127,6 +133,17 @@ class GMMDiffusionHead(nn.Module):
         if noise == "per_joint" and state != "uvxyz":
             raise ValueError("GMMDiffusionHead: noise='per_joint' (the released code's) diffuses the 2D as well; "
                              "it needs state='uvxyz'")
+        if (noise == "per_joint") != (test_start == "point"):
+            raise ValueError(f"GMMDiffusionHead: noise={noise!r} with test_start={test_start!r}: a model trained on "
+                             f"the zero-mean per-joint process samples from the H_K point (test_start='point'), one "
+                             f"trained on Eq. 7 from draws of its GMM (test_start='gmm')")
+        for name, value, least in (("num_components", num_components, 1), ("gmm_samples", gmm_samples, num_components),
+                                   ("em_iterations", em_iterations, 1), ("hypotheses", hypotheses, 1),
+                                   ("steps", steps, 1), ("num_train_timesteps", num_train_timesteps, 2)):
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"GMMDiffusionHead: {name}={value!r}, expected an integer >= {least}")
+        if steps > num_train_timesteps:
+            raise ValueError(f"GMMDiffusionHead: steps={steps} exceeds num_train_timesteps={num_train_timesteps}")
         self.denoiser = denoiser
         self.num_joints = num_joints
         betas = {k: v for k, v in (("beta_start", beta_start), ("beta_end", beta_end)) if v is not None}
@@ -173,7 +190,7 @@ class GMMDiffusionHead(nn.Module):
         """``count`` draws of one component per joint by π: (B, count, J, 5) of the chosen components."""
         b, j, k, _ = mix.shape
         weights = mix[..., 0].clamp_min(0).reshape(b * j, k) + 1e-12
-        comp = torch.multinomial(weights, count, replacement=True, generator=generator).reshape(b, j, count)
+        comp = multinomial(weights, count, generator, replacement=True).reshape(b, j, count)
         comp = comp.permute(0, 2, 1)                                             # (B, S, J)
         return torch.gather(mix[:, None].expand(b, count, j, k, 5), 3,
                             comp[..., None, None].expand(b, count, j, 1, 5))[..., 0, :]
@@ -184,7 +201,7 @@ class GMMDiffusionHead(nn.Module):
         dev, dt = xyz.device, xyz.dtype
         uv_obs = _mean_2d(keypoints_2d, uncertainty)                             # (B, J, 2)
         chosen = self._components(self._mixture(keypoints_2d, uncertainty, xyz), count, generator)  # (B, S, J, 5)
-        noise = torch.randn(b, count, j, 3, generator=generator, dtype=dt).to(dev)
+        noise = randn((b, count, j, 3), generator, dev, dt)
         uv = chosen[..., 1:3] + chosen[..., 3:5] * noise[..., :2]                # (B, S, J, 2)
         s = weak_perspective_scale(uv_obs, xyz)                                  # (B,)
         xy = s[:, None, None, None] * (uv - uv_obs[:, None, :1])                 # (B, S, J, 2) metres
@@ -192,9 +209,9 @@ class GMMDiffusionHead(nn.Module):
             z = xyz[:, None, :, 2] + self.depth_var.sqrt().to(dt) * noise[..., 2]  # (B, S, J)
         else:
             hist = self.depth_hist.to(dt).clamp_min(1e-12)                       # (J, bins)
-            bins = torch.multinomial(hist.repeat(b * count, 1), 1, generator=generator).reshape(b, count, j)
+            bins = multinomial(hist.repeat(b * count, 1), 1, generator, replacement=True).reshape(b, count, j)
             lo, hi = self.depth_edges[bins].to(dt), self.depth_edges[bins + 1].to(dt)
-            z = lo + (hi - lo) * torch.rand(b, count, j, generator=generator, dtype=dt).to(dev)
+            z = lo + (hi - lo) * rand((b, count, j), generator, dev, dt)
         draws = torch.cat([xy, z[..., None]], -1)                                # (B, S, J, 3)
         return torch.cat([uv, draws], -1) if self.state == "uvxyz" else draws
 
@@ -203,7 +220,7 @@ class GMMDiffusionHead(nn.Module):
         draws = self.h_k_samples(keypoints_2d, uncertainty, xyz.detach(), self.gmm_samples, generator)
         b = draws.shape[0]
         return GaussianMixture.fit_batched(draws.reshape(b, self.gmm_samples, -1), self.num_components,
-                                           iterations=self.em_iterations, reg_covar=1e-6,
+                                           iterations=self.em_iterations, reg_covar=REG_COVAR,
                                            block=self.dims if self.covariance == "joint" else None,
                                            generator=generator, dtype=torch.float32)
 
@@ -212,10 +229,11 @@ class GMMDiffusionHead(nn.Module):
 
     def _timesteps(self, b: int, generator=None) -> torch.Tensor:
         num_t = self.scheduler.config.num_train_timesteps
+        dev = self.depth_var.device
         if self.train_timesteps == "antithetic":                                # t and K−1−t in pairs
-            t = torch.randint(0, num_t, (b // 2 + 1,), generator=generator)
+            t = randint(num_t, (b // 2 + 1,), generator, dev)
             return torch.cat([t, num_t - 1 - t])[:b]
-        return torch.randint(0, num_t, (b,), generator=generator)
+        return randint(num_t, (b,), generator, dev)
 
     # -- training and sampling ----------------------------------------------------------------------------
     def loss(self, features, xyz, keypoints_2d, uncertainty, target, generator=None) -> dict:
@@ -228,7 +246,7 @@ class GMMDiffusionHead(nn.Module):
             chosen = self._components(self._mixture(keypoints_2d, uncertainty, target), 1, generator)[:, 0]
             x0 = torch.cat([chosen[..., 1:3], target], -1)                       # (B, J, 5): μ_uv of a component
             scale = torch.cat([chosen[..., 3:5], torch.ones_like(target)], -1)   # σ_uv as a std, 1 on xyz
-            eps = torch.randn(b, j, 5, generator=generator, dtype=target.dtype).to(target.device) * scale
+            eps = randn((b, j, 5), generator, target.device, target.dtype) * scale
             a = abar[t].to(target.dtype)[:, None, None]
             h_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
         else:
@@ -383,6 +401,9 @@ class LiftingModel(nn.Module):
             num_t = self.head.scheduler.config.num_train_timesteps
             if not 1 <= int(steps) <= num_t:
                 raise ValueError(f"LiftingModel: steps={steps}, expected an integer in [1, {num_t}]")
+            if self.head.timesteps is not None:
+                raise ValueError(f"LiftingModel: steps={steps}, but this model samples at its explicit timesteps "
+                                 f"{self.head.timesteps} (model.timesteps); give one or the other")
         if self.head is None:
             return xyz[:, None]                                                  # (B, 1, J, 3)
         poses = self.head.sample(features, xyz, keypoints_2d, uncertainty, hypotheses, steps, generator)

@@ -24,16 +24,17 @@ class LiftingData:
     """Where the 2D/3D pairs come from.
 
     ``kind="mocaplift"``: MocapLift made on the fly (``seed``: its placement and 2D-error draws; ``noise``,
-    ``swap_prob``, ``snap_prob``: its detector model, :class:`~posediff.data.mocaplift.MocapLiftConfig`);
-    ``train_size`` / ``val_size`` keep the first poses of a split. ``kind="h36m"``: ``positions_3d`` and
-    ``positions_2d`` (VideoPose3D's ``data_3d_h36m.npz`` and a ``data_2d_h36m_*.npz``), training subjects
-    S1, S5-S8 every ``stride``-th frame, validation S9, S11 every ``val_stride``-th frame.
+    ``swap_prob``, ``snap_prob``: its detector model, :class:`~posediff.data.mocaplift.MocapLiftConfig`).
+    ``kind="h36m"``: ``positions_3d`` and ``positions_2d`` (VideoPose3D's ``data_3d_h36m.npz`` and a
+    ``data_2d_h36m_*.npz``), training subjects S1, S5-S8 every ``stride``-th frame, validation S9, S11 every
+    ``val_stride``-th frame (the test subjects: Human3.6M has no validation subjects; nothing is chosen on
+    them). ``train_size`` / ``val_size`` keep that many items, evenly spaced through the split (None: all).
     """
 
     kind: str = "mocaplift"
     seed: int = 0
     train_size: int | None = None
-    val_size: int | None = 500
+    val_size: int | None = None
     val_split: str = "val"  # MocapLift's split validated on: "val" or "test"
     noise: float = 0.25
     swap_prob: float = 0.03
@@ -141,6 +142,15 @@ class LiftingTask(Task):
                 raise ValueError(f"data.kind='h36m' reads VideoPose3D's files from data.positions_3d and "
                                  f"data.positions_2d; {', '.join(unset)} not set")
 
+    def check_model(self, model, cfg) -> None:
+        from ..registry import get_config
+
+        lc = get_config(cfg.recipe, **cfg.model)
+        if lc.head != "none" and lc.freeze_context and not lc.context_weights:
+            raise ValueError(f"recipe {cfg.recipe}: its context encoder is frozen (model.freeze_context=True) but "
+                             f"no pretrained one is given (model.context_weights); train lifting_context first "
+                             f"and give its checkpoint, or set model.freeze_context=False to train both")
+
     def _frames(self, cfg) -> int:
         from ..registry import get_config
 
@@ -161,8 +171,9 @@ class LiftingTask(Task):
             train = H36MLifting(d.positions_3d, d.positions_2d, "train", stride=d.stride, frames=frames)
             val = H36MLifting(d.positions_3d, d.positions_2d, "test", stride=d.val_stride, frames=frames)
             train.set_epoch = lambda epoch: None  # fixed detections: nothing changes between epochs
-            if d.val_size is not None:
-                val.index = val.index[: d.val_size]
+            if d.val_size is not None:  # evenly spaced: every subject, action and camera represented
+                keep = np.linspace(0, len(val.index) - 1, min(d.val_size, len(val.index))).round().astype(np.int64)
+                val.index = [val.index[i] for i in keep]
         return TaskData(train, val)
 
     def collate(self, items):

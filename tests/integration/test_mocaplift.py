@@ -89,6 +89,25 @@ def test_swaps_happen_at_their_rate_and_the_mixture_says_where():
     assert 0.18 < swapped / n < 0.32
 
 
+def test_a_swapped_joint_lies_its_own_error_from_the_partners_observation():
+    """The swap component: the truth of joint a, when swapped, is N(observation of its partner, σ_a²)."""
+    ds = MocapLift("test", config=MocapLiftConfig(swap_prob=0.5, snap_prob=0.0, confidence_spread=1.0))
+    z = []
+    for i in range(600):
+        it = ds[i]
+        true, obs = project(it), it["keypoints_px"][0].double().numpy()
+        mix = it["uncertainty"][0].double().numpy()                            # (17, 3, 5), screen units
+        for a, b in ((13, 16), (6, 3)):                                        # a wrist, a foot
+            swapped = (np.linalg.norm(obs[b] - true[a]) < 0.3 * np.linalg.norm(obs[b] - true[b])
+                       and np.linalg.norm(obs[a] - true[b]) < 0.3 * np.linalg.norm(obs[a] - true[a]))
+            if swapped:
+                mu = (mix[a, 1, 1:3] + np.array([1.0, it["image_size"][1].item() / it["image_size"][0].item()])) \
+                    * it["image_size"][0].item() / 2
+                z.append((true[a] - mu) / (mix[a, 1, 3] * it["image_size"][0].item() / 2))
+    z = np.concatenate(z)
+    assert len(z) > 200 and 0.85 < z.std() < 1.15
+
+
 def test_sequences_are_uniform_in_time_and_centred_on_the_pose():
     bank = MocapBank.shipped()
     i = int(bank.take_poses[0][10])
@@ -99,6 +118,12 @@ def test_sequences_are_uniform_in_time_and_centred_on_the_pose():
     np.testing.assert_allclose(held[:4], np.repeat(bank.joints[first][None], 4, 0))  # held before the take
     ds = MocapLift("train", frames=9)
     assert ds[0]["keypoints_2d"].shape == (9, 17, 2) and ds[0]["uncertainty"].shape == (9, 17, 3, 5)
+
+
+def test_a_sized_subset_spans_the_split():
+    full, part = MocapLift("test"), MocapLift("test", size=200)
+    assert len(part) == 200 and part.indices[0] == full.indices[0] and part.indices[-1] == full.indices[-1]
+    assert len({part[i]["subject"] for i in range(len(part))}) == len(SPLIT_SUBJECTS["test"])
 
 
 def test_actions_and_bad_arguments():

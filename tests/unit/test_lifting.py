@@ -152,3 +152,33 @@ def test_explicit_timesteps_match_the_loop_when_they_are_its_own():
     model.head.timesteps = (49, 24)
     b = model.predict(kp, unc, hypotheses=2, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"noise": "per_joint", "state": "uvxyz"}, "samples from the H_K point"),
+    ({"test_start": "point"}, "samples from the H_K point"),
+    ({"hypotheses": 0}, "hypotheses=0, expected an integer >= 1"),
+    ({"num_components": 0}, "num_components=0"),
+    ({"steps": 60}, "steps=60 exceeds num_train_timesteps=50"),
+])
+def test_bad_head_settings_are_refused_by_name(kw, message):
+    with pytest.raises(ValueError, match=message):
+        posediff.create_model("diffpose", **{**SMALL, **kw})
+
+
+def test_steps_and_explicit_timesteps_are_one_or_the_other():
+    model = posediff.create_model("diffpose_released", **SMALL).eval()
+    kp, unc, _ = batch()
+    with pytest.raises(ValueError, match="explicit timesteps"):
+        model.predict(kp, unc, steps=2)
+
+
+def test_a_frozen_untrained_context_is_refused_for_training():
+    from posediff.engine.config import TrainConfig
+    from posediff.tasks import get_task
+
+    cfg = TrainConfig(recipe="diffpose", model=SMALL)
+    model = posediff.create_model("diffpose", **SMALL)
+    with pytest.raises(ValueError, match="no pretrained one is given"):
+        get_task("diffpose").check_model(model, get_task("diffpose").resolve(cfg))
+    get_task("diffpose").check_model(model, TrainConfig(recipe="diffpose", model={**SMALL, "freeze_context": False}))
