@@ -8,7 +8,8 @@ of the mean of 5 hypotheses, mm). Variants (``--variants``; default all):
 * ``x0``: ``loss="x0"``, every timestep weighted alike (Eq. 9 weighs ‖ĥ_0 − h_0‖² by c_k², 1 at k = 1 and
   about 0.001 beyond k = 20 on the cosine schedule);
 * ``histogram``: ``depth="histogram"``; ``joint``: ``covariance="joint"``;
-* ``released``: the ``diffpose_released`` recipe's behaviours.
+* ``released``: the ``diffpose_released`` recipe's behaviours;
+* ``baseline``: ``lifting_baseline`` (Baseline A) on the same encoder and budget, for scale.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/diffpose_choices.py --steps 1000 --out docs/results/diffpose_choices.json
 --context runs/lifting_context_mocaplift/step_0004000.safetensors``
@@ -24,6 +25,7 @@ from posediff.env import machine_info
 from posediff.io import save_result
 
 VARIANTS = {
+    "baseline": ("lifting_baseline", {}),
     "paper": ("diffpose", {}),
     "x0": ("diffpose", {"loss": "x0"}),
     "histogram": ("diffpose", {"depth": "histogram"}),
