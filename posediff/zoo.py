@@ -28,6 +28,8 @@ FORMAT = "posediff.zoo/1"
 # (recipe, tag) -> file in ZOO_DIR
 PRETRAINED: dict[tuple[str, str], str] = {
     ("edpose_tiny", "synthcrowd"): "edpose_tiny_synthcrowd.safetensors",
+    ("lifting_context", "mocaplift"): "lifting_context_mocaplift.safetensors",
+    ("lifting_baseline", "mocaplift"): "lifting_baseline_mocaplift.safetensors",
 }
 
 
