@@ -5,7 +5,8 @@ evaluates COCO at 800, the largest of its): SynthCrowd's persons are small, and 
 helps them. Choose on the val split; the test split only confirms.
 
 Run (the zoo's edpose_tiny, the first 200 val scenes):
-``python benchmarks/eval_size.py --model zoo --sizes 256 272 288 304 320 --out docs/results/eval_size_val_stage5.json``
+``python benchmarks/eval_size.py --model zoo --sizes 256 272 288 304 320
+--out docs/results/eval_size/val_zoo_edpose_tiny.json``
 (``--split test --images 400`` for the test split); ``--model RUN/step_0007000.safetensors`` for a checkpoint.
 Prints a table (COCO-17 AP and CrowdPose-14 AP, AP_H, ×100), writes JSON and a line plot.
 """

@@ -8,8 +8,8 @@ joints (same detections and scores) or a perfect ranking (same poses). Prints a 
 bar plot of the relative per-joint errors.
 
 Run (the zoo's edpose_tiny on SynthCrowd's first 100 val scenes):
-``python benchmarks/keypoint_errors.py --model zoo --out docs/results/keypoint_errors.json
---plot docs/images/keypoint_errors.png``; ``--model RUN/step_0007000.safetensors`` for a checkpoint;
+``python benchmarks/keypoint_errors.py --model zoo --out docs/results/keypoint_errors/val_zoo_edpose_tiny.json
+--plot docs/images/keypoint_errors_val_zoo_edpose_tiny.png``; ``--model RUN/step_0007000.safetensors`` for a checkpoint;
 ``--ann FILE --image-dir DIR`` for COCO or CrowdPose files (scored at 800 / 1333 px unless ``--eval-size`` /
 ``--max-size`` say otherwise)
 (``--skeleton crowdpose14`` scores a COCO-17 model's predictions converted to CrowdPose-14).

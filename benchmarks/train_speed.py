@@ -14,7 +14,7 @@ train2017's images with keypoint persons, ED-Pose's epoch) takes at the preset's
 assuming no scaling loss; it is an epoch of COCO only when the data is COCO (``--dataset coco``).
 
     python benchmarks/train_speed.py --preset full --dataset coco --data-root /data/coco --workers 8 \\
-        --out docs/results/train_speed_full.json
+        --out docs/results/h100/train_speed_full.json
     python benchmarks/train_speed.py --preset standard --steps 20 --warmup 3    # SynthCrowd, the CPU recipes
 """
 

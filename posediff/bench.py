@@ -89,7 +89,8 @@ class Preset:
 
 
 # quick's diffusion head is anchored to ED-Pose's regression (docs/recipes.md): it starts from the zoo's edpose_tiny
-# and trains 100 steps. The paper's head scored 21.7 AP there (seed 0; docs/results/quick_paper_head_seed0.json),
+# and trains 100 steps. The paper's head scored 21.7 AP there (seed 0;
+# docs/results/bench/quick_synthcrowd/paper_head_seed0.json),
 # under the preset's target of 30 (likely: its fresh denoiser's tokens are added to ED-Pose's; not measured)
 _ANCHORED = {"diffusion_regpose_tiny": {"anchor": "regression", "prior_std": 0.0, "ensemble": "pool",
                                         "renewal": True}}  # the regression head as quick measured it

@@ -8,8 +8,8 @@ backbone, so it ships only what training changed (about 4 MB) on top of that bac
     >>> model = posediff.create_model("edpose_tiny", pretrained="synthcrowd")   # eval mode, CPU
     >>> weights = zoo_weights("edpose_tiny", "synthcrowd")                     # float32 state dict
 
-``posediff zoo export RUN --out FILE --base BASE`` makes such a file from a training run; the
-``README.md`` beside the files records each one's command, time, machine and metrics.
+``posediff zoo export RUN --out FILE --base BASE`` makes such a file from a training run and records its
+command, time, machine and test metrics in the file's metadata; docs/zoo.md describes each shipped file.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def test_rerun_recomputes_nothing_and_interrupted_eval_continues(bench, monkeypa
 
 def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_path, monkeypatch):
     """A finished bench folder carried with only its records (``bench_config.json``; per run ``config.json``,
-    ``result.json``, ``bench.json``: how the standard bench is committed between sessions) reports the same
+    ``result.json``, ``bench.json``: how the standard bench's records are committed) reports the same
     table, plots and pictures without loading a model; what is not recorded cannot be computed and says so."""
     tmp, results = bench
     light = tmp_path / "b"
