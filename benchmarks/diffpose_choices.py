@@ -4,8 +4,9 @@ Every variant trains the ``diffpose`` head for the same steps on the same frozen
 ``lifting_context`` run), the same MocapLift data and seed, and is scored on the same validation poses (P1 / P2
 of the mean of 5 hypotheses, mm). Variants (``--variants``; default all):
 
-* ``paper``: the defaults (Eq. 9 read through the DDIM step, ``depth="context"``, ``covariance="full"``);
-* ``x0``: ``loss="x0"``, every timestep weighted alike (Eq. 9 weighs ‖ĥ_0 − h_0‖² by c_k², 1 at k = 1 and
+* ``x0``: the defaults (``loss="x0"``: every timestep weighted alike, ``depth="context"``,
+  ``covariance="full"``);
+* ``step``: ``loss="step"``, Eq. 9 read through the DDIM step, which weighs ‖ĥ_0 − h_0‖² by c_k² (1 at k = 1,
   about 0.001 beyond k = 20 on the cosine schedule);
 * ``histogram``: ``depth="histogram"``; ``joint``: ``covariance="joint"``;
 * ``released``: the ``diffpose_released`` recipe's behaviours;
@@ -26,8 +27,8 @@ from posediff.io import save_result
 
 VARIANTS = {
     "baseline": ("lifting_baseline", {}),
-    "paper": ("diffpose", {}),
     "x0": ("diffpose", {"loss": "x0"}),
+    "step": ("diffpose", {"loss": "step"}),
     "histogram": ("diffpose", {"depth": "histogram"}),
     "joint": ("diffpose", {"covariance": "joint"}),
     "released": ("diffpose_released", {}),
@@ -54,10 +55,10 @@ def main() -> None:
                           out=str(Path(args.runs) / name), seed=args.seed, batch_size=64, lr=1e-3, weight_decay=1e-4,
                           clip_grad=1.0, max_steps=args.steps, lr_drop=(int(args.steps * 0.8),),
                           ckpt_every=max(args.steps // 4, 1), eval_every=max(args.steps // 2, 1))
-        t = time.time()
         result = train(cfg, resume=True)
-        rows[name] = {"recipe": recipe, "overrides": model, "seconds": round(time.time() - t, 1),
-                      **{k: v for k, v in result["metrics"].items() if k in ("P1", "P2", "P1_best", "spread")},
+        rows[name] = {"recipe": recipe, "overrides": model, "train_seconds": result["seconds"],
+                      **{k: v for k, v in result["metrics"].items()
+                         if k in ("P1", "P2", "P1_best", "P2_best", "P1_first", "spread", "spread_error_corr")},
                       "curve": [(h["step"], h["eval"]["P1"]) for h in result["history"] if "eval" in h]}
     print(f"{'variant':12}{'P1':>8}{'P2':>8}{'best-of-5':>11}{'spread':>8}")
     for name, r in rows.items():

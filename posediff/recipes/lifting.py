@@ -43,7 +43,10 @@ class LiftingConfig:
     em_iterations: int = 10
     covariance: str = "full"  # "full" (3J × 3J, the paper) | "joint" (3 × 3 per joint)
     depth: str = "context"  # "context" | "histogram"
-    loss: str = "step"  # "step" (Eq. 9) | "x0"
+    # "x0": ‖ĥ_0 − h_0‖² at every k alike (DDPM's simplified objective, which the paper says it follows); "step": Eq. 9
+    # read through the DDIM step (c_k² weights: 1 at k = 1, about 0.001 beyond k = 20), measured worse
+    # (docs/recipes.md); "epsilon": the released code's
+    loss: str = "x0"
     hypotheses: int = 5  # N
     steps: int = 5  # DDIM steps
     sigma_2d: float = 0.005  # 2D spread (screen units) when no detector mixture is given
