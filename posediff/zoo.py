@@ -30,6 +30,7 @@ PRETRAINED: dict[tuple[str, str], str] = {
     ("edpose_tiny", "synthcrowd"): "edpose_tiny_synthcrowd.safetensors",
     ("lifting_context", "mocaplift"): "lifting_context_mocaplift.safetensors",
     ("lifting_baseline", "mocaplift"): "lifting_baseline_mocaplift.safetensors",
+    ("diffpose", "mocaplift"): "diffpose_mocaplift.safetensors",
 }
 
 
