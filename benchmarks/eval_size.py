@@ -47,8 +47,7 @@ def plot(out: dict, path: str) -> None:
 
 
 def main(argv=None) -> dict:
-    from posediff.bench import score
-    from posediff.tasks.multiperson import predict_results
+    from posediff.tasks.multiperson import predict_results, score_results
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     model_and_split_arguments(ap, images=200)
@@ -71,7 +70,7 @@ def main(argv=None) -> dict:
     for size in args.sizes:
         args.eval_size = size
         ds, _ = dataset(args)
-        m = score(predict_results(model, ds, batch_size=4), gts, [int(i) for i in ds.ids])
+        m = score_results(predict_results(model, ds, batch_size=4), gts, [int(i) for i in ds.ids])
         c, p = m["coco"], m["crowdpose"]
         rows.append(dict(eval_size=size, coco_AP=c["AP"], crowdpose_AP=p["AP"], crowdpose_AP_E=p["AP_E"],
                          crowdpose_AP_M=p["AP_M"], crowdpose_AP_H=p["AP_H"]))
