@@ -405,5 +405,6 @@ def write_report(out: Path, results: dict, plots: dict) -> None:
               f"Per seed ({', '.join(map(str, p['seeds']))}): `lifting_context` trained alone for "
               f"{p['context_steps']} steps, then frozen; each recipe's head trained on it for {p['train_steps']} "
               f"steps (batch {p['batch_size']}, AdamW lr {p['lr']}, x0.1 at 80%). Test poses: "
-              f"{'all' if p['test_size'] is None else p['test_size']}; sweeps on the first {p['sweep_size']}."]
+              f"{'all' if p['test_size'] is None else p['test_size']}, evenly spaced through the split; sweeps "
+              f"on {p['sweep_size']} of them, likewise."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
