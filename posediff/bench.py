@@ -1035,6 +1035,11 @@ def run_from_args(args: argparse.Namespace, command: str) -> int:
     if _is_lifting(args):
         from .bench_lifting import run_lifting_bench
 
+        unused = [flag for flag, given in (("--steps", args.steps), ("--init", args.init != "zoo")) if given]
+        if unused:
+            raise ValueError(f"{' and '.join(unused)}: not options of the lifting bench, whose presets set its "
+                             f"sampling sweeps and train every head on a frozen lifting_context of their own")
+
         run_lifting_bench(args.recipes, args.preset, args.dataset or "mocaplift", args.data_root, args.seeds, args.out,
                           args.train_steps, args.test_images, args.workers, tuple(args.set), command=command.strip())
         return 0

@@ -63,3 +63,10 @@ def test_other_settings_and_other_recipes_are_refused(bench):
         run_lifting_bench(["lifting_baseline", "diffpose"], "tiny", out=str(tmp / "b"), overrides=SMALL[:-1])
     with pytest.raises(ValueError, match="not lifting recipes"):
         run_lifting_bench(["edpose_tiny"], "tiny", out=str(tmp / "c"))
+
+
+def test_one_stage_flags_are_refused_for_lifting():
+    from posediff.bench import main
+
+    with pytest.raises(ValueError, match="--steps: not options of the lifting bench"):
+        main(["--dataset", "mocaplift", "--steps", "1", "2"])
