@@ -97,8 +97,8 @@ _ANCHORED = {"diffusion_regpose_tiny": {"anchor": "regression", "prior_std": 0.0
 _CPU_SIZES = dict(train_scales=(256, 288, 320), crop_scales=(224, 256), crop_size=(192, 288), max_size=512)
 
 PRESETS: dict[str, Preset] = {
-    # 100 steps and 2 sampling-step counts: 16.8 min in all with 150 steps and (1, 2, 4) on a slow day of the
-    # 2-core machine, over the 15 min budget (docs/benchmarks.md)
+    # 100 steps and 2 sampling-step counts keep it within the 15 min budget on 2 cores (368 s on a fresh clone,
+    # docs/benchmarks.md); 150 steps and (1, 2, 4) once took 16.8 min on a slow day of that machine
     "quick": Preset("quick", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=100, lr=1e-4, seeds=(0, 1),
                     sampling_steps=(1, 4), zoo="edpose_tiny", eval_every=50, curve_images=40, real_sizes=_CPU_SIZES,
                     recipe_overrides=_ANCHORED),
