@@ -4,6 +4,7 @@ seeds, scored on the same test split. The same code runs as ``python benchmarks/
     posediff bench --preset quick                       # SynthCrowd, from the zoo, 9-12 min on 2 CPU cores (budget 15)
     posediff bench --preset standard --seeds 0 1 2      # both recipes from the pretrained backbone (hours on CPU)
     posediff bench --preset full --dataset crowdpose --data-root /data/crowdpose   # ResNet-50, for a GPU
+    posediff bench --dataset mocaplift --preset quick    # lifting recipes: posediff.bench_lifting
 
 Protocols (``--preset``):
 
