@@ -9,6 +9,7 @@ losses are computed on a batch, and how a model is evaluated. A recipe names its
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 __all__ = ["Task", "TaskData"]
 
@@ -38,7 +39,7 @@ class TaskData:
         self.train, self.val, self.info = train, val, info
 
 
-class Task:
+class Task(ABC):
     """The interface; :mod:`posediff.tasks.multiperson` and :mod:`posediff.tasks.lifting` implement it."""
 
     name = ""
@@ -51,22 +52,27 @@ class Task:
 
     def check(self, cfg) -> None:
         """Refuse, before any work, a config this task cannot run (naming the field)."""
+        return None  # nothing to refuse or note by default
 
     def check_model(self, model, cfg) -> None:
         """Refuse a model that does not fit the run's data (e.g. its joint count)."""
+        return None  # nothing to refuse or note by default
 
+    @abstractmethod
     def build(self, cfg, rank: int = 0) -> TaskData:
-        raise NotImplementedError
+        """The train and validation sets of a run config (``TrainConfig``)."""
 
+    @abstractmethod
     def collate(self, items):
-        raise NotImplementedError
+        """Items of the task's datasets -> one batch."""
 
+    @abstractmethod
     def losses(self, net, batch, device) -> dict:
         """The model's training losses on one collated batch (``"loss"`` the total)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def evaluate(self, model, data: TaskData, cfg, device, progress: bool = False) -> dict:
-        raise NotImplementedError
+        """The validation metrics of ``model`` on ``data.val``."""
 
     def checkpoint_meta(self, cfg) -> dict:
         """Metadata a checkpoint of this run carries besides its config."""
@@ -74,6 +80,7 @@ class Task:
 
     def check_checkpoint(self, meta: dict, path, action: str, cfg) -> None:
         """Refuse to ``action`` (resume, evaluate) a checkpoint whose metadata does not fit ``cfg``."""
+        return None  # nothing to refuse or note by default
 
     def run_info(self, cfg) -> dict:
         """Fields the run's ``config.json`` records besides the config."""
@@ -81,3 +88,4 @@ class Task:
 
     def on_resume(self, out, cfg, step: int) -> None:
         """Notes for a resumed run (e.g. an evaluation setting that changed)."""
+        return None  # nothing to refuse or note by default
