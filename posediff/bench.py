@@ -87,6 +87,8 @@ class Preset:
     hypotheses_counts: tuple[int, ...] = (1, 2, 4, 8, 16)
     # the pose-NMS OKS thresholds a diffusion run is scored at on its val split (curve_images), to choose one by
     nms_thresholds: tuple[float, ...] = ()
+    # top-down runs' TrainConfig fields (batch_size, lr, max_steps, lr_drop): posediff.bench_topdown; {}: none offered
+    topdown: dict = field(default_factory=dict)
 
 
 # quick's diffusion head is anchored to ED-Pose's regression (docs/recipes.md): it starts from the zoo's edpose_tiny
@@ -104,14 +106,21 @@ PRESETS: dict[str, Preset] = {
                     sampling_steps=(1, 4), zoo="edpose_tiny", eval_every=50, curve_images=40, real_sizes=_CPU_SIZES,
                     recipe_overrides=_ANCHORED),
     # the paper's head (anchor="paper"), and its diffusion-off control with --recipes diffusion_regpose_tiny_control
-    "standard": Preset("standard", ("edpose_tiny", "diffusion_regpose_tiny"), train_steps=7000, lr=2e-4,
+    # top-down: the persons the one-stage runs see (7000 steps x 4 scenes x 4.55 persons on SynthCrowd's train split)
+    # in batches of 32 crops, SimpleBaseline's Adam lr (1e-3), the drop at the same 80%
+    "standard": Preset("standard", ("edpose_tiny", "diffusion_regpose_tiny", "simplebaseline_tiny",
+                                    "diffusionpose_tiny"), train_steps=7000, lr=2e-4,
                        lr_drop=(5600,), seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="backbone",
                        eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES, hypotheses_images=100,
-                       nms_thresholds=(0.5, 0.6, 0.7, 0.8, 0.9)),
+                       nms_thresholds=(0.5, 0.6, 0.7, 0.8, 0.9),
+                       topdown=dict(batch_size=32, lr=1e-3, max_steps=4000, lr_drop=(3200,))),
     # 60 epochs of COCO's 56,599 keypoint images at 8 GPUs x batch 8 (ED-Pose's schedule; lr drop at epoch 55)
+    # top-down: mmpose's SimpleBaseline schedule, 210 epochs of COCO's 149,813 persons in global batches of 512
+    # (64 x 8 GPUs), Adam lr 5e-4, drops at epochs 170 and 200
     "full": Preset("full", ("edpose", "diffusion_regpose"), train_steps=53000, lr=1e-4, lr_drop=(48600,),
                    batch_size=8, seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="imagenet", freeze_backbone=False,
-                   eval_every=10000, curve_images=500, latency_images=50),
+                   eval_every=10000, curve_images=500, latency_images=50,
+                   topdown=dict(batch_size=512, lr=5e-4, max_steps=61446, lr_drop=(49741, 58520))),
 }
 
 
@@ -131,6 +140,7 @@ class BenchSpec:
     test_images: int | None = None
     workers: int = 0
     overrides: tuple[str, ...] = ()  # key=value applied to every run's TrainConfig (``posediff train`` syntax)
+    detections: str | None = None  # top-down runs are also scored with these boxes (COCO detection results)
 
     def resolved(self) -> tuple[Preset, BenchSpec]:
         if self.preset not in PRESETS:
@@ -211,6 +221,7 @@ def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
     refuse (``--set model.*``, ``--steps``) are refused before the first run trains."""
     from .engine.config import TrainConfig, apply_overrides
     from .engine.train import build_model
+    from .tasks import task_name
 
     data = _data_config(preset, spec)
     init, model = _init(preset, spec)
@@ -227,6 +238,10 @@ def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
                               lr_drop=tuple(s for s in preset.lr_drop if s < spec.train_steps),
                               eval_every=min(preset.eval_every, spec.train_steps) if preset.eval_every else 0,
                               ckpt_every=max(50, spec.train_steps // 10), keep_checkpoints=1)
+            if task_name(recipe) == "topdown":
+                from .bench_topdown import plan_topdown
+
+                cfg = plan_topdown(cfg, preset, spec, recipe)
             cfg = apply_overrides(cfg, list(spec.overrides))
             runs.append(dict(recipe=recipe, seed=seed, config=cfg, init=init))
         build_model(cfg, steps=spec.steps, weights=False)  # a dry build: settings a run would only trip on later
@@ -316,6 +331,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     """Train (resuming) and evaluate one (recipe, seed); everything finished is kept in ``bench.json``."""
     from .engine.checkpoint import latest_checkpoint, load_model
     from .engine.train import distributed, run_folder, train
+    from .tasks import task_name
     from .tasks.multiperson import predict_results_at_steps
 
     cfg, out = run["config"], Path(run["config"].out)
@@ -362,6 +378,9 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         m = model("its parameter count")
         record["params_M"] = round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
         record["default_steps"] = int(m.head.sampling_steps) if _is_diffusion(m) else None
+    record["batch_size"] = cfg.batch_size
+    if task_name(run["recipe"]) == "topdown":
+        return _run_topdown(record, run, spec, model, device)
     diffusion = record["default_steps"] is not None
     test_ds, gts = _test_set(cfg, spec)
     image_ids = [int(i) for i in test_ds.ids]
@@ -413,6 +432,25 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
             write_json(record, record_path)
         except FileNotFoundError as err:
             log.warning("%s seed %d: NMS sweep not measured: %s", run["recipe"], run["seed"], err)
+    return record
+
+
+def _run_topdown(record: dict, run: dict, spec: BenchSpec, model, device) -> dict:
+    """A top-down run's test metrics (ground-truth boxes and the detector's) and latency
+    (:mod:`posediff.bench_topdown`); ``model(purpose)`` loads its weights when something is missing."""
+    from .bench_topdown import detector_boxes, evaluate_topdown, topdown_latency_ms
+    from .env import machine_info
+
+    cfg = run["config"]
+    test_ds, gts = _test_set(cfg, spec)
+    image_ids = [int(i) for i in test_ds.ids]
+    record.update(task="topdown", test_images=len(image_ids), showcase_ids=showcase_ids(gts, image_ids))
+    evaluate_topdown(record, run, spec, model, gts, detector_boxes(Path(spec.out), cfg, spec, device), device)
+    if "latency_ms" not in record:
+        record["latency_ms"] = topdown_latency_ms(model("its latency"), cfg, spec, PRESETS[spec.preset].latency_images,
+                                                  steps=record["default_steps"])
+        record["machine"] = machine_info()
+    write_json(record, Path(cfg.out) / "bench.json")
     return record
 
 
@@ -491,7 +529,8 @@ def _table_format(gts: dict) -> str:
 
 # what the bench writes in its --out folder (besides the run folders under runs/, each a training run's own)
 PLOTS = ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png", "best_of_samples.png")
-BENCH_FILES = ("bench_config.json", "results.json", "report.md", "predictions.png", *(f"plots/{p}" for p in PLOTS))
+BENCH_FILES = ("bench_config.json", "results.json", "report.md", "predictions.png", *(f"plots/{p}" for p in PLOTS),
+               "detections/edpose_tiny_test.json")  # the boxes top-down runs are also scored with (bench_topdown)
 
 
 def bench_folder(out):
@@ -510,6 +549,7 @@ def bench_folder(out):
 
 def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     from . import __version__
+    from .bench_topdown import with_detector_rows
     from .engine.config import jsonable
     from .engine.train import distributed
     from .env import machine_info
@@ -564,8 +604,8 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
                    synthcrowd_renderer=wanted["synthcrowd_renderer"], eval_size=wanted["data"]["eval_size"]),
         preset=dataclasses.asdict(preset),
         config={f"{r['recipe']}/seed{r['seed']}": jsonable(r["config"]) for r in runs},
-        runs=[_public(r, fmt) for r in records],
-        summary=summarise(records, fmt),
+        runs=[_public(r, fmt) for r in with_detector_rows(records)],
+        summary=summarise(with_detector_rows(records), fmt),
         wall_seconds_this_call=round(time.time() - t0, 1),
         machine=machine_info(), posediff=__version__, date=time.strftime("%Y-%m-%d %H:%M"))
     write_json(results, out / "results.json")
@@ -584,6 +624,8 @@ def _public(record: dict, fmt: str) -> dict:
                 latency_ms=record["latency_ms"], params_M=record["params_M"], train_steps=record["train_steps"],
                 train_seconds=record["train_seconds"], init=record["init"], test_images=record["test_images"],
                 curve=record["history"], final_val=record.get("final_val", {}), machine=record.get("machine"),
+                task=record.get("task", "multiperson"), batch_size=record.get("batch_size"),
+                boxes=record["evals"][key].get("boxes"),
                 hypotheses=record.get("hypotheses"), lr_alike=record.get("lr_alike"), nms_sweep=record.get("nms_sweep"))
 
 
@@ -598,6 +640,8 @@ def summarise(records: list[dict], fmt: str) -> dict:
         row["latency_ms"] = _mean_std([m["latency_ms"]["median"] for m in mine])
         row["params_M"] = mine[0]["params_M"]
         row["sampling_steps"] = mine[0]["sampling_steps"]
+        row.update(task=mine[0]["task"], boxes=mine[0]["boxes"], train_steps=mine[0]["train_steps"],
+                   batch_size=mine[0]["batch_size"], train_minutes=_mean_std([m["train_seconds"] / 60 for m in mine]))
         steps = sorted({int(k) for m in mine for k in m["per_sampling_steps"]})
         row["per_sampling_steps"] = {  # mean over the seeds evaluated at that many steps
             str(s): {k: _mean_std([m["per_sampling_steps"][str(s)][k] for m in mine
@@ -640,11 +684,17 @@ def format_table(results: dict) -> str:
     """The markdown table: metrics (×100) mean ± std over seeds, latency, parameters."""
     fmt = results["bench"]["table_format"]
     keys = TABLE_KEYS[fmt]
-    head = ["recipe", "steps", *keys, "latency (ms/img)", "params (M)"]
+    topdown = any(row.get("task") == "topdown" for row in results["summary"].values())
+    head = ["recipe", *(["persons from"] if topdown else []), "steps", *keys, "latency (ms/img)", "params (M)",
+            *(["training (steps × batch)"] if topdown else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for recipe, row in results["summary"].items():
-        cells = [recipe, str(row["sampling_steps"] or "-"), *(_pm(row[k]) for k in keys),
-                 _pm(row["latency_ms"], 1.0, 0), f"{row['params_M']:.1f}"]
+        persons = ["the image" if row.get("task", "multiperson") == "multiperson" else (row.get("boxes") or "?")]
+        budget = [f"{row['train_steps']} × {row['batch_size'] or '?'} "
+                  f"{'crops' if row.get('task') == 'topdown' else 'scenes'}"]
+        cells = [recipe, *(persons if topdown else []), str(row["sampling_steps"] or "-"),
+                 *(_pm(row[k]) for k in keys), _pm(row["latency_ms"], 1.0, 0), f"{row['params_M']:.1f}",
+                 *(budget if topdown else [])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

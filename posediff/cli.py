@@ -103,7 +103,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .engine.infer import predict_files
 
     done = predict_files(args.checkpoint, args.images, args.out, size=args.size, score_threshold=args.score_threshold,
-                         steps=args.steps, lift=args.lift, hypotheses=args.hypotheses)
+                         steps=args.steps, lift=args.lift, hypotheses=args.hypotheses, recipe=args.recipe,
+                         detector=args.detector)
     out = done["out"]
     lifted = f", {out}/poses3d.json and {out}/*_3d.png" if args.lift else ""
     print(f"{done['predicted']} images -> {out}/results.json and {out}/*_poses.png{lifted}")
@@ -182,8 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict poses on images with a trained checkpoint")
     pr.add_argument("images", nargs="+", help="image files (any size)")
-    pr.add_argument("--checkpoint", help="a posediff .safetensors checkpoint of a 2D model (default: the zoo's "
-                    "edpose_tiny, trained on SynthCrowd)")
+    pr.add_argument("--checkpoint", help="a posediff .safetensors checkpoint of a 2D model, one-stage or top-down "
+                    "(default: the zoo's edpose_tiny, trained on SynthCrowd)")
+    pr.add_argument("--recipe", help="a zoo model by its recipe instead (e.g. simplebaseline_tiny)")
+    pr.add_argument("--detector", help="the one-stage checkpoint whose person boxes a top-down model reads "
+                    "(default: the zoo's edpose_tiny); persons from boxes scoring --score-threshold")
     pr.add_argument("--out", required=True, help="output folder: results.json (COCO results), images.json "
                     "(which drawing is which image, and which images could not be read) and *_poses.png; a rerun "
                     "replaces them; files posediff did not write are never replaced")

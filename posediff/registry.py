@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
-__all__ = ["register_model", "create_model", "list_models", "get_recipe", "get_config"]
+__all__ = ["register_model", "create_model", "list_models", "get_recipe", "get_config", "with_config"]
 
 _RECIPES: dict[str, Callable] = {}
 
@@ -16,6 +17,27 @@ def register_model(fn: Callable) -> Callable:
         raise ValueError(f"register_model: a recipe named {fn.__name__!r} exists already")
     _RECIPES[fn.__name__] = fn
     return fn
+
+
+def with_config(base, task: str | None = None, adjust: Callable | None = None) -> Callable:
+    """Give a recipe function ``fn.config(**overrides)``: the config dataclass it builds (``base`` with the
+    overrides; unknown fields refused, ``adjust(base, overrides)`` may complete them), read without building the
+    model (:func:`get_config`), and ``fn.task``, the task it runs through (:func:`posediff.tasks.get_task`)."""
+
+    def wrap(fn: Callable) -> Callable:
+        def config(**overrides):
+            fields = {f.name for f in dataclasses.fields(base)}
+            unknown = sorted(set(overrides) - fields)
+            if unknown:
+                raise TypeError(f"unknown config field(s) {unknown}; fields: {sorted(fields)}")
+            return dataclasses.replace(base, **(adjust(base, overrides) if adjust else overrides))
+
+        fn.config = config
+        if task is not None:
+            fn.task = task
+        return fn
+
+    return wrap
 
 
 def _load() -> None:

@@ -17,7 +17,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 __all__ = ["make_scheduler", "check_scheduler", "q_sample", "gaussian_posterior_mean", "sample", "SampleOutput",
-           "Scheduler"]
+           "Scheduler", "ddim_sample", "trailing_timesteps"]
 
 Scheduler = DDIMScheduler | DDPMScheduler
 _KINDS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
@@ -245,3 +245,45 @@ def sample(
                                      f"expected {tuple(x.shape)}")
                 x = replaced
     return SampleOutput(x0=x, x0_per_step=torch.stack(preds), timesteps=sched.timesteps.clone())
+
+
+def trailing_timesteps(start: int, num_steps: int) -> list[int]:
+    """``num_steps`` timesteps from ``start`` down, spaced as diffusers' ``"trailing"`` spacing spaces them from
+    T - 1 (``trailing_timesteps(T - 1, n)`` is ``set_timesteps(n)``'s list)."""
+    if not 1 <= int(num_steps) <= int(start) + 1:
+        raise ValueError(f"trailing_timesteps: num_steps must be in [1, start + 1 = {int(start) + 1}], got {num_steps}")
+    ratio = (int(start) + 1) / int(num_steps)
+    return [int(round(int(start) + 1 - i * ratio)) - 1 for i in range(int(num_steps))]
+
+
+def ddim_sample(model_fn: ModelFn, x_t: torch.Tensor, scheduler: Scheduler, timesteps, eta: float = 0.0,
+                generator: torch.Generator | None = None) -> SampleOutput:
+    """Deterministic DDIM (η = 0) over explicit descending ``timesteps``, for a tensor of any shape: what
+    :func:`sample` does from T - 1, from any timestep (a start noised from an estimate) or at any list.
+
+    With x̂_0 the model's prediction at t (``"epsilon"``: x̂_0 = (x_t - √(1-ᾱ_t) ε̂) / √ᾱ_t) and
+    ε̂ = (x_t - √ᾱ_t x̂_0) / √(1-ᾱ_t), each step sets x_{t'} = √ᾱ_{t'} x̂_0 + √(1-ᾱ_{t'}) ε̂ (DDIM Eq. 12, σ = 0),
+    ᾱ = 1 after the last timestep, so the result is the last x̂_0. ``eta`` must be 0 (kept for :func:`sample`'s
+    signature)."""
+    if eta != 0.0:
+        raise ValueError("ddim_sample: only deterministic DDIM (eta=0) is offered over explicit timesteps")
+    ts = [int(t) for t in timesteps]
+    num_train = scheduler.config.num_train_timesteps
+    if not ts or any(not 0 <= t < num_train for t in ts) or ts != sorted(set(ts), reverse=True):
+        raise ValueError(f"ddim_sample: timesteps {list(timesteps)} must be distinct, descending, in [0, {num_train})")
+    abar = scheduler.alphas_cumprod.to(x_t.device, torch.float64)
+    epsilon = scheduler.config.prediction_type == "epsilon"
+    x, preds = x_t, []
+    for i, t in enumerate(ts):
+        a_t = abar[t].to(x.dtype)
+        out = model_fn(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+        if out.shape != x.shape:
+            raise ValueError(f"ddim_sample: model_fn returned shape {tuple(out.shape)}, expected {tuple(x.shape)}")
+        if epsilon:
+            eps, x0 = out, (x - (1 - a_t).sqrt() * out) / a_t.sqrt()
+        else:
+            x0, eps = out, (x - a_t.sqrt() * out) / (1 - a_t).sqrt().clamp_min(1e-12)
+        a_next = abar[ts[i + 1]].to(x.dtype) if i + 1 < len(ts) else torch.ones((), dtype=x.dtype, device=x.device)
+        x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        preds.append(x0)
+    return SampleOutput(x0=x, x0_per_step=torch.stack(preds), timesteps=torch.tensor(ts))

@@ -167,8 +167,19 @@ def _model_value(cfg: TrainConfig, item: str, name: str, value: str):
     return _typed(item, value, base, name)
 
 
+def _resolved(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its data config read as its recipe's task reads it (an unknown recipe: as it is)."""
+    from ..tasks import get_task
+
+    try:
+        return get_task(cfg.recipe).resolve(cfg)
+    except KeyError:
+        return cfg
+
+
 def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
-    """``key=value`` overrides: ``lr=2e-4``, ``data.num_images=200``, ``model.sampling_steps=2``."""
+    """``key=value`` overrides: ``lr=2e-4``, ``data.num_images=200``, ``model.sampling_steps=2``. ``data.FIELD``
+    is a field of the recipe's task's data config (a default config is read as that task's first)."""
     for item in items:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected key=value")
@@ -179,6 +190,7 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
                 raise ValueError(f"override {item!r}: use model.FIELD=value")
             cfg = dataclasses.replace(cfg, model={**cfg.model, parts[1]: _model_value(cfg, item, parts[1], value)})
         elif parts[0] == "data" and len(parts) == 2:
+            cfg = _resolved(cfg)
             names = {f.name for f in dataclasses.fields(cfg.data)}
             if parts[1] not in names:
                 raise ValueError(f"override {item!r}: {type(cfg.data).__name__} has no field {parts[1]!r}; fields: "

@@ -16,7 +16,7 @@ import torch
 from ..data.base import ImageError, pad_images, read_image
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, _resized_hw
 
-__all__ = ["Predictor"]
+__all__ = ["Predictor", "TopDownPredictor"]
 
 
 class Predictor:
@@ -126,12 +126,51 @@ class Predictor:
                                                     boxes=boxes)
 
 
+class TopDownPredictor(Predictor):
+    """A top-down model behind a person detector, called as a :class:`Predictor` is.
+
+    The detector (a one-stage model: the zoo's ``edpose_tiny`` by default) runs as a Predictor does; its persons
+    scoring at least ``box_threshold`` are cropped from the original image and read by the top-down ``model``
+    (``steps``: its sampling steps); a person's score is its box's times the mean of its keypoint scores above 0.2,
+    as the top-down literature scores them. Results: the Predictor's dict, ``boxes`` the detector's.
+    """
+
+    def __init__(self, model, detector=None, box_threshold: float = 0.3, steps: int | None = None, **kwargs):
+        if detector is None:
+            from ..registry import create_model
+
+            detector = create_model("edpose_tiny", pretrained="synthcrowd")
+        super().__init__(detector, **kwargs)
+        if steps is not None and getattr(model.head, "sampling_steps", None) is None:
+            raise ValueError(f"--steps {steps}: the top-down model has a one-pass head; steps are for a diffusion "
+                             f"head")
+        self.topdown, self.topdown_steps, self.box_threshold = model.to(self.device).eval(), steps, box_threshold
+        self.num_keypoints = model.num_keypoints
+
+    @torch.no_grad()
+    def _predicted(self, images, failed=None, headers_read=False):
+        from ..tasks.topdown import rescore
+
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        for i, image, det in super()._predicted(images, failed, headers_read):
+            keep = det["scores"] >= self.box_threshold
+            boxes = det["boxes"][keep]  # (N, 4) x0, y0, x1, y1
+            xywh = np.concatenate([boxes[:, :2], np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)], 1)
+            kp = self.topdown.predict_persons(image, xywh, steps=self.topdown_steps, generator=gen)  # (N, K, 3)
+            scores = rescore(kp, det["scores"][keep].astype(np.float64))
+            order = np.argsort(-scores, kind="stable")
+            yield i, image, dict(keypoints=kp[order].astype(np.float32), scores=scores[order].astype(np.float32),
+                                 boxes=boxes[order])
+
+
 def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_threshold: float = 0.3,
                   steps: int | None = None, skeleton: str | None = None, lift=None,
-                  hypotheses: int | None = None) -> dict:
+                  hypotheses: int | None = None, recipe: str | None = None, detector=None) -> dict:
     """``posediff predict``: COCO results JSON (image_id = position in ``images``) and PNGs with poses drawn.
 
-    ``checkpoint``: a one-stage 2D model's checkpoint, or None for the zoo's ``edpose_tiny`` (SynthCrowd).
+    ``checkpoint``: a 2D model's checkpoint, or None for the zoo's ``edpose_tiny`` (SynthCrowd); ``recipe``: a zoo
+    model by its recipe instead. A top-down model runs behind ``detector`` (a one-stage checkpoint; None: the
+    zoo's ``edpose_tiny``) as a :class:`TopDownPredictor`, its persons' boxes those scoring ``score_threshold``.
     ``lift``: also lift every kept person to 3D: ``"zoo"`` (the zoo's ``diffpose``, MocapLift) or a lifting
     checkpoint; each person's COCO-17 pose is mapped to H36M-17 (:func:`~posediff.skeletons.coco17_to_h36m17`) and
     lifted with the image's size (``hypotheses``: the diffusion head's N). Writes ``poses3d.json`` (per image and
@@ -160,13 +199,30 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
     if not images:
         raise ValueError("posediff predict: no images given")
     folder = OutputFolder(out_dir, "--out", adopt=_made_by_predict)
-    if checkpoint is None:
-        from ..registry import create_model
+    from ..registry import create_model
+    from .checkpoint import load_model
 
-        predictor = Predictor(create_model("edpose_tiny", pretrained="synthcrowd"), size=size, steps=steps)
+    if recipe is not None and checkpoint is not None:
+        raise ValueError("posediff predict: give --recipe (a zoo model) or --checkpoint, not both")
+    if recipe is not None:
+        from ..zoo import PRETRAINED
+
+        tags = [t for r, t in PRETRAINED if r == recipe]
+        if not tags:
+            raise ValueError(f"--recipe {recipe}: the zoo has no weights for it; zoo models: "
+                             f"{sorted({r for r, _ in PRETRAINED})}")
+        model = create_model(recipe, pretrained=tags[0])
     else:
-        predictor = Predictor.from_checkpoint(checkpoint, size=size, steps=steps)
-    k = predictor.model.num_keypoints
+        model = load_model(checkpoint) if checkpoint is not None else create_model("edpose_tiny",
+                                                                                   pretrained="synthcrowd")
+    if type(model).__name__ == "TopDownModel":
+        det = load_model(detector) if detector is not None else None
+        predictor = TopDownPredictor(model, det, box_threshold=score_threshold, size=size, steps=steps)
+    else:
+        if detector is not None:
+            raise ValueError(f"--detector {detector}: a detector is for a top-down model; this one is one-stage")
+        predictor = Predictor(model, size=size, steps=steps)
+    k = predictor.num_keypoints if isinstance(predictor, TopDownPredictor) else predictor.model.num_keypoints
     skeleton = skeleton or ("coco17" if k == 17 else "crowdpose14")
     lifter = None
     if lift is not None:
@@ -213,9 +269,17 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
         write_json(dict(lifting=str(lift), units="mm, root-relative, camera frame (x right, y down, z forward)",
                         joints=list(_h36m_joints()), images=lifted), folder.path / "poses3d.json")
     write_coco_results(results, folder.path / "results.json")
-    write_json(dict(checkpoint=str(checkpoint) if checkpoint is not None else "zoo:edpose_tiny/synthcrowd",
+    write_json(dict(checkpoint=str(checkpoint) if checkpoint is not None else
+                    f"zoo:{recipe or 'edpose_tiny'}/{model_tag(recipe)}",
                     score_threshold=score_threshold, images=index, failed=unread), folder.path / "images.json")
     return dict(out=folder.path, predicted=len(index), failed=unread)
+
+
+def model_tag(recipe: str | None) -> str:
+    """The zoo tag ``posediff predict`` loads a recipe with (the zoo's edpose_tiny's when none is named)."""
+    from ..zoo import PRETRAINED
+
+    return next((t for r, t in PRETRAINED if r == recipe), "synthcrowd")
 
 
 def _h36m_joints() -> tuple[str, ...]:

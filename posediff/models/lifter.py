@@ -272,21 +272,13 @@ class GMMDiffusionHead(nn.Module):
 
     def _ddim(self, model_fn, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """Deterministic DDIM over the explicit ``timesteps`` in the centred variable u = x − μ (ᾱ after 0: 1)."""
-        abar = self.scheduler.alphas_cumprod.to(x.device, torch.float64)
-        u = x - mu
-        ts = self.timesteps
-        for i, t in enumerate(ts):
-            a_t = abar[t].to(x.dtype)
-            out = model_fn(u + mu, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
-            if self.loss_kind == "epsilon":
-                eps = out
-                u0 = (u - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-            else:
-                u0 = out - mu
-                eps = (u - a_t.sqrt() * u0) / (1 - a_t).sqrt().clamp_min(1e-12)
-            a_next = abar[ts[i + 1]].to(x.dtype) if i + 1 < len(ts) else torch.ones((), dtype=x.dtype)
-            u = a_next.sqrt() * u0 + (1 - a_next).sqrt() * eps
-        return u + mu
+        from ..diffusion.schedulers import ddim_sample
+
+        def centred(u, t):
+            out = model_fn(u + mu, t)
+            return out if self.loss_kind == "epsilon" else out - mu
+
+        return ddim_sample(centred, x - mu, self.scheduler, self.timesteps).x0 + mu
 
     def sample(self, features, xyz, keypoints_2d, uncertainty, hypotheses: int | None = None,
                steps: int | None = None, generator=None) -> torch.Tensor:

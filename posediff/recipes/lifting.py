@@ -9,10 +9,9 @@ through a MixSTE-style encoder; ``diffpose_video_tiny`` T = 27 for CPU.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from ..registry import register_model
+from ..registry import register_model, with_config
 
 __all__ = ["LiftingConfig", "RELEASED", "build_lifter", "lifting_context", "lifting_baseline", "diffpose",
            "diffpose_released", "diffpose_video", "diffpose_video_tiny"]
@@ -118,24 +117,8 @@ def _load_context(context, path: str) -> None:
     context.load_state_dict({k: found[k].to(own[k].dtype) for k in own})
 
 
-def _with_config(base: LiftingConfig):
-    def wrap(fn):
-        def config(**overrides):
-            fields = {f.name for f in dataclasses.fields(LiftingConfig)}
-            unknown = sorted(set(overrides) - fields)
-            if unknown:
-                raise TypeError(f"unknown config field(s) {unknown}; fields: {sorted(fields)}")
-            return dataclasses.replace(base, **overrides)
-
-        fn.config = config
-        fn.task = "lifting"
-        return fn
-
-    return wrap
-
-
 @register_model
-@_with_config(LiftingConfig(head="none", freeze_context=False))
+@with_config(LiftingConfig(head="none", freeze_context=False), task="lifting")
 def lifting_context(**overrides):
     """The context encoder alone as a lifter (GraFormer-style frames; ``context="temporal"`` for video): what
     ``lifting_baseline`` and ``diffpose`` take, pretrained and frozen, through ``context_weights``."""
@@ -143,14 +126,14 @@ def lifting_context(**overrides):
 
 
 @register_model
-@_with_config(LiftingConfig(head="regression"))
+@with_config(LiftingConfig(head="regression"), task="lifting")
 def lifting_baseline(**overrides):
     """DiffPose's Baseline A: the same network, one deterministic pass from the frame context."""
     return build_lifter(lifting_baseline.config(**overrides))
 
 
 @register_model
-@_with_config(LiftingConfig(head="diffpose"))
+@with_config(LiftingConfig(head="diffpose"), task="lifting")
 def diffpose(**overrides):
     """DiffPose, frame-based (CVPR 2023): H_K, a per-pose GMM, Eq. 7, DDIM, N = 5 hypotheses averaged."""
     return build_lifter(diffpose.config(**overrides))
@@ -163,7 +146,7 @@ RELEASED = dict(state="uvxyz", noise="per_joint", loss="epsilon", num_train_time
 
 
 @register_model
-@_with_config(LiftingConfig(head="diffpose", **RELEASED))
+@with_config(LiftingConfig(head="diffpose", **RELEASED), task="lifting")
 def diffpose_released(**overrides):
     """DiffPose as its released code trains and samples it (uvxyz state, zero-mean per-joint 2D noise, ε loss,
     linear β over 51 steps, start at the H_K point, timesteps 12 and 0, no context, one hypothesis)."""
@@ -171,14 +154,14 @@ def diffpose_released(**overrides):
 
 
 @register_model
-@_with_config(LiftingConfig(head="diffpose", context="temporal", frames=243))
+@with_config(LiftingConfig(head="diffpose", context="temporal", frames=243), task="lifting")
 def diffpose_video(**overrides):
     """DiffPose, video: the context from a spatial-temporal encoder over T = 243 frames."""
     return build_lifter(diffpose_video.config(**overrides))
 
 
 @register_model
-@_with_config(LiftingConfig(head="diffpose", context="temporal", frames=27))
+@with_config(LiftingConfig(head="diffpose", context="temporal", frames=27), task="lifting")
 def diffpose_video_tiny(**overrides):
     """diffpose_video over T = 27 frames, for CPU."""
     return build_lifter(diffpose_video_tiny.config(**overrides))

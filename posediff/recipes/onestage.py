@@ -9,10 +9,9 @@ CPU training; ``anchor="regression"`` anchors the diffusion head to ED-Pose's re
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from ..registry import register_model
+from ..registry import register_model, with_config
 
 __all__ = ["OneStageConfig", "build_one_stage", "edpose", "edpose_tiny", "diffusion_regpose", "diffusion_regpose_tiny",
            "diffusion_regpose_tiny_control"]
@@ -136,15 +135,12 @@ def build_one_stage(cfg: OneStageConfig):
         nms_threshold=cfg.nms_threshold, fine_level=bool(cfg.fine_stride), aux_heatmap=cfg.aux_heatmap)
 
 
-def _apply(cfg: OneStageConfig, overrides: dict) -> OneStageConfig:
-    fields = {f.name for f in dataclasses.fields(OneStageConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise TypeError(f"unknown config field(s) {unknown}; fields: {sorted(fields)}")
+def _skeleton_of(cfg: OneStageConfig, overrides: dict) -> dict:
+    """``num_keypoints`` alone also sets the skeleton of that joint count."""
     if "num_keypoints" in overrides and "skeleton" not in overrides:
         overrides = dict(overrides, skeleton={17: "coco17", 14: "crowdpose14"}.get(overrides["num_keypoints"],
                                                                                    cfg.skeleton))
-    return dataclasses.replace(cfg, **overrides)
+    return overrides
 
 
 TINY = dict(backbone="resnet18", dim=128, heads=4, levels=3, ffn_dim=512, encoder_layers=2, human_layers=2,
@@ -152,47 +148,36 @@ TINY = dict(backbone="resnet18", dim=128, heads=4, levels=3, ffn_dim=512, encode
             dn_groups=0)
 
 
-def _with_config(base: OneStageConfig):
-    """Give a recipe its ``config(**overrides) -> OneStageConfig`` (``posediff.get_config``): what it builds, read
-    without building it."""
-
-    def wrap(fn):
-        fn.config = lambda **overrides: _apply(base, overrides)
-        return fn
-
-    return wrap
-
-
 @register_model
-@_with_config(OneStageConfig(head="regression"))
+@with_config(OneStageConfig(head="regression"), adjust=_skeleton_of)
 def edpose(**overrides):
     """ED-Pose (ICLR 2023): the deterministic baseline."""
     return build_one_stage(edpose.config(**overrides))
 
 
 @register_model
-@_with_config(OneStageConfig(head="diffusion"))
+@with_config(OneStageConfig(head="diffusion"), adjust=_skeleton_of)
 def diffusion_regpose(**overrides):
     """DiffusionRegPose (CVPR 2024): ED-Pose with the diffusion keypoint head."""
     return build_one_stage(diffusion_regpose.config(**overrides))
 
 
 @register_model
-@_with_config(OneStageConfig(head="regression", **TINY))
+@with_config(OneStageConfig(head="regression", **TINY), adjust=_skeleton_of)
 def edpose_tiny(**overrides):
     """edpose sized for CPU: ResNet-18, 3 levels, width 128, 2 + 2 + 2 layers, 30 queries, 10 persons, no DN."""
     return build_one_stage(edpose_tiny.config(**overrides))
 
 
 @register_model
-@_with_config(OneStageConfig(head="diffusion", **TINY))
+@with_config(OneStageConfig(head="diffusion", **TINY), adjust=_skeleton_of)
 def diffusion_regpose_tiny(**overrides):
     """diffusion_regpose sized for CPU, with the sizes of edpose_tiny."""
     return build_one_stage(diffusion_regpose_tiny.config(**overrides))
 
 
 @register_model
-@_with_config(OneStageConfig(head="diffusion", diffusion=False, **TINY))
+@with_config(OneStageConfig(head="diffusion", diffusion=False, **TINY), adjust=_skeleton_of)
 def diffusion_regpose_tiny_control(**overrides):
     """diffusion_regpose_tiny's diffusion-off control: the same head and budget, x_t replaced by fresh noise at every
     step, so that the image alone decides (what diffusion adds, measured against it)."""

@@ -1,4 +1,4 @@
-"""Tasks: what a sample of each model family is and how it is scored (``multiperson``, ``lifting``)."""
+"""Tasks: what a sample of each model family is and how it is scored (``multiperson``, ``topdown``, ``lifting``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def get_task(recipe: str) -> Task:
         from .lifting import LiftingTask
 
         return LiftingTask()
+    if name == "topdown":
+        from .topdown import TopDownTask
+
+        return TopDownTask()
     from .multiperson import MultipersonTask
 
     return MultipersonTask()

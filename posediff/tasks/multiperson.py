@@ -22,8 +22,9 @@ from ..io import write_json
 from .base import Task, TaskData, _int, _number, _refused, _sizes
 
 __all__ = ["DataConfig", "MultipersonTask", "REAL_SIZES", "SPLIT_FRACTIONS", "build_datasets", "check_synthcrowd_meta",
-           "coco_data", "crowdpose_data", "evaluate", "ground_truth", "predict_results", "predict_results_at_steps",
-           "render_synthcrowd", "score_results", "split_size", "synthcrowd_folder", "synthcrowd_meta"]
+           "coco_data", "crowdpose_data", "data_files", "detect_persons", "evaluate", "ground_truth", "predict_results",
+           "predict_results_at_steps", "render_synthcrowd", "score_results", "split_size", "synthcrowd_folder",
+           "synthcrowd_meta"]
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +200,12 @@ def render_synthcrowd(root, num_images: int, size: int = 256, scene_seed: int = 
     return summaries
 
 
-def build_datasets(cfg, rank: int = 0):
-    """(train dataset, val dataset, val annotation file, metric dataset name) of a run config (``TrainConfig``)."""
-    from ..data import CocoKeypointDataset
-    from ..data.transforms import Compose, PixelNoise, RandomHorizontalFlip, eval_transforms, train_transforms
+def data_files(d: DataConfig, rank: int = 0) -> tuple[str, str, str, str]:
+    """(train images, train annotations, val images, val annotations) of a data config; a SynthCrowd folder is
+    rendered first where it is missing (by rank 0 of a torchrun job, the others waiting)."""
     from ..skeletons import get_skeleton
 
-    d = cfg.data
     skeleton = get_skeleton(d.skeleton)
-    prior = d.prior if (d.prior and skeleton.name == "coco17") else None
     if d.kind == "synthcrowd":
         root = Path(d.root)
         ann_name = "coco.json" if skeleton.name == "coco17" else "crowdpose.json"
@@ -219,14 +217,25 @@ def build_datasets(cfg, rank: int = 0):
                 render_synthcrowd(root, d.num_images, d.size, d.scene_seed)
             if torch.distributed.is_initialized():
                 torch.distributed.barrier()
-        train_images, train_ann = root / "train" / "images", root / "train" / ann_name
-        val_images, val_ann = root / d.val_split / "images", root / d.val_split / ann_name
-    else:  # "coco", as DataConfig checks
-        unset = [f"data.{f}" for f in ("train_images", "train_ann", "val_images", "val_ann") if not getattr(d, f)]
-        if unset:
-            raise ValueError(f"data.kind='coco' reads its images and annotations from data.train_images, "
-                             f"data.train_ann, data.val_images and data.val_ann; {', '.join(unset)} not set")
-        train_images, train_ann, val_images, val_ann = d.train_images, d.train_ann, d.val_images, d.val_ann
+        return (str(root / "train" / "images"), str(root / "train" / ann_name), str(root / d.val_split / "images"),
+                str(root / d.val_split / ann_name))
+    unset = [f"data.{f}" for f in ("train_images", "train_ann", "val_images", "val_ann") if not getattr(d, f)]
+    if unset:  # kind "coco", as DataConfig checks
+        raise ValueError(f"data.kind='coco' reads its images and annotations from data.train_images, "
+                         f"data.train_ann, data.val_images and data.val_ann; {', '.join(unset)} not set")
+    return d.train_images, d.train_ann, d.val_images, d.val_ann
+
+
+def build_datasets(cfg, rank: int = 0):
+    """(train dataset, val dataset, val annotation file, metric dataset name) of a run config (``TrainConfig``)."""
+    from ..data import CocoKeypointDataset
+    from ..data.transforms import Compose, PixelNoise, RandomHorizontalFlip, eval_transforms, train_transforms
+    from ..skeletons import get_skeleton
+
+    d = cfg.data
+    skeleton = get_skeleton(d.skeleton)
+    prior = d.prior if (d.prior and skeleton.name == "coco17") else None
+    train_images, train_ann, val_images, val_ann = data_files(d, rank)
     tf = train_transforms(skeleton.flip_index, scales=d.train_scales, max_size=d.max_size, crop_scales=d.crop_scales,
                           crop_size=d.crop_size)
     if not d.flips:
@@ -303,6 +312,34 @@ def predict_results_at_steps(model, dataset, steps: Sequence[int | None], batch_
             results[s] += to_coco_results(ids, out, scales=scales)
     model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def detect_persons(model, dataset, batch_size: int = 4, device="cpu", min_score: float = 0.0,
+                   progress: bool = False, seed: int = 0) -> list[dict]:
+    """A one-stage model as a person detector: COCO detection results ``{image_id, category_id, bbox (x, y, w, h,
+    original pixels), score}`` for every image of ``dataset``, the persons scoring at least ``min_score`` (what a
+    top-down model reads as its boxes, :func:`posediff.data.topdown.load_detections`)."""
+    from tqdm import tqdm
+
+    from ..data import collate
+
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    n = len(dataset)
+    for start in tqdm(range(0, n, batch_size), desc="detect", disable=not progress, leave=False):
+        images, mask, targets = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
+        preds = model.predict_at_steps(images.to(device), mask.to(device), [None], [gen])[0]
+        for image_id, (sx, sy), p in zip(targets.image_ids.tolist(), targets.scale_to_original.tolist(), preds):
+            for box, score in zip(p["boxes"].cpu().double().tolist(), p["scores"].cpu().tolist()):
+                if score >= min_score:
+                    x0, y0, x1, y1 = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+                    out.append(dict(image_id=int(image_id), category_id=1, score=float(score),
+                                    bbox=[round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]))
+    model.train(was_training)
+    return out
 
 
 def evaluate(model, dataset, ann_file: str, metric: str, batch_size: int = 4, device="cpu",

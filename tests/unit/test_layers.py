@@ -13,7 +13,7 @@ LAYERS = [  # lowest first; a module may import its own layer and those below
     {"registry", "recipes", "zoo"},
     {"tasks"},
     {"engine"},
-    {"bench", "bench_lifting"},
+    {"bench", "bench_lifting", "bench_topdown"},
     {"cli", "__main__"},
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -1,0 +1,163 @@
+"""The top-down task: crops of real COCO images from ground truth and from real detections, bad detection files,
+training through the engine (loss falls, exact resume, scoring with ground-truth boxes or detections)."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA
+
+import posediff
+from posediff.data import CocoKeypointDataset
+from posediff.data.topdown import (
+    CropAugment,
+    HeatmapCodec,
+    PersonCrops,
+    gt_instances,
+    invert_matrix,
+    load_detections,
+    transform_points,
+)
+from posediff.engine import TrainConfig, apply_overrides, latest_checkpoint, load_model, train
+from posediff.tasks import get_task
+from posediff.tasks.lifting import LiftingData
+from posediff.tasks.multiperson import DataConfig
+from posediff.tasks.topdown import TopDownData, rescore
+
+
+@pytest.fixture(scope="module")
+def coco():
+    return CocoKeypointDataset(DATA / "coco_images", DATA / "coco_images.json")
+
+
+def test_crops_of_real_images_map_back_to_the_labels(coco):
+    codec = HeatmapCodec((192, 256), 4, 2.0)
+    inst = gt_instances(coco.coco, coco.ids, 17)
+    assert len(inst) >= 3
+    for augment in (None, CropAugment(flip=True)):
+        ds = PersonCrops(coco, inst, codec, augment, seed=3)
+        for i in range(len(ds)):
+            crop, t = ds[i]
+            assert crop.shape == (3, 256, 192) and t["heatmaps"].shape == (17, 64, 48)
+            kp, vis = t["keypoints"].numpy(), t["keypoints"][:, 2].numpy() > 0
+            back = transform_points(invert_matrix(t["matrix"].numpy()), kp[:, :2])
+            labels = inst[i]["keypoints"]
+            # a flip swaps the joints' names: compare the sets of labelled points
+            got = sorted(map(tuple, np.round(back[vis], 2)))
+            want = sorted(map(tuple, np.round(labels[labels[:, 2] > 0, :2], 2)))
+            assert np.abs(np.array(got) - np.array(want)).max() < 0.5
+
+
+def test_real_detections_become_crops(coco, data_dir):
+    dets = load_detections(data_dir / "coco_images_detections.json", coco.ids, min_score=0.3)
+    assert dets and all(d["score"] >= 0.3 and d["keypoints"] is None for d in dets)
+    ds = PersonCrops(coco, dets, HeatmapCodec((96, 128), 4, 1.5))
+    crop, t = ds[0]
+    assert crop.shape == (3, 128, 96) and float(t["weights"].sum()) == 0 and t["score"] == dets[0]["score"]
+
+
+def test_bad_detection_files_are_named(tmp_path, caplog):
+    f = tmp_path / "dets.json"
+    with pytest.raises(FileNotFoundError, match="detection results file not found"):
+        load_detections(f)
+    f.write_text("{}")
+    with pytest.raises(ValueError, match="JSON list"):
+        load_detections(f)
+    f.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 5, 5]}]))
+    with pytest.raises(ValueError, match=r"entry \[0\] must hold image_id, bbox and score"):
+        load_detections(f)
+    f.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, "a", 5], "score": 1}]))
+    with pytest.raises(ValueError, match=r"entry \[0\] field bbox"):
+        load_detections(f)
+    f.write_text(json.dumps([{"image_id": 7, "bbox": [0, 0, 5, 5], "score": 1}]))
+    with pytest.raises(ValueError, match="1 detections name images the annotations do not hold"):
+        load_detections(f, image_ids=[1, 2])
+    f.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 0, 5], "score": 1},
+                             {"image_id": 1, "bbox": [0, 0, 4, 5], "score": 1}]))
+    with caplog.at_level(logging.WARNING):
+        assert len(load_detections(f, image_ids=[1])) == 1
+    assert "1 detections with a box of zero size skipped" in caplog.text
+
+
+def test_rescoring_is_box_score_times_confident_joints():
+    kp = np.zeros((2, 3, 3))
+    kp[0, :, 2] = [0.9, 0.5, 0.1]
+    assert np.allclose(rescore(kp, np.array([0.5, 1.0])), [0.5 * 0.7, 0.0])
+
+
+SMALL = ["data.num_images=30", "data.size=96", "batch_size=4", "data.max_val_images=3"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("synthcrowd")
+
+
+def config(recipe, data_root, out, *extra):
+    cfg = TrainConfig(recipe=recipe, data=DataConfig(root=str(data_root)), out=str(out), lr=1e-3)
+    return apply_overrides(cfg, SMALL + list(extra))
+
+
+def test_a_one_stage_data_config_is_read_as_top_down(data_root):
+    cfg = config("simplebaseline_tiny", data_root, "x", "data.boxes=dets.json")
+    assert isinstance(cfg.data, TopDownData) and cfg.data.boxes == "dets.json" and cfg.data.num_images == 30
+    with pytest.raises(ValueError, match="data.nms must be a number in"):
+        apply_overrides(cfg, ["data.nms=0"])
+    with pytest.raises(ValueError, match="top-down recipe"):
+        get_task("simplebaseline_tiny").check(TrainConfig(recipe="simplebaseline_tiny", data=LiftingData()))
+
+
+@pytest.mark.parametrize("recipe", ["simplebaseline_tiny", "diffusionpose_tiny"])
+def test_loss_falls_and_the_model_scores(recipe, data_root, tmp_path):
+    cfg = config(recipe, data_root, tmp_path / "run", "max_steps=40", "ckpt_every=40", "lr=3e-3",
+                 "backbone_lr_mult=1.0")
+    result = train(cfg, progress=False)
+    history = [h["loss"] for h in result["history"]]
+    assert sum(history[-8:]) / 8 < 0.9 * sum(history[:8]) / 8
+    assert set(result["metrics"]) >= {"AP", "AP50", "AR"}
+    model = load_model(latest_checkpoint(tmp_path / "run")[0])
+    assert model.predict(torch.rand(1, 3, 128, 96)).shape == (1, 17, 3)
+
+
+@pytest.mark.usefixtures("cpu_only")
+def test_resumed_diffusion_run_equals_an_uninterrupted_one(data_root, tmp_path):
+    full = train(config("diffusionpose_tiny", data_root, tmp_path / "full", "max_steps=6", "ckpt_every=3"),
+                 progress=False)
+    train(config("diffusionpose_tiny", data_root, tmp_path / "cut", "max_steps=3", "ckpt_every=3"), progress=False)
+    resumed = train(config("diffusionpose_tiny", data_root, tmp_path / "cut", "max_steps=6", "ckpt_every=3"),
+                    resume=True, progress=False)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in full["history"]]
+
+
+def test_scoring_with_detections(data_root, tmp_path):
+    from posediff.tasks.topdown import crop_datasets, predict_crop_results
+
+    cfg = config("simplebaseline_tiny", data_root, tmp_path / "run")
+    gt = json.loads((data_root / "val" / "coco.json").read_text())
+    dets = [dict(image_id=a["image_id"], category_id=1, bbox=a["bbox"], score=0.8) for a in gt["annotations"]]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    _, val, _, _, ids = crop_datasets(cfg.data, posediff.get_config(cfg.recipe), boxes=str(tmp_path / "dets.json"))
+    assert len(val) == sum(a["image_id"] in ids for a in gt["annotations"])
+    model = posediff.create_model("simplebaseline_tiny").eval()
+    res = predict_crop_results(model, val, steps=(None,), nms=1.0)[None]
+    assert len(res) == len(val) and all(r["image_id"] in ids for r in res)
+
+
+def test_predict_runs_a_top_down_model_behind_the_detector(data_root, tmp_path):
+    from posediff.engine.infer import predict_files
+
+    train(config("simplebaseline_tiny", data_root, tmp_path / "run", "max_steps=2", "ckpt_every=2"), progress=False)
+    ckpt = latest_checkpoint(tmp_path / "run")[0]
+    image = DATA / "coco_images" / "000000117425.jpg"
+    done = predict_files(ckpt, [image], tmp_path / "pred", score_threshold=0.0)
+    results = json.loads((tmp_path / "pred" / "results.json").read_text())
+    assert done["predicted"] == 1 and results and all(len(r["keypoints"]) == 51 for r in results)
+    assert (tmp_path / "pred" / "000000117425_poses.png").is_file()
+    with pytest.raises(ValueError, match="the zoo has no weights for it"):
+        predict_files(None, [image], tmp_path / "p2", recipe="diffusionpose")
+    with pytest.raises(ValueError, match="a detector is for a top-down model"):
+        predict_files(None, [image], tmp_path / "p3", detector=str(ckpt))
+    with pytest.raises(ValueError, match="one-pass head"):
+        predict_files(ckpt, [image], tmp_path / "p4", steps=2)

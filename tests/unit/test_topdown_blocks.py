@@ -1,0 +1,152 @@
+"""Top-down blocks: the heatmap codec, crops and their inverse, the flip test, the diffusion head's masks."""
+
+import numpy as np
+import pytest
+import torch
+
+import posediff
+from posediff.data.topdown import (
+    HeatmapCodec,
+    box_to_region,
+    crop_matrix,
+    flip_heatmaps,
+    invert_matrix,
+    transform_points,
+    warp_image,
+)
+from posediff.diffusion import ddim_sample, make_scheduler, trailing_timesteps
+from posediff.models.heads.diffusion_heatmap import render_gaussians, render_limbs
+from posediff.skeletons import get_skeleton
+
+
+@pytest.mark.parametrize("blur", [False, True])
+def test_heatmap_round_trip_is_sub_pixel(blur):
+    codec = HeatmapCodec((96, 128), stride=4, sigma=1.5, blur=blur)
+    g = torch.Generator().manual_seed(0)
+    kp = torch.rand(64, 17, 2, generator=g) * torch.tensor([60.0, 90.0]) + 18  # inside, away from the border
+    heat, weight = codec.encode(kp, torch.ones(64, 17))
+    assert heat.shape == (64, 17, 32, 24) and bool((weight == 1).all())
+    out = codec.decode(heat)
+    err = (out[..., :2] - kp).norm(dim=-1)
+    assert err.max() < 0.1  # input pixels
+    assert torch.allclose(out[..., 2], heat.flatten(2).amax(-1))
+
+
+def test_encoding_weights_drop_unlabelled_and_far_joints():
+    codec = HeatmapCodec((96, 128), stride=4, sigma=1.5)
+    kp = torch.tensor([[[40.0, 50.0], [40.0, 50.0], [-100.0, 50.0]]])
+    heat, weight = codec.encode(kp, torch.tensor([[2, 0, 1]]))
+    assert weight.tolist() == [[1.0, 0.0, 0.0]]
+    assert heat[0, 1].abs().sum() == 0 and heat[0, 2].abs().sum() == 0
+
+
+def test_codec_refuses_a_size_the_stride_does_not_divide():
+    with pytest.raises(ValueError, match="multiple of stride"):
+        HeatmapCodec((90, 128), stride=4)
+
+
+def test_crop_and_its_inverse_map_keypoints_back():
+    rng = np.random.default_rng(0)
+    boxes = np.column_stack([rng.uniform(0, 300, 20), rng.uniform(0, 300, 20), rng.uniform(10, 200, 20),
+                             rng.uniform(10, 200, 20)])
+    centres, sizes = box_to_region(boxes, aspect=96 / 128)
+    assert np.allclose(sizes[:, 0] / sizes[:, 1], 96 / 128)
+    assert (sizes >= boxes[:, 2:] * 1.25 - 1e-9).all()  # the region holds the padded box
+    for c, s in zip(centres, sizes):
+        m = crop_matrix(c, s, rng.uniform(-80, 80), (96, 128))
+        pts = rng.uniform(0, 500, (17, 2))
+        back = transform_points(invert_matrix(m), transform_points(m, pts))
+        assert np.abs(back - pts).max() < 0.5
+        assert np.allclose(transform_points(m, c[None]), [[48.0, 64.0]])  # the centre lands mid-input
+
+
+def test_warp_puts_image_content_where_the_matrix_sends_it():
+    image = np.zeros((100, 120, 3), np.uint8)
+    image[40:44, 70:74] = 255  # a bright square centred at (72, 42)
+    m = crop_matrix(np.array([60.0, 50.0]), np.array([60.0, 80.0]), 30.0, (48, 64))
+    crop = warp_image(image, m, (48, 64))[0].numpy()  # (64, 48)
+    ys, xs = np.nonzero(crop > 0.5)
+    expected = transform_points(m, np.array([[72.0, 42.0]]))[0]
+    assert abs(xs.mean() + 0.5 - expected[0]) < 1.0 and abs(ys.mean() + 0.5 - expected[1]) < 1.0
+
+
+def test_flip_test_of_a_symmetric_input_is_symmetric():
+    """A model that reads a mirrored crop and flips its heatmaps back agrees with itself: on a crop that is its
+    own mirror image, the averaged heatmaps of left and right joints are mirror images of each other."""
+    torch.manual_seed(0)
+    model = posediff.create_model("simplebaseline_tiny", flip_test=True).eval()
+    half = torch.randn(1, 3, 128, 48)
+    crop = torch.cat([half, half.flip(-1)], -1)  # (1, 3, 128, 96): its own mirror image
+    hm = model.heatmaps(crop)[0]  # (K, h, w)
+    flip = list(model.skeleton.flip_index)
+    assert torch.allclose(hm, hm.flip(-1)[flip], atol=1e-6)
+    assert torch.allclose(flip_heatmaps(flip_heatmaps(hm, flip), flip), hm)
+
+
+def test_mask_rendering_follows_the_skeletons_limbs():
+    sk = get_skeleton("coco17")
+    limbs = torch.tensor(sk.limbs)
+    pts = torch.rand(1, 17, 2, generator=torch.Generator().manual_seed(1)) * torch.tensor([20.0, 28.0]) + 2
+    masks = render_limbs(pts, limbs, (24, 32), width=1.0)  # (1, L, h, w)
+    assert masks.shape == (1, len(sk.limbs), 32, 24)
+    for li, (a, b) in enumerate(sk.limbs):
+        for s in (0.0, 0.25, 0.5, 0.75, 1.0):  # cells on the segment from joint a to joint b are lit
+            p = pts[0, a] + s * (pts[0, b] - pts[0, a])
+            ix, iy = int(p[0].clamp(0, 23)), int(p[1].clamp(0, 31))
+            d = torch.tensor([ix + 0.5, iy + 0.5]) - p  # the cell centre's offset from the point: < 0.71 cell
+            assert masks[0, li, iy, ix] >= torch.exp(-(d ** 2).sum() / 2) - 1e-5
+        far = (torch.stack(torch.meshgrid(torch.arange(32) + 0.5, torch.arange(24) + 0.5, indexing="ij")[::-1], -1)
+               - (pts[0, a] + pts[0, b]) / 2).norm(dim=-1) > (pts[0, a] - pts[0, b]).norm() / 2 + 4
+        assert masks[0, li][far].max() < 0.01  # far from the limb: dark
+    g = render_gaussians(pts, (24, 32), sigma=1.0)
+    idx = g[0].flatten(1).argmax(-1)
+    assert torch.equal(torch.stack([idx % 24, idx // 24], -1), pts[0].floor().long())
+
+
+def test_ddim_over_explicit_timesteps_matches_the_trailing_loop():
+    sched = make_scheduler("ddim", num_train_timesteps=100, prediction_type="sample")
+    assert trailing_timesteps(99, 4) == [99, 74, 49, 24]
+    target = torch.tensor([[0.3, -0.2]])
+    x = torch.randn(1, 2, generator=torch.Generator().manual_seed(0))
+    out = ddim_sample(lambda x_t, t: target.expand_as(x_t), x, sched, [60, 30, 0])
+    assert torch.allclose(out.x0, target) and out.x0_per_step.shape == (3, 1, 2)
+    from posediff.diffusion import sample
+
+    a = sample(lambda x_t, t: x_t * 0.5, x, sched, 4).x0
+    b = ddim_sample(lambda x_t, t: x_t * 0.5, x, sched, trailing_timesteps(99, 4)).x0
+    assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="descending"):
+        ddim_sample(lambda x_t, t: x_t, x, sched, [0, 10])
+
+
+@pytest.mark.parametrize("recipe", ["simplebaseline_tiny", "diffusionpose_tiny"])
+def test_tiny_recipes_train_and_predict(recipe):
+    torch.manual_seed(0)
+    model = posediff.create_model(recipe)
+    codec = model.codec
+    kp = torch.rand(2, 17, 2) * torch.tensor([80.0, 110.0]) + 8
+    vis = torch.ones(2, 17)
+    heat, w = codec.encode(kp, vis)
+    targets = dict(heatmaps=heat, weights=w, keypoints=torch.cat([kp, vis[..., None]], -1))
+    losses = model(torch.randn(2, 3, 128, 96), targets)
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"])
+    model.eval()
+    out = model.predict(torch.randn(2, 3, 128, 96), steps=1)
+    assert out.shape == (2, 17, 3)
+    image = np.zeros((200, 150, 3), np.uint8)
+    assert model.predict_persons(image, np.array([[10.0, 20.0, 50.0, 90.0]])).shape == (1, 17, 3)
+    assert model.predict_persons(image, np.zeros((0, 4))).shape == (0, 17, 3)
+    with pytest.raises(ValueError, match="no area"):
+        model.predict_persons(image, np.array([[10.0, 20.0, 0.0, 90.0]]))
+    with pytest.raises(ValueError, match="uint8"):
+        model.predict_persons(image.astype(np.float32), np.array([[10.0, 20.0, 5.0, 9.0]]))
+
+
+def test_diffusion_heatmap_head_options():
+    for space in ("coordinates", "pixels"):
+        m = posediff.create_model("diffusionpose_tiny", space=space, start="noise").eval()
+        assert m.predict(torch.randn(1, 3, 128, 96), steps=2).shape == (1, 17, 3)
+    with pytest.raises(ValueError, match="space"):
+        posediff.create_model("diffusionpose_tiny", space="latent")
+    assert posediff.get_config("diffusionpose").backbone == "hrnet_w32"
