@@ -11,7 +11,8 @@ import torch
 
 from ..zoo import FORMAT, read_zoo_file, tensors_digest, zoo_path
 
-__all__ = ["export_and_score", "export_zoo", "score_on_mocaplift_test", "score_on_synthcrowd_test", "zoo_tensors"]
+__all__ = ["export_and_score", "export_zoo", "score_on_mocaplift_test", "score_on_synthcrowd_test",
+           "score_topdown_on_synthcrowd_test", "zoo_tensors"]
 
 
 def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tuple[dict, dict, int]:
@@ -118,6 +119,35 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
                                          max_size=max_size, renderer=RENDERER_VERSION))
 
 
+def score_topdown_on_synthcrowd_test(model, data, root=None, boxes: str = "gt", steps: int | None = None,
+                                     progress: bool = False) -> dict:
+    """COCO-17 and CrowdPose-14 metrics of a top-down ``model`` on the SynthCrowd test split of the run's data
+    config ``data`` (a :class:`~posediff.tasks.topdown.TopDownData`; ``root`` overrides its folder), its persons
+    from the ground-truth boxes (``boxes="gt"``) or a detection results file."""
+    import dataclasses
+
+    from ..data.synthcrowd import RENDERER_VERSION, check_renderer
+    from ..data.topdown import PersonCrops, gt_instances, load_detections
+    from ..tasks.multiperson import data_files, ground_truth, score_results, split_size
+    from ..tasks.topdown import predict_crop_results
+
+    d = dataclasses.replace(data, val_split="test", max_val_images=None, **({"root": str(root)} if root else {}))
+    _, _, images, ann = data_files(d)
+    from ..data import CocoKeypointDataset
+
+    src = CocoKeypointDataset(images, ann, skeleton=model.skeleton)
+    gts = {"coco": str(Path(d.root) / "test" / "coco.json"), "crowdpose": str(Path(d.root) / "test" / "crowdpose.json")}
+    check_renderer(gts["crowdpose"], ground_truth(gts["crowdpose"]))
+    k = model.num_keypoints
+    inst = gt_instances(src.coco, src.ids, k) if boxes == "gt" else load_detections(boxes, src.ids, d.det_min_score)
+    crops = PersonCrops(src, inst, model.codec, padding=model.padding)
+    results = predict_crop_results(model, crops, (steps,), nms=d.nms, progress=progress)[steps]
+    metrics = score_results(results, gts, [int(i) for i in src.ids])
+    return dict(metrics, test_split=dict(images=len(src.ids), size=d.size, scene_seed=d.scene_seed,
+                                         persons=len(inst), boxes="ground truth" if boxes == "gt" else Path(boxes).name,
+                                         renderer=RENDERER_VERSION, expected_images=split_size(d.num_images, "test")))
+
+
 def score_on_mocaplift_test(model, seed: int = 0, size: int | None = None, progress: bool = False) -> dict:
     """P1 / P2 (mean hypothesis, per action then mean), best-of-N and spread of a lifting ``model`` on MocapLift's
     test split (``seed``: its placement and 2D draws; ``size``: the first poses only), in mm."""
@@ -155,6 +185,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     data = json.loads(meta.get("config", "{}")).get("data", {})
     if task_name(meta["recipe"]) == "lifting":
         return _export_lifting(checkpoint, out, meta, data, made_by)
+    topdown = task_name(meta["recipe"]) == "topdown"
     if data.get("kind") != "synthcrowd":
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
@@ -171,6 +202,12 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
         raise ValueError(f"{checkpoint} with --base {base}: the weights do not make a {meta['recipe']} model "
                          f"({str(err).splitlines()[0]} ...); is the base the backbone this run was trained "
                          f"from?") from err
+    if topdown:
+        from ..tasks.topdown import TopDownData
+
+        metrics = score_topdown_on_synthcrowd_test(model.eval(), TopDownData.from_saved(data), root=data_root)
+        summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
+        return dict(summary, checkpoint=str(checkpoint), metrics=metrics)
     metrics = score_on_synthcrowd_test(model.eval(), root=data_root or d.root,
                                        num_images=split_size(d.num_images, "test"), size=d.size,
                                        scene_seed=d.scene_seed, max_size=d.max_size,

@@ -7,6 +7,7 @@ from .keypoint_decoder import KeypointDecoder, PoseOutput
 from .matcher import HungarianMatcher
 from .ops import MSDeformAttn
 from .pose_model import OneStagePoseModel
+from .topdown import TopDownModel
 
 __all__ = ["DeformableEncoder", "HumanDecoder", "HungarianMatcher", "KeypointDecoder", "MSDeformAttn",
-           "OneStagePoseModel", "PoseOutput", "TimmBackbone"]
+           "OneStagePoseModel", "PoseOutput", "TimmBackbone", "TopDownModel"]

@@ -161,3 +161,21 @@ def test_predict_runs_a_top_down_model_behind_the_detector(data_root, tmp_path):
         predict_files(None, [image], tmp_path / "p3", detector=str(ckpt))
     with pytest.raises(ValueError, match="one-pass head"):
         predict_files(ckpt, [image], tmp_path / "p4", steps=2)
+
+
+def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path):
+    from posediff.engine.zoo_export import export_and_score
+    from posediff.zoo import read_zoo_file, zoo_metadata, zoo_path
+
+    base = "resnet18_synthcrowd_heatmaps.safetensors"
+    train(config("diffusionpose_tiny", data_root, tmp_path / "run", "max_steps=2", "ckpt_every=2",
+                 "model.freeze_backbone=True"), init=str(zoo_path(base)), progress=False)
+    summary = export_and_score(tmp_path / "run", tmp_path / "dp.safetensors", base=base)
+    meta = zoo_metadata(tmp_path / "dp.safetensors")
+    assert meta["recipe"] == "diffusionpose_tiny" and meta["metrics"]["test_split"]["boxes"] == "ground truth"
+    assert summary["metrics"]["crowdpose"]["AP"] == meta["metrics"]["crowdpose"]["AP"]
+    from safetensors.torch import load_file
+
+    shipped = load_file(tmp_path / "dp.safetensors")
+    assert summary["from_base"] > 0 and not any(k.startswith("backbone.") for k in shipped)
+    assert any(k.startswith("backbone.") for k in read_zoo_file(tmp_path / "dp.safetensors"))

@@ -1,6 +1,9 @@
-"""Pose heads: the deterministic ED-Pose head and DiffusionRegPose's diffusion head."""
+"""Pose heads: ED-Pose's regression and DiffusionRegPose's diffusion head (one-stage); SimpleBaseline's heatmaps and
+DiffusionPose's diffusion head (top-down)."""
 
 from .diffusion import DiffusionKeypointHead
+from .diffusion_heatmap import DiffusionHeatmapHead
+from .heatmap import HeatmapHead
 from .regression import RegressionKeypointHead
 
-__all__ = ["DiffusionKeypointHead", "RegressionKeypointHead"]
+__all__ = ["DiffusionHeatmapHead", "DiffusionKeypointHead", "HeatmapHead", "RegressionKeypointHead"]

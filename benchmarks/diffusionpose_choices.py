@@ -1,0 +1,119 @@
+"""DiffusionPose's choices where the paper is silent, measured on one short fixed budget.
+
+Every variant trains for the same steps from the same frozen SynthCrowd backbone, on the same SynthCrowd crops,
+seed and data order (``configs/*_tiny_synthcrowd.py`` with ``--steps``), and is scored on the same validation
+scenes with ground-truth boxes (CrowdPose-format AP of the COCO-17 predictions, as the bench reports). Variants
+(``--variants``; default all):
+
+* ``simplebaseline``: ``simplebaseline_tiny``, the head DiffusionPose's coarse head is;
+* ``default``: ``diffusionpose_tiny`` as shipped (coordinates diffused, ζ = 2, structure guidance);
+* ``control``: ``diffusionpose_tiny_control``, x_t replaced by fresh noise (the image alone);
+* ``no_guidance``: ``guidance=False`` (the condition is the features alone);
+* ``pixels``: ``space="pixels"`` (the heatmap diffused, Feng et al. ICCV 2023);
+* ``scale1``: ``signal_scale=1.0``.
+
+Sampling choices need no training: each trained diffusion variant is also scored at every ``--starts`` timestep
+(``start_timestep``; 999 is pure noise) and ``--sampling-steps``, and its coarse head alone.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/diffusionpose_choices.py --steps 1000 --out
+docs/results/diffusionpose_choices.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from posediff.env import machine_info
+from posediff.io import save_result
+
+VARIANTS = {
+    "simplebaseline": ("simplebaseline_tiny", {}),
+    "default": ("diffusionpose_tiny", {}),
+    "control": ("diffusionpose_tiny_control", {}),
+    "no_guidance": ("diffusionpose_tiny", {"guidance": False}),
+    "pixels": ("diffusionpose_tiny", {"space": "pixels"}),
+    "scale1": ("diffusionpose_tiny", {"signal_scale": 1.0}),
+}
+
+
+def score(model, data, cfg, **head) -> dict:
+    """Val AP (CrowdPose format) of ``model`` with its head's attributes set to ``head`` for this call."""
+    from posediff.tasks.multiperson import score_results
+    from posediff.tasks.topdown import predict_crop_results
+
+    kept = {k: getattr(model.head, k) for k in head}
+    try:
+        for k, v in head.items():
+            setattr(model.head, k, v)
+        results = predict_crop_results(model, data.val, batch_size=64, nms=cfg.data.nms)[None]
+    finally:
+        for k, v in kept.items():
+            setattr(model.head, k, v)
+    gts = {"coco": data.info["ann_file"], "crowdpose": str(Path(data.info["ann_file"]).with_name("crowdpose.json"))}
+    m = score_results(results, gts, data.info["image_ids"])["crowdpose"]
+    return {k: m[k] for k in ("AP", "AP50", "AP75", "AR", "AP_E", "AP_M", "AP_H")}
+
+
+def main() -> None:
+    from posediff.engine.checkpoint import latest_checkpoint, load_model
+    from posediff.engine.config import apply_overrides, load_config
+    from posediff.engine.train import train
+    from posediff.tasks import get_task
+    from posediff.zoo import zoo_path
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--val-images", type=int, default=200)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--starts", nargs="+", type=int, default=[0, 250, 500, 750, 999])
+    ap.add_argument("--sampling-steps", nargs="+", type=int, default=[1, 2, 4])
+    ap.add_argument("--runs", default="runs/diffusionpose_choices")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    init = str(zoo_path("resnet18_synthcrowd_heatmaps.safetensors"))
+    rows = {}
+    for name in args.variants:
+        recipe, model = VARIANTS[name]
+        base = "diffusionpose_tiny" if recipe.startswith("diffusionpose") else recipe
+        cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{base}_synthcrowd.py")
+        cfg = dataclasses.replace(cfg, recipe=recipe, model={**cfg.model, **model}, out=str(Path(args.runs) / name),
+                                  seed=args.seed, max_steps=args.steps, lr_drop=(int(args.steps * 0.8),),
+                                  ckpt_every=max(args.steps // 4, 1), eval_every=0)
+        cfg = apply_overrides(cfg, [f"data.max_val_images={args.val_images}"])
+        t0 = time.time()
+        result = train(cfg, resume=latest_checkpoint(cfg.out) is not None, init=init)
+        row = {"recipe": recipe, "overrides": model, "train_seconds": result["seconds"]}
+        net = load_model(latest_checkpoint(cfg.out)[0]).eval()
+        data = get_task(recipe).build(get_task(recipe).resolve(cfg))
+        row["val"] = score(net, data, cfg)
+        if hasattr(net.head, "sampling_steps") and name != "control":
+            head, net.head = net.head, net.head.coarse  # the coarse head alone: SimpleBaseline's, trained beside
+            try:
+                row["coarse_head"] = score(net, data, cfg)
+            finally:
+                net.head = head
+            grid = {}
+            for start in args.starts:
+                for steps in args.sampling_steps:
+                    if steps <= start + 1:
+                        grid[f"start{start}_steps{steps}"] = score(net, data, cfg, start_timestep=start,
+                                                                   sampling_steps=steps)
+            row["sampling"] = grid
+        row["seconds"] = round(time.time() - t0, 1)
+        rows[name] = row
+        print(name, row["val"], flush=True)
+    print("\n| variant | AP | AP_H |\n|---|---|---|")
+    for name, row in rows.items():
+        print(f"| {name} | {100 * row['val']['AP']:.1f} | {100 * row['val']['AP_H']:.1f} |")
+    save_result(dict(steps=args.steps, seed=args.seed, val_images=args.val_images, variants=rows,
+                     machine=machine_info(), command="python benchmarks/diffusionpose_choices.py " +
+                     " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)),
+                args.out)
+
+
+if __name__ == "__main__":
+    main()
