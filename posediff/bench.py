@@ -107,20 +107,24 @@ PRESETS: dict[str, Preset] = {
                     recipe_overrides=_ANCHORED),
     # the paper's head (anchor="paper"), and its diffusion-off control with --recipes diffusion_regpose_tiny_control
     # top-down: the persons the one-stage runs see (7000 steps x 4 scenes x 4.55 persons on SynthCrowd's train split)
-    # in batches of 32 crops, SimpleBaseline's Adam lr (1e-3), the drop at the same 80%
+    # in batches of 32 crops, SimpleBaseline's Adam lr (1e-3) for the head and the backbone, which trains (frozen,
+    # its stride-32 level of a 128x96 crop is 4x3 cells: 0.06 val AP after 500 steps against 1.2; docs/recipes.md),
+    # the drop at the same 80%
     "standard": Preset("standard", ("edpose_tiny", "diffusion_regpose_tiny", "simplebaseline_tiny",
                                     "diffusionpose_tiny"), train_steps=7000, lr=2e-4,
                        lr_drop=(5600,), seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="backbone",
                        eval_every=1000, curve_images=200, real_sizes=_CPU_SIZES, hypotheses_images=100,
                        nms_thresholds=(0.5, 0.6, 0.7, 0.8, 0.9),
-                       topdown=dict(batch_size=32, lr=1e-3, max_steps=4000, lr_drop=(3200,))),
+                       topdown=dict(batch_size=32, lr=1e-3, backbone_lr_mult=1.0, max_steps=4000, lr_drop=(3200,),
+                                    model={"freeze_backbone": False})),
     # 60 epochs of COCO's 56,599 keypoint images at 8 GPUs x batch 8 (ED-Pose's schedule; lr drop at epoch 55)
     # top-down: mmpose's SimpleBaseline schedule, 210 epochs of COCO's 149,813 persons in global batches of 512
     # (64 x 8 GPUs), Adam lr 5e-4, drops at epochs 170 and 200
     "full": Preset("full", ("edpose", "diffusion_regpose"), train_steps=53000, lr=1e-4, lr_drop=(48600,),
                    batch_size=8, seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="imagenet", freeze_backbone=False,
                    eval_every=10000, curve_images=500, latency_images=50,
-                   topdown=dict(batch_size=512, lr=5e-4, max_steps=61446, lr_drop=(49741, 58520))),
+                   topdown=dict(batch_size=512, lr=5e-4, backbone_lr_mult=1.0, max_steps=61446,
+                                lr_drop=(49741, 58520))),
 }
 
 

@@ -32,8 +32,9 @@ DETECTOR_MIN_SCORE = 0.05  # its persons scoring less are not written (of its 20
 
 def plan_topdown(cfg, preset, spec, recipe: str):
     """The TrainConfig of a top-down run from the one-stage plan ``cfg`` of the same recipe and seed: the preset's
-    top-down batch, learning rate and steps (scaled by ``--train-steps`` as the one-stage budget is), the model
-    overrides a top-down config has (the backbone's freezing and weights; CrowdPose's skeleton)."""
+    top-down TrainConfig fields (batch, learning rates) and steps (scaled by ``--train-steps`` as the one-stage
+    budget is), the one-stage model overrides a top-down config has (the backbone's weights; CrowdPose's skeleton),
+    then the preset's top-down ``model`` overrides (e.g. a backbone trained with the head)."""
     from .recipes.topdown import TopDownConfig
 
     td = preset.topdown
@@ -46,8 +47,10 @@ def plan_topdown(cfg, preset, spec, recipe: str):
     model = {k: v for k, v in cfg.model.items() if k in known}
     if cfg.model.get("num_keypoints") == 14:
         model["skeleton"] = "crowdpose14"
+    model.update(td.get("model", {}))
+    fields = {k: v for k, v in td.items() if k not in ("model", "max_steps", "lr_drop")}
     every = round(preset.eval_every * steps / spec.train_steps) if preset.eval_every else 0
-    return dataclasses.replace(cfg, model=model, batch_size=td["batch_size"], lr=td["lr"], max_steps=steps,
+    return dataclasses.replace(cfg, model=model, **fields, max_steps=steps,
                                lr_drop=tuple(d for d in (round(s * scale) for s in td.get("lr_drop", ())) if d < steps),
                                eval_every=min(max(every, 1), steps) if every else 0, ckpt_every=max(50, steps // 10))
 

@@ -88,8 +88,7 @@ def build_topdown(cfg: TopDownConfig):
     return TopDownModel(backbone, head, codec, skeleton, flip_test=cfg.flip_test, padding=cfg.padding)
 
 
-TINY = dict(backbone="resnet18", frozen_bn=True, input_size=(96, 128), sigma=1.5, deconv_channels=128, flip_test=False,
-            unet_dim=32)
+TINY = dict(backbone="resnet18", input_size=(96, 128), sigma=1.5, deconv_channels=128, flip_test=False, unet_dim=32)
 
 
 @register_model

@@ -169,7 +169,7 @@ def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path)
 
     base = "resnet18_synthcrowd_heatmaps.safetensors"
     train(config("diffusionpose_tiny", data_root, tmp_path / "run", "max_steps=2", "ckpt_every=2",
-                 "model.freeze_backbone=True"), init=str(zoo_path(base)), progress=False)
+                 "model.freeze_backbone=True", "model.frozen_bn=True"), init=str(zoo_path(base)), progress=False)
     summary = export_and_score(tmp_path / "run", tmp_path / "dp.safetensors", base=base)
     meta = zoo_metadata(tmp_path / "dp.safetensors")
     assert meta["recipe"] == "diffusionpose_tiny" and meta["metrics"]["test_split"]["boxes"] == "ground truth"
