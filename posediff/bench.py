@@ -2,7 +2,7 @@
 seeds, scored on the same test split. The same code runs as ``python benchmarks/head_to_head.py``.
 
     posediff bench --preset quick                       # SynthCrowd, from the zoo, 9-12 min on 2 CPU cores (budget 15)
-    posediff bench --preset standard --seeds 0 1 2      # both recipes from the pretrained backbone (hours on CPU)
+    posediff bench --preset standard --seeds 0 1 2      # the four 2D recipes from the pretrained backbone (hours)
     posediff bench --preset full --dataset crowdpose --data-root /data/crowdpose   # ResNet-50, for a GPU
     posediff bench --dataset mocaplift --preset quick    # lifting recipes: posediff.bench_lifting
 
@@ -12,8 +12,10 @@ Protocols (``--preset``):
   ``edpose_tiny`` (SynthCrowd) with its new blocks (the denoiser and the projection of its tokens) fresh,
   and ``edpose_tiny`` is trained on from the same checkpoint for the same number of steps, with the same
   seeds and data order.
-* ``standard``: both recipes from the pretrained SynthCrowd backbone with the same budget (the fair
-  protocol; the zoo's ``edpose_tiny`` began with the same 7,000 steps, the first of its five stages).
+* ``standard``: the one-stage and the top-down recipes from the pretrained SynthCrowd backbone with the same
+  budget (the fair protocol; the zoo's ``edpose_tiny`` began with the same 7,000 steps, the first of its five
+  stages); top-down runs see the same persons as crops (:mod:`posediff.bench_topdown`) and are scored with
+  ground-truth boxes and with the zoo ``edpose_tiny``'s.
 * ``full``: the ResNet-50 recipes from ImageNet weights (timm ``pretrained=True``), sized for GPUs.
 
 In ``quick`` ``diffusion_regpose_tiny`` is anchored to ED-Pose's regression (``anchor="regression"``,
@@ -177,6 +179,8 @@ class BenchSpec:
             raise ValueError(f"--recipes must be distinct, got {spec.recipes}")
         if spec.workers < 0:
             raise ValueError(f"--workers must be 0 (load in the main process) or more, got {spec.workers}")
+        if spec.detections is not None and not Path(spec.detections).is_file():
+            raise ValueError(f"--detections {spec.detections}: no such file (expected COCO detection results)")
         for item in spec.overrides:
             flag = _BENCH_OWNED.get(item.split("=", 1)[0])
             if flag:
@@ -571,7 +575,8 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
                   train_steps=spec.train_steps, test_images=spec.test_images, overrides=list(spec.overrides),
                   data=dict(dataclasses.asdict(runs[0]["config"].data), flip=runs[0]["config"].data.flips,
                             eval_size=runs[0]["config"].data.eval_scale),
-                  synthcrowd_renderer=RENDERER_VERSION if spec.dataset == "synthcrowd" else None)
+                  synthcrowd_renderer=RENDERER_VERSION if spec.dataset == "synthcrowd" else None,
+                  detections=spec.detections)
     stamp = out / "bench_config.json"
     if stamp.is_file():
         have = json.loads(stamp.read_text())
@@ -1062,6 +1067,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-steps", type=int, help="training steps per run (default: the preset's)")
     parser.add_argument("--test-images", type=int, help="score on the first N test images only (default: all)")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--detections", help="a COCO detection results file of the test images: top-down runs are "
+                                             "also scored with its boxes (default on SynthCrowd: the zoo's "
+                                             "edpose_tiny's)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="training-config overrides for every run, as for posediff train (data.num_images=500)")
 
@@ -1081,7 +1089,7 @@ def spec_from_args(args: argparse.Namespace) -> BenchSpec:
                      data_root=args.data_root, seeds=tuple(args.seeds) if args.seeds else None,
                      steps=tuple(args.steps) if args.steps else None, init=args.init, out=args.out,
                      train_steps=args.train_steps, test_images=args.test_images, workers=args.workers,
-                     overrides=tuple(args.set))
+                     overrides=tuple(args.set), detections=args.detections)
 
 
 def run_from_args(args: argparse.Namespace, command: str) -> int:

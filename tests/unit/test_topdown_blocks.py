@@ -150,3 +150,14 @@ def test_diffusion_heatmap_head_options():
     with pytest.raises(ValueError, match="space"):
         posediff.create_model("diffusionpose_tiny", space="latent")
     assert posediff.get_config("diffusionpose").backbone == "hrnet_w32"
+
+
+@pytest.mark.parametrize("recipe", ["simplebaseline", "diffusionpose"])
+def test_full_recipes_build_with_the_papers_sizes(recipe):
+    model = posediff.create_model(recipe).eval()
+    assert model.input_size == (192, 256) and model.codec.heatmap_size == (48, 64) and model.flip_test
+    with torch.no_grad():
+        out = model.predict(torch.randn(1, 3, 256, 192), steps=1 if recipe == "diffusionpose" else None)
+    assert out.shape == (1, 17, 3)
+    backbone = type(model.backbone.body).__name__
+    assert ("HighResolution" in backbone) == (recipe == "diffusionpose")
