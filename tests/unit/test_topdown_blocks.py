@@ -161,3 +161,13 @@ def test_full_recipes_build_with_the_papers_sizes(recipe):
     assert out.shape == (1, 17, 3)
     backbone = type(model.backbone.body).__name__
     assert ("HighResolution" in backbone) == (recipe == "diffusionpose")
+
+
+def test_a_box_outside_the_image_gives_a_padded_crop_not_an_error():
+    model = posediff.create_model("simplebaseline_tiny").eval()
+    image = np.full((100, 80, 3), 200, np.uint8)
+    out = model.predict_persons(image, np.array([[500.0, 500.0, 40.0, 80.0], [-30.0, 60.0, 50.0, 90.0]]))
+    assert out.shape == (2, 17, 3) and np.isfinite(out).all()
+    centre, size = box_to_region(np.array([[500.0, 500.0, 40.0, 80.0]]), 96 / 128)
+    crop = warp_image(image, crop_matrix(centre[0], size[0], 0.0, (96, 128)), (96, 128))
+    assert float(crop.abs().max()) == 0.0  # nothing of the image: zeros

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...diffusion._random import randn
 from ...diffusion.schedulers import ddim_sample, make_scheduler, q_sample, trailing_timesteps
 from ..utils import timestep_embedding
 from .heatmap import HeatmapHead, heatmap_mse
@@ -236,13 +237,14 @@ class DiffusionHeatmapHead(nn.Module):
 
     @staticmethod
     def peaks(heatmaps: torch.Tensor) -> torch.Tensor:
-        """Soft-free read-out for the sampling loop: each map's arg-max cell centre refined by the quadratic
-        through its neighbours (heatmap units, (B, K, 2))."""
+        """The sampling loop's read-out of heatmaps (B, K, h, w): each map's arg-max cell centre, refined along x and
+        y by the parabola through it and its two neighbours; (B, K, 2) in heatmap units."""
         b, k, h, w = heatmaps.shape
         idx = heatmaps.flatten(2).argmax(-1)  # (B, K)
         iy, ix = idx // w, idx % w
         p = F.pad(heatmaps, (1, 1, 1, 1), mode="replicate")
-        bi, ki = torch.arange(b)[:, None], torch.arange(k)[None]
+        bi = torch.arange(b, device=heatmaps.device)[:, None]
+        ki = torch.arange(k, device=heatmaps.device)[None]
 
         def at(dy, dx):
             return p[bi, ki, iy + 1 + dy, ix + 1 + dx]
@@ -311,8 +313,6 @@ class DiffusionHeatmapHead(nn.Module):
             x0 = self.encode(self.peaks(coarse))
         else:
             x0 = (coarse.clamp(0, 1) * 2 - 1) * self.signal_scale
-        from ...diffusion._random import randn
-
         t0 = self.start_timestep
         noise = randn(x0.shape, generator, x0.device, x0.dtype)
         x_t = q_sample(self.scheduler, x0, t0, noise) if self.start == "coarse" else noise
