@@ -993,13 +993,21 @@ def _verdict(results: dict, fmt: str) -> list[str]:
     """A sentence each: does the diffusion recipe beat the baseline, and its diffusion-off control, overall and in
     the hardest crowds."""
     rows = results["summary"]
-    diff = [r for r in rows if rows[r]["sampling_steps"] is not None and not r.endswith("_control")]
-    base = [r for r in rows if rows[r]["sampling_steps"] is None]
+
+    def kind(r):  # a row's family and persons: its task and boxes, and the recipe without a boxes suffix
+        return rows[r].get("task", "multiperson"), rows[r].get("boxes"), r.split(" (")[0]
+
     out = []
-    if diff and base:
-        out += _difference(rows, diff[0], base[0], fmt, "Diffusion against the baseline")
-    if diff and f"{diff[0]}_control" in rows:
-        out += _difference(rows, diff[0], f"{diff[0]}_control", fmt, "Diffusion against its diffusion-off control")
+    for d in rows:
+        task, boxes, recipe = kind(d)
+        if rows[d]["sampling_steps"] is None or recipe.endswith("_control"):
+            continue
+        base = [r for r in rows if rows[r]["sampling_steps"] is None and kind(r)[:2] == (task, boxes)]
+        if base:
+            out += _difference(rows, d, base[0], fmt, "Diffusion against the baseline")
+        control = [r for r in rows if kind(r) == (task, boxes, f"{recipe}_control")]
+        if control:
+            out += _difference(rows, d, control[0], fmt, "Diffusion against its diffusion-off control")
     return out
 
 

@@ -217,3 +217,25 @@ def test_verdict_reads_the_seed_spread():
     assert lines[0].startswith("**Diffusion against the baseline**")
     assert lines[2].startswith("**Diffusion against its diffusion-off control**, overall: diffusion_regpose_tiny − "
                                "diffusion_regpose_tiny_control = +3.0 AP (better; seed std up to 1.0)")
+
+
+def test_verdicts_pair_each_diffusion_recipe_with_its_own_baseline():
+    from posediff.bench import _verdict
+
+    def row(ap, steps=None, task="multiperson", boxes=None):
+        return {"AP": {"mean": ap, "std": 0.001}, "AP_H": {"mean": ap, "std": 0.001}, "sampling_steps": steps,
+                "task": task, "boxes": boxes}
+
+    det = "edpose_tiny_test.json"
+    rows = {"edpose_tiny": row(0.13), "diffusion_regpose_tiny": row(0.14, 4),
+            "diffusion_regpose_tiny_control": row(0.12, 4),
+            "simplebaseline_tiny": row(0.30, None, "topdown", "ground truth"),
+            "simplebaseline_tiny (edpose_tiny boxes)": row(0.20, None, "topdown", det),
+            "diffusionpose_tiny": row(0.32, 2, "topdown", "ground truth"),
+            "diffusionpose_tiny (edpose_tiny boxes)": row(0.21, 2, "topdown", det)}
+    text = " ".join(_verdict({"summary": rows}, "crowdpose"))
+    assert "diffusion_regpose_tiny − edpose_tiny = +1.0 AP" in text
+    assert "diffusion_regpose_tiny − diffusion_regpose_tiny_control = +2.0 AP" in text
+    assert "diffusionpose_tiny − simplebaseline_tiny = +2.0 AP" in text
+    assert "diffusionpose_tiny (edpose_tiny boxes) − simplebaseline_tiny (edpose_tiny boxes) = +1.0 AP" in text
+    assert "diffusionpose_tiny − edpose_tiny" not in text
