@@ -121,12 +121,12 @@ PRESETS: dict[str, Preset] = {
                                     model={"freeze_backbone": False})),
     # 60 epochs of COCO's 56,599 keypoint images at 8 GPUs x batch 8 (ED-Pose's schedule; lr drop at epoch 55)
     # top-down: mmpose's SimpleBaseline schedule, 210 epochs of COCO's 149,813 persons in global batches of 512
-    # (64 x 8 GPUs), Adam lr 5e-4, drops at epochs 170 and 200
+    # (batch_size is per process: 64 x 8 GPUs), Adam lr 5e-4, drops at epochs 170 and 200
     "full": Preset("full", ("edpose", "diffusion_regpose"), train_steps=53000, lr=1e-4, lr_drop=(48600,),
                    batch_size=8, seeds=(0, 1, 2), sampling_steps=(1, 2, 4, 8), zoo="imagenet", freeze_backbone=False,
                    eval_every=10000, curve_images=500, latency_images=50,
-                   topdown=dict(batch_size=512, lr=5e-4, backbone_lr_mult=1.0, max_steps=61446,
-                                lr_drop=(49741, 58520))),
+                   topdown=dict(batch_size=64, lr=5e-4, backbone_lr_mult=1.0, max_steps=61446,
+                                lr_drop=(49742, 58520))),
 }
 
 

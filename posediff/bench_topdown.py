@@ -50,9 +50,12 @@ def plan_topdown(cfg, preset, spec, recipe: str):
     model.update(td.get("model", {}))
     fields = {k: v for k, v in td.items() if k not in ("model", "max_steps", "lr_drop")}
     every = round(preset.eval_every * steps / spec.train_steps) if preset.eval_every else 0
-    return dataclasses.replace(cfg, model=model, **fields, max_steps=steps,
-                               lr_drop=tuple(d for d in (round(s * scale) for s in td.get("lr_drop", ())) if d < steps),
-                               eval_every=min(max(every, 1), steps) if every else 0, ckpt_every=max(50, steps // 10))
+    from .tasks import get_task
+
+    return get_task(recipe).resolve(dataclasses.replace(
+        cfg, model=model, **fields, max_steps=steps,
+        lr_drop=tuple(d for d in (round(s * scale) for s in td.get("lr_drop", ())) if d < steps),
+        eval_every=min(max(every, 1), steps) if every else 0, ckpt_every=max(50, steps // 10)))
 
 
 def _test_data(cfg, spec):
@@ -138,6 +141,8 @@ def topdown_latency_ms(model, cfg, spec, n: int, steps: int | None = None, warmu
     for i, inst in enumerate(test.instances):
         by_image.setdefault(inst["image_id"], []).append(i)
     batches = [collate_crops([test[i] for i in idx])[0].to(device) for idx in list(by_image.values())[:n]]
+    if not batches:
+        raise ValueError(f"{cfg.recipe}: no test image holds a labelled person: no latency to measure")
     gen = torch.Generator().manual_seed(0)
     for crops in batches[:warmup]:
         model.predict(crops, steps, gen)

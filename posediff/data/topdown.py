@@ -52,7 +52,8 @@ def box_to_region(boxes: np.ndarray, aspect: float, padding: float = 1.25) -> tu
 
 def crop_matrix(centre, size, rotation: float, out_size: tuple[int, int]) -> np.ndarray:
     """The (2, 3) affine map from image pixels to input pixels: the region of ``size`` (w, h) about ``centre``,
-    rotated by ``rotation`` degrees (counter-clockwise in the picture), onto an input of ``out_size`` (W, H)."""
+    rotated by ``rotation`` degrees, onto an input of ``out_size`` (W, H): the region turns clockwise in the
+    picture, so its content turns counter-clockwise on the input (mmpose's convention)."""
     cx, cy = float(centre[0]), float(centre[1])
     s = out_size[0] / float(size[0])  # input pixels per image pixel (the same along y: the aspects agree)
     a = math.radians(rotation)
@@ -141,7 +142,8 @@ class HeatmapCodec:
         """Heatmaps (..., K, h, w) -> (..., K, 3): x, y in input pixels and the heatmap's maximum as the score.
 
         The arg-max cell, refined by DARK: the log-heatmap's Newton step -H⁻¹∇ at the maximum (skipped where the
-        Hessian is not negative definite, e.g. a flat map); exact for a Gaussian away from the border."""
+        Hessian is not negative definite, e.g. a flat map, and on the map's border cells, as mmpose skips them);
+        exact for a Gaussian away from the border."""
         shape = heatmaps.shape
         h, w = shape[-2:]
         hm = heatmaps.reshape(-1, 1, h, w).float()  # (M, 1, h, w)
@@ -163,7 +165,8 @@ class HeatmapCodec:
         dyy = at(1, 0) - 2 * at(0, 0) + at(-1, 0)
         dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
         det = dxx * dyy - dxy ** 2
-        ok = (det > 1e-12) & (dxx < 0)  # a maximum: negative definite
+        inner = (ix >= 1) & (ix <= w - 2) & (iy >= 1) & (iy <= h - 2)  # a border cell's differences are one-sided
+        ok = (det > 1e-12) & (dxx < 0) & inner  # a maximum (negative definite), inside the map
         safe = torch.where(ok, det, torch.ones_like(det))
         ox = torch.where(ok, -(dyy * dx - dxy * dy) / safe, torch.zeros_like(det)).clamp(-1, 1)
         oy = torch.where(ok, -(dxx * dy - dxy * dx) / safe, torch.zeros_like(det)).clamp(-1, 1)
@@ -294,7 +297,8 @@ class PersonCrops(torch.utils.data.Dataset):
 
     Items: ``(crop (3, H, W) normalised, target)``; ``target`` holds ``keypoints`` (K, 3) input pixels and
     visibility (zeros for a detection), ``heatmaps`` (K, h, w), ``weights`` (K,), ``matrix`` (2, 3) image ->
-    input, ``image_id``, ``score`` (the box's), ``area`` (the box's, image pixels²).
+    input, ``image_id``, ``score`` (the box's), ``area`` (the instance's: a person's annotated area, a detection's
+    box area; image pixels², for the OKS-NMS).
     """
 
     def __init__(self, source, instances: list[dict], codec: HeatmapCodec, augment: CropAugment | None = None,
@@ -327,8 +331,8 @@ class PersonCrops(torch.utils.data.Dataset):
                 upper, lower = vis & ~self.lower, vis & self.lower
                 pick = upper if (rng.random() < 0.5 and upper.sum() > 2) or lower.sum() < 2 else lower
                 pts = kp[pick, :2]
-                lo, hi = pts.min(0), pts.max(0)
-                box = np.concatenate([lo, np.maximum(hi - lo, 1.0)])
+                size = np.maximum(pts.max(0) - pts.min(0), 1.0)
+                box = np.concatenate([pts.mean(0) - size / 2, size])  # centred on the joints' mean, as mmpose
                 c, s = box_to_region(box, aspect, padding=1.5)
                 return self._jitter(c[0], s[0], rng)
         c, s = box_to_region(box, aspect, padding=self.padding)

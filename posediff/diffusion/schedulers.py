@@ -256,15 +256,15 @@ def trailing_timesteps(start: int, num_steps: int) -> list[int]:
     return [int(round(int(start) + 1 - i * ratio)) - 1 for i in range(int(num_steps))]
 
 
-def ddim_sample(model_fn: ModelFn, x_t: torch.Tensor, scheduler: Scheduler, timesteps, eta: float = 0.0,
-                generator: torch.Generator | None = None) -> SampleOutput:
-    """Deterministic DDIM (η = 0) over explicit descending ``timesteps``, for a tensor of any shape: what
-    :func:`sample` does from T - 1, from any timestep (a start noised from an estimate) or at any list.
+def ddim_sample(model_fn: ModelFn, x_t: torch.Tensor, scheduler: Scheduler, timesteps,
+                eta: float = 0.0) -> SampleOutput:
+    """Deterministic DDIM (η = 0) over explicit descending ``timesteps``, for a tensor of any shape: the steps
+    :func:`sample` takes from T - 1, from any timestep (a start noised from an estimate) or at any list, without
+    its clipping of x̂_0 to the signal range.
 
     With x̂_0 the model's prediction at t (``"epsilon"``: x̂_0 = (x_t - √(1-ᾱ_t) ε̂) / √ᾱ_t) and
     ε̂ = (x_t - √ᾱ_t x̂_0) / √(1-ᾱ_t), each step sets x_{t'} = √ᾱ_{t'} x̂_0 + √(1-ᾱ_{t'}) ε̂ (DDIM Eq. 12, σ = 0),
-    ᾱ = 1 after the last timestep, so the result is the last x̂_0. ``eta`` must be 0 (kept for :func:`sample`'s
-    signature)."""
+    ᾱ = 1 after the last timestep, so the result is the last x̂_0. ``eta`` must be 0."""
     if eta != 0.0:
         raise ValueError("ddim_sample: only deterministic DDIM (eta=0) is offered over explicit timesteps")
     ts = [int(t) for t in timesteps]

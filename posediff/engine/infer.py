@@ -140,10 +140,8 @@ class TopDownPredictor(Predictor):
             from ..registry import create_model
 
             detector = create_model("edpose_tiny", pretrained="synthcrowd")
+        model.check_steps(steps)  # before any image is read
         super().__init__(detector, **kwargs)
-        if steps is not None and getattr(model.head, "sampling_steps", None) is None:
-            raise ValueError(f"--steps {steps}: the top-down model has a one-pass head; steps are for a diffusion "
-                             f"head")
         self.topdown, self.topdown_steps, self.box_threshold = model.to(self.device).eval(), steps, box_threshold
         self.num_keypoints = model.num_keypoints
 
@@ -249,8 +247,9 @@ def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_
             folder.remove(name, keep=images)
     folder.claim(written)
     results, index, lifted = [], [], []
+    topdown = isinstance(predictor, TopDownPredictor)  # its persons are those whose boxes scored the threshold
     for i, image, pred in predictor._predicted(images, failed, headers_read=True):  # drawn as they come
-        keep = pred["scores"] >= score_threshold
+        keep = np.ones(len(pred["scores"]), bool) if topdown else pred["scores"] >= score_threshold
         results += to_coco_results([i], [dict(keypoints=pred["keypoints"][keep], scores=pred["scores"][keep])])
         index.append(dict(image_id=i, file_name=str(images[i]), persons=int(keep.sum()), drawing=drawings[i]))
         drawn = draw_poses(image, pred["keypoints"][keep], skeleton, min_visibility=0.0,

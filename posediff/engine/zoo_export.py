@@ -141,7 +141,8 @@ def score_topdown_on_synthcrowd_test(model, data, root=None, boxes: str = "gt", 
     k = model.num_keypoints
     inst = gt_instances(src.coco, src.ids, k) if boxes == "gt" else load_detections(boxes, src.ids, d.det_min_score)
     crops = PersonCrops(src, inst, model.codec, padding=model.padding)
-    results = predict_crop_results(model, crops, (steps,), nms=d.nms, progress=progress)[steps]
+    results = predict_crop_results(model, crops, (steps,), device=next(model.parameters()).device, nms=d.nms,
+                                   progress=progress)[steps]
     metrics = score_results(results, gts, [int(i) for i in src.ids])
     return dict(metrics, test_split=dict(images=len(src.ids), size=d.size, scene_seed=d.scene_seed,
                                          persons=len(inst), boxes="ground truth" if boxes == "gt" else Path(boxes).name,

@@ -76,7 +76,8 @@ class TopDownModel(nn.Module):
             image: (H, W, 3) uint8 RGB. boxes: (N, 4) x, y, w, h pixels.
 
         Returns:
-            (N, K, 3) float64: x, y in the image's pixels and a score in [0, 1] (the heatmap's maximum).
+            (N, K, 3) float64: x, y in the image's pixels and a score, the heatmap's maximum (about 1 where the
+            model is sure; a regressed heatmap is not bounded).
         """
         from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -95,15 +96,25 @@ class TopDownModel(nn.Module):
             return np.zeros((0, k, 3))
         was = self.training
         self.eval()
-        device = next(self.parameters()).device
-        aspect = self.input_size[0] / self.input_size[1]
-        centres, sizes = box_to_region(boxes, aspect, self.padding)
-        mats = [crop_matrix(c, s, 0.0, self.input_size) for c, s in zip(centres, sizes)]
-        mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        crops = torch.stack([(warp_image(image, m, self.input_size) - mean) / std for m in mats]).to(device)
-        kp = self.predict(crops, steps, generator).cpu().double().numpy()  # (N, K, 3) input px
-        self.train(was)
+        try:
+            device = next(self.parameters()).device
+            aspect = self.input_size[0] / self.input_size[1]
+            centres, sizes = box_to_region(boxes, aspect, self.padding)
+            mats = [crop_matrix(c, s, 0.0, self.input_size) for c, s in zip(centres, sizes)]
+            mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+            crops = torch.stack([(warp_image(image, m, self.input_size) - mean) / std for m in mats]).to(device)
+            kp = self.predict(crops, steps, generator).cpu().double().numpy()  # (N, K, 3) input px
+        finally:
+            self.train(was)
         return to_image(kp, np.stack(mats))
+
+    def check_steps(self, steps: int | None) -> None:
+        """Refuse sampling steps the head cannot take (a one-pass head takes none), before any work."""
+        if steps is None:
+            return
+        if not hasattr(self.head, "check_steps"):
+            raise ValueError(f"steps={steps}: this top-down model has a one-pass head; steps are for a diffusion head")
+        self.head.check_steps(steps)
 
 
 def to_image(keypoints: np.ndarray, matrices: np.ndarray) -> np.ndarray:

@@ -74,3 +74,15 @@ def test_a_preset_without_a_top_down_budget_refuses_top_down_recipes(tmp_path):
     with pytest.raises(ValueError, match="gives top-down recipes no budget"):
         run_bench(BenchSpec(preset="quick", recipes=("simplebaseline_tiny",), init="scratch", train_steps=2,
                             out=str(tmp_path / "b"), data_root=str(tmp_path / "sc"), overrides=TINY))
+
+
+def test_a_top_down_plan_holds_its_own_data_config_without_overrides():
+    import posediff.bench as bench_module
+    from posediff.tasks.topdown import TopDownData
+
+    spec = BenchSpec(preset="standard", recipes=("edpose_tiny", "simplebaseline_tiny"), seeds=(0,))
+    preset, spec = spec.resolved()
+    runs = bench_module.plan_runs(preset, spec)
+    td = next(r["config"] for r in runs if r["recipe"] == "simplebaseline_tiny")
+    assert isinstance(td.data, TopDownData) and td.data.nms == 0.9
+    assert td.batch_size == 32 and td.max_steps == 4000 and td.model["freeze_backbone"] is False

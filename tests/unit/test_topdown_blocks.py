@@ -171,3 +171,25 @@ def test_a_box_outside_the_image_gives_a_padded_crop_not_an_error():
     centre, size = box_to_region(np.array([[500.0, 500.0, 40.0, 80.0]]), 96 / 128)
     crop = warp_image(image, crop_matrix(centre[0], size[0], 0.0, (96, 128)), (96, 128))
     assert float(crop.abs().max()) == 0.0  # nothing of the image: zeros
+
+
+def test_a_peak_on_the_border_is_not_pushed_off_the_map():
+    codec = HeatmapCodec((96, 128), stride=4, sigma=1.5)
+    kp = torch.tensor([[[2.0, 64.0], [94.0, 64.0], [48.0, 2.0], [48.0, 126.0]]])  # in the border cells
+    out = codec.decode(codec.encode(kp, torch.ones(1, 4))[0])
+    assert (out[..., :2] - kp).abs().max() <= 2.0  # at most the cell's half-width (stride 4), never a whole cell
+    from posediff.models.heads.diffusion_heatmap import DiffusionHeatmapHead
+
+    pts = DiffusionHeatmapHead.peaks(render_gaussians(kp / 4, (24, 32), 1.5))
+    assert (pts * 4 - kp).abs().max() <= 2.0
+
+
+def test_window_attention_masks_the_padding():
+    from posediff.models.heads.diffusion_heatmap import StructureGuidance
+
+    g = StructureGuidance(16, 16, heads=2, window=8).eval()
+    mask = g._key_mask(12, 10, "cpu")  # (nW, 1, 1, 64): 2 x 2 windows over a 16 x 16 padded map
+    assert mask.shape == (4, 1, 1, 64) and int(mask.sum()) == 12 * 10
+    assert g._key_mask(16, 8, "cpu") is None  # whole windows: nothing to mask
+    out = g(torch.randn(2, 16, 12, 10), torch.ones(2, 1, 12, 10), torch.ones(2, 1, 12, 10))
+    assert out.shape == (2, 16, 12, 10) and torch.isfinite(out).all()

@@ -81,6 +81,16 @@ class StructureGuidance(nn.Module):
         self.gate = nn.Sequential(nn.Linear(dim, max(dim // 4, 8)), nn.ReLU(), nn.Linear(max(dim // 4, 8), dim))
         self.out = nn.Sequential(nn.Conv2d(2 * dim, out_dim, 1), nn.GroupNorm(8, out_dim), nn.SiLU())
 
+    def _key_mask(self, h: int, w: int, device) -> torch.Tensor | None:
+        """(nW, 1, 1, s²) True on the keys of real cells (the windows are zero-padded at the bottom and right)."""
+        s = self.window
+        if h % s == 0 and w % s == 0:
+            return None
+        real = F.pad(torch.ones(1, 1, h, w, dtype=torch.bool, device=device), (0, (-w) % s, 0, (-h) % s))
+        hh, ww = real.shape[-2] // s, real.shape[-1] // s
+        real = real.view(hh, s, ww, s).permute(0, 2, 1, 3).reshape(hh * ww, 1, 1, s * s)
+        return real
+
     def _windows(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         b, c, h, w = x.shape
         s = self.window
@@ -93,8 +103,11 @@ class StructureGuidance(nn.Module):
     def forward(self, features: torch.Tensor, kp_mask: torch.Tensor, limb_mask: torch.Tensor) -> torch.Tensor:
         q, shape = self._windows(self.q(features * kp_mask))
         k, v = (self._windows(t)[0] for t in self.kv(features * limb_mask).chunk(2, 1))
-        a = F.scaled_dot_product_attention(q, k, v)  # (B·nW, heads, s², d): keypoints attend to limbs
         b, c, h, w, hh, ww = shape
+        mask = self._key_mask(h, w, q.device)
+        if mask is not None:
+            mask = mask.repeat(b, 1, 1, 1)  # (B·nW, 1, 1, s²)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B·nW, heads, s², d): keypoints attend to limbs
         s = self.window
         a = a.view(b, hh, ww, self.heads, s, s, c // self.heads).permute(0, 3, 6, 1, 4, 2, 5)
         a = self.proj(a.reshape(b, c, hh * s, ww * s)[..., :h, :w])  # (B, C, h, w)
@@ -253,8 +266,9 @@ class DiffusionHeatmapHead(nn.Module):
             curv = lo - 2 * mid + hi
             return torch.where(curv < -1e-8, 0.5 * (lo - hi) / curv.clamp_max(-1e-8), torch.zeros_like(mid))
 
-        ox = offset(at(0, -1), at(0, 0), at(0, 1)).clamp(-0.5, 0.5)
-        oy = offset(at(-1, 0), at(0, 0), at(1, 0)).clamp(-0.5, 0.5)
+        inner = (ix >= 1) & (ix <= w - 2) & (iy >= 1) & (iy <= h - 2)  # a border cell's neighbours are copies
+        ox = torch.where(inner, offset(at(0, -1), at(0, 0), at(0, 1)).clamp(-0.5, 0.5), 0.0)
+        oy = torch.where(inner, offset(at(-1, 0), at(0, 0), at(1, 0)).clamp(-0.5, 0.5), 0.0)
         return torch.stack([ix + 0.5 + ox, iy + 0.5 + oy], -1).to(heatmaps.dtype)
 
     def _to_heatmap(self, x: torch.Tensor) -> torch.Tensor:
@@ -302,10 +316,15 @@ class DiffusionHeatmapHead(nn.Module):
                 "coarse": self.coarse_weight * heatmap_mse(coarse, heat, wts)}
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
-                return_steps: bool = False):
+    def check_steps(self, steps: int | None) -> None:
+        """Refuse a number of sampling steps the head cannot take from its start (before any work)."""
+        if steps is not None:
+            trailing_timesteps(self.start_timestep, steps)
+
+    def predict(self, x: torch.Tensor, steps: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         """Heatmaps (B, K, h, w) after ``steps`` DDIM steps (the head's own by default) from the coarse estimate
-        noised to ``start_timestep`` (or from noise); with ``return_steps`` also each step's Ĥ_0 (S, B, K, h, w)."""
+        noised to ``start_timestep`` (or from noise)."""
         steps = self.sampling_steps if steps is None else int(steps)
         feats = self.coarse.features(x)
         coarse = self.coarse.final(feats)
@@ -328,4 +347,4 @@ class DiffusionHeatmapHead(nn.Module):
                 self.signal_scale
 
         ddim_sample(model_fn, x_t, self.scheduler, trailing_timesteps(t0, steps))
-        return (maps[-1], torch.stack(maps)) if return_steps else maps[-1]
+        return maps[-1]
