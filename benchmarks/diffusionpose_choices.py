@@ -10,7 +10,8 @@ scenes with ground-truth boxes (CrowdPose-format AP of the COCO-17 predictions, 
 * ``control``: ``diffusionpose_tiny_control``, x_t replaced by fresh noise (the image alone);
 * ``no_guidance``: ``guidance=False`` (the condition is the features alone);
 * ``pixels``: ``space="pixels"`` (the heatmap diffused, Feng et al. ICCV 2023);
-* ``scale1``: ``signal_scale=1.0``.
+* ``scale1``: ``signal_scale=1.0``;
+* ``detached``: ``detach_features=True`` (the denoiser's loss does not reach the backbone and the neck).
 
 Sampling choices need no training: the ``default`` variant is also scored at every ``--starts`` timestep
 (``start_timestep``; 999 is pure noise) and ``--sampling-steps``, and its coarse head alone.
@@ -36,6 +37,7 @@ VARIANTS = {
     "no_guidance": ("diffusionpose_tiny", {"guidance": False}),
     "pixels": ("diffusionpose_tiny", {"space": "pixels"}),
     "scale1": ("diffusionpose_tiny", {"signal_scale": 1.0}),
+    "detached": ("diffusionpose_tiny", {"detach_features": True}),
 }
 
 

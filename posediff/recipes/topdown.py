@@ -50,6 +50,7 @@ class TopDownConfig:
     attn_heads: int = 4
     window: int = 8
     coarse_weight: float = 1.0
+    detach_features: bool = False  # True: the denoiser's loss does not reach the backbone and the neck
     diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh noise)
 
 
@@ -84,7 +85,7 @@ def build_topdown(cfg: TopDownConfig):
                                     mask_sigma=cfg.mask_sigma, limb_width=cfg.limb_width, guidance=cfg.guidance,
                                     dim=cfg.unet_dim, levels=cfg.unet_levels, blocks=cfg.unet_blocks,
                                     heads=cfg.attn_heads, window=cfg.window, coarse_weight=cfg.coarse_weight,
-                                    diffusion=cfg.diffusion)
+                                    detach_features=cfg.detach_features, diffusion=cfg.diffusion)
     return TopDownModel(backbone, head, codec, skeleton, flip_test=cfg.flip_test, padding=cfg.padding)
 
 

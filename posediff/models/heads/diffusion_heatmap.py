@@ -199,6 +199,8 @@ class DiffusionHeatmapHead(nn.Module):
             ``start_timestep``; ``"noise"``: from pure noise at T - 1.
         mask_sigma: the keypoint mask's Gaussian (cells). limb_width: the limb mask's half-width (cells).
         guidance: False drops the structure guidance (the condition is F alone): an ablation.
+        detach_features: the denoiser reads F without passing its loss back into the backbone and the neck, which
+            then learn from the coarse loss alone (as SimpleBaseline's do).
         diffusion: False is the diffusion-off control: x_t replaced by fresh noise (at T - 1) wherever the
             denoiser reads it, in training and sampling, so the head sees the image alone with the same parameters.
         dim, levels, blocks: the U-Net. heads, window: the guidance's attention.
@@ -213,7 +215,7 @@ class DiffusionHeatmapHead(nn.Module):
                  beta_schedule: str = "squaredcos_cap_v2", steps: int = 2, start: str = "coarse",
                  start_timestep: int = 500, mask_sigma: float = 2.0, limb_width: float = 1.0, guidance: bool = True,
                  dim: int = 64, levels: int = 2, blocks: int = 1, heads: int = 4, window: int = 8,
-                 coarse_weight: float = 1.0, diffusion: bool = True):
+                 coarse_weight: float = 1.0, detach_features: bool = False, diffusion: bool = True):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"DiffusionHeatmapHead: space must be one of {SPACES}, got {space!r}")
@@ -227,7 +229,7 @@ class DiffusionHeatmapHead(nn.Module):
         self.space, self.signal_scale, self.sampling_steps, self.start = space, float(signal_scale), int(steps), start
         self.start_timestep = int(start_timestep) if start == "coarse" else num_train_timesteps - 1
         self.mask_sigma, self.limb_width, self.coarse_weight = float(mask_sigma), float(limb_width), coarse_weight
-        self.diffusion = diffusion
+        self.diffusion, self.detach_features = diffusion, detach_features
         self.register_buffer("limbs", torch.tensor(skeleton.limbs, dtype=torch.long).view(-1, 2), persistent=False)
         self.scheduler = make_scheduler("ddim", num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                                         prediction_type="sample", signal_scale=signal_scale)
@@ -311,7 +313,7 @@ class DiffusionHeatmapHead(nn.Module):
         x_t = q_sample(self.scheduler, x0, t, torch.randn_like(x0))
         if not self.diffusion:  # the control: the image alone
             x_t, t = torch.randn_like(x0), torch.full_like(t, self.scheduler.config.num_train_timesteps - 1)
-        pred = self.denoise(feats, x_t, t)
+        pred = self.denoise(feats.detach() if self.detach_features else feats, x_t, t)
         return {"heatmap": heatmap_mse(pred, heat, wts),
                 "coarse": self.coarse_weight * heatmap_mse(coarse, heat, wts)}
 
