@@ -112,8 +112,9 @@ def main() -> None:
     for name, row in rows.items():
         print(f"| {name} | {100 * row['val']['AP']:.1f} | {100 * row['val']['AP_H']:.1f} |")
     save_result(dict(steps=args.steps, seed=args.seed, val_images=args.val_images, variants=rows,
-                     machine=machine_info(), command="python benchmarks/diffusionpose_choices.py " +
-                     " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)),
+                     machine=machine_info(), command="python benchmarks/diffusionpose_choices.py " + " ".join(
+                         f"--{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v))
+                         for k, v in vars(args).items() if v is not None)),
                 args.out)
 
 

@@ -38,7 +38,7 @@ class TopDownConfig:
     signal_scale: float = 2.0  # ζ (DiffusionDet's)
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    steps: int = 2  # DDIM steps at inference
+    steps: int = 1  # DDIM steps at inference (measured best of 1, 2, 4: docs/recipes.md)
     start: str = "coarse"  # "coarse": the coarse estimate noised to start_timestep | "noise"
     start_timestep: int = 500
     mask_sigma: float = 2.0  # the keypoint mask (cells)

@@ -212,7 +212,7 @@ class DiffusionHeatmapHead(nn.Module):
     def __init__(self, coarse: HeatmapHead, skeleton, heatmap_size: tuple[int, int], stride: int = 4,
                  sigma: float = 2.0,
                  space: str = "coordinates", signal_scale: float = 2.0, num_train_timesteps: int = 1000,
-                 beta_schedule: str = "squaredcos_cap_v2", steps: int = 2, start: str = "coarse",
+                 beta_schedule: str = "squaredcos_cap_v2", steps: int = 1, start: str = "coarse",
                  start_timestep: int = 500, mask_sigma: float = 2.0, limb_width: float = 1.0, guidance: bool = True,
                  dim: int = 64, levels: int = 2, blocks: int = 1, heads: int = 4, window: int = 8,
                  coarse_weight: float = 1.0, detach_features: bool = False, diffusion: bool = True):
