@@ -1,12 +1,8 @@
-"""diffusionpose_tiny on SynthCrowd person crops (ground-truth boxes), CPU-sized: the persons the one-stage
-standard run sees (7000 steps x 4 scenes x 4.55 persons) in batches of 32 crops, the backbone trained with the
-head at its learning rate, as SimpleBaseline trains (docs/recipes.md). Start it from the SynthCrowd backbone:
-``--init posediff/assets/zoo/resnet18_synthcrowd_heatmaps.safetensors``."""
+"""diffusionpose_tiny on SynthCrowd person crops: simplebaseline_tiny's config with the diffusion head (same data,
+budget and backbone)."""
 
-from data_synthcrowd import coco17
+import dataclasses
 
-from posediff.engine import TrainConfig
+from simplebaseline_tiny_synthcrowd import config as simplebaseline
 
-config = TrainConfig(recipe="diffusionpose_tiny", data=coco17,
-                     out="runs/diffusionpose_tiny_synthcrowd", batch_size=32, lr=1e-3, backbone_lr_mult=1.0,
-                     max_steps=4000, lr_drop=(3200,), ckpt_every=250, eval_every=1000)
+config = dataclasses.replace(simplebaseline, recipe="diffusionpose_tiny", out="runs/diffusionpose_tiny_synthcrowd")
