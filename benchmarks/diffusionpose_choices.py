@@ -11,7 +11,8 @@ scenes with ground-truth boxes (CrowdPose-format AP of the COCO-17 predictions, 
 * ``no_guidance``: ``guidance=False`` (the condition is the features alone);
 * ``pixels``: ``space="pixels"`` (the heatmap diffused, Feng et al. ICCV 2023);
 * ``scale1``: ``signal_scale=1.0``;
-* ``detached``: ``detach_features=True`` (the denoiser's loss does not reach the backbone and the neck).
+* ``detached``: ``detach_features=True`` (the denoiser's loss does not reach the backbone and the neck);
+* ``coarse_start``: ``train_start="coarse"`` (x_t from the coarse estimate in training; a posediff option).
 
 Sampling choices need no training: the ``default`` variant is also scored at every ``--starts`` timestep
 (``start_timestep``; 999 is pure noise) and ``--sampling-steps``, and its coarse head alone.
@@ -38,6 +39,7 @@ VARIANTS = {
     "pixels": ("diffusionpose_tiny", {"space": "pixels"}),
     "scale1": ("diffusionpose_tiny", {"signal_scale": 1.0}),
     "detached": ("diffusionpose_tiny", {"detach_features": True}),
+    "coarse_start": ("diffusionpose_tiny", {"train_start": "coarse"}),
 }
 
 

@@ -51,6 +51,7 @@ class TopDownConfig:
     window: int = 8
     coarse_weight: float = 1.0
     detach_features: bool = False  # True: the denoiser's loss does not reach the backbone and the neck
+    train_start: str = "truth"  # "coarse": x_t from the coarse estimate in training (a posediff option)
     diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh noise)
 
 
@@ -85,7 +86,8 @@ def build_topdown(cfg: TopDownConfig):
                                     mask_sigma=cfg.mask_sigma, limb_width=cfg.limb_width, guidance=cfg.guidance,
                                     dim=cfg.unet_dim, levels=cfg.unet_levels, blocks=cfg.unet_blocks,
                                     heads=cfg.attn_heads, window=cfg.window, coarse_weight=cfg.coarse_weight,
-                                    detach_features=cfg.detach_features, diffusion=cfg.diffusion)
+                                    detach_features=cfg.detach_features, diffusion=cfg.diffusion,
+                                    train_start=cfg.train_start)
     return TopDownModel(backbone, head, codec, skeleton, flip_test=cfg.flip_test, padding=cfg.padding)
 
 

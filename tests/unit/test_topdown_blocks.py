@@ -149,6 +149,14 @@ def test_diffusion_heatmap_head_options():
         assert m.predict(torch.randn(1, 3, 128, 96), steps=2).shape == (1, 17, 3)
     with pytest.raises(ValueError, match="space"):
         posediff.create_model("diffusionpose_tiny", space="latent")
+    with pytest.raises(ValueError, match="train_start"):
+        posediff.create_model("diffusionpose_tiny", space="pixels", train_start="coarse")
+    m = posediff.create_model("diffusionpose_tiny", train_start="coarse", detach_features=True)
+    kp = torch.rand(2, 17, 2) * torch.tensor([80.0, 110.0]) + 8
+    heat, w = m.codec.encode(kp, torch.ones(2, 17))
+    losses = m(torch.randn(2, 3, 128, 96), dict(heatmaps=heat, weights=w, keypoints=torch.cat([kp, w[..., None]], -1)))
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"])
     assert posediff.get_config("diffusionpose").backbone == "hrnet_w32"
 
 

@@ -199,6 +199,10 @@ class DiffusionHeatmapHead(nn.Module):
             ``start_timestep``; ``"noise"``: from pure noise at T - 1.
         mask_sigma: the keypoint mask's Gaussian (cells). limb_width: the limb mask's half-width (cells).
         guidance: False drops the structure guidance (the condition is F alone): an ablation.
+        train_start: ``"truth"`` (diffusion: x_t from the ground truth x_0) or ``"coarse"`` (a posediff option, not
+            the paper's: x_t from the coarse head's joints, the distribution sampling starts from, with the ground
+            truth still the target, so that at low t the denoiser learns to correct the coarse estimate rather than
+            to copy x_t; coordinates only).
         detach_features: the denoiser reads F without passing its loss back into the backbone and the neck, which
             then learn from the coarse loss alone (as SimpleBaseline's do).
         diffusion: False is the diffusion-off control: x_t replaced by fresh noise (at T - 1) wherever the
@@ -215,7 +219,8 @@ class DiffusionHeatmapHead(nn.Module):
                  beta_schedule: str = "squaredcos_cap_v2", steps: int = 1, start: str = "coarse",
                  start_timestep: int = 500, mask_sigma: float = 2.0, limb_width: float = 1.0, guidance: bool = True,
                  dim: int = 64, levels: int = 2, blocks: int = 1, heads: int = 4, window: int = 8,
-                 coarse_weight: float = 1.0, detach_features: bool = False, diffusion: bool = True):
+                 coarse_weight: float = 1.0, detach_features: bool = False, diffusion: bool = True,
+                 train_start: str = "truth"):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"DiffusionHeatmapHead: space must be one of {SPACES}, got {space!r}")
@@ -230,6 +235,10 @@ class DiffusionHeatmapHead(nn.Module):
         self.start_timestep = int(start_timestep) if start == "coarse" else num_train_timesteps - 1
         self.mask_sigma, self.limb_width, self.coarse_weight = float(mask_sigma), float(limb_width), coarse_weight
         self.diffusion, self.detach_features = diffusion, detach_features
+        if train_start not in ("truth", "coarse") or (train_start == "coarse" and space != "coordinates"):
+            raise ValueError(f"DiffusionHeatmapHead: train_start must be 'truth' or 'coarse' (coordinates only), got "
+                             f"{train_start!r} with space={space!r}")
+        self.train_start = train_start
         self.register_buffer("limbs", torch.tensor(skeleton.limbs, dtype=torch.long).view(-1, 2), persistent=False)
         self.scheduler = make_scheduler("ddim", num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                                         prediction_type="sample", signal_scale=signal_scale)
@@ -307,6 +316,8 @@ class DiffusionHeatmapHead(nn.Module):
             gt = targets["keypoints"][..., :2] / self.stride  # (B, K, 2) heatmap units
             est = self.peaks(coarse.detach())  # unlabelled joints: the coarse estimate
             x0 = self.encode(torch.where(wts[..., None] > 0, gt, est))
+            if self.train_start == "coarse":  # x_t from where sampling starts; the target stays the ground truth
+                x0 = self.encode(est)
         else:
             x0 = (heat * 2 - 1) * self.signal_scale  # (B, K, h, w)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), device=x.device)  # t ~ U[0, T)
