@@ -22,7 +22,8 @@ import torch
 
 from .io import write_json
 
-__all__ = ["DETECTOR", "detector_boxes", "evaluate_topdown", "plan_topdown", "topdown_latency_ms"]
+__all__ = ["DETECTOR", "detector_boxes", "evaluate_topdown", "plan_topdown", "topdown_latency_ms",
+           "with_detector_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -169,5 +170,3 @@ def with_detector_rows(records: list[dict]) -> list[dict]:
                             evals=r["evals_detector"]))
     return out
 
-
-__all__ += ["with_detector_rows"]

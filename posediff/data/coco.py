@@ -15,7 +15,7 @@ import numpy as np
 from .base import ImageError, PoseDataset, collate, read_image  # noqa: F401  (collate re-exported)
 
 __all__ = ["PersonArrays", "load_person_arrays", "AnnotationError", "ImageError", "crowd_index",
-           "CocoKeypointDataset", "collate"]
+           "CocoKeypointDataset", "collate", "labelled_persons"]
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,20 @@ def _validate(data: dict, path: Path, k: int, skip_invalid: bool) -> tuple[list[
     return images, persons
 
 
+def labelled_persons(anns: list[dict]) -> list[dict]:
+    """The annotations that are pose targets: not crowd regions, a box of positive width and height, at least one
+    labelled joint."""
+    out = []
+    for ann in anns:
+        kp = ann.get("keypoints")
+        if ann.get("iscrowd", 0) or kp is None or ann["bbox"][2] <= 0 or ann["bbox"][3] <= 0:
+            continue
+        if not any(v > 0 for v in kp[2::3]):
+            continue
+        out.append(ann)
+    return out
+
+
 class CocoKeypointDataset(PoseDataset):
     """A COCO-format keypoint dataset: an image folder and an annotation JSON (COCO, CrowdPose, ...).
 
@@ -271,15 +285,7 @@ class CocoKeypointDataset(PoseDataset):
         return len(self.ids)
 
     def _persons(self, image_id: int) -> list[dict]:
-        out = []
-        for ann in self.coco.imgToAnns.get(image_id, []):
-            kp = ann.get("keypoints")
-            if ann.get("iscrowd", 0) or kp is None or ann["bbox"][2] <= 0 or ann["bbox"][3] <= 0:
-                continue
-            if not any(v > 0 for v in kp[2::3]):
-                continue
-            out.append(ann)
-        return out
+        return labelled_persons(self.coco.imgToAnns.get(image_id, []))
 
     def image_path(self, image_id: int) -> Path:
         return self.image_dir / self.coco.imgs[image_id]["file_name"]

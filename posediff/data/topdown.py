@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["CropAugment", "HeatmapCodec", "PersonCrops", "box_to_region", "crop_matrix", "flip_heatmaps",
-           "gt_instances", "invert_matrix", "load_detections", "transform_points", "warp_image"]
+__all__ = ["CropAugment", "HeatmapCodec", "PersonCrops", "box_to_region", "collate_crops", "crop_matrix",
+           "flip_heatmaps", "gt_instances", "invert_matrix", "load_detections", "transform_points", "warp_image"]
 
 log = logging.getLogger(__name__)
 
@@ -198,15 +198,12 @@ def flip_heatmaps(heatmaps: torch.Tensor, flip_index: Sequence[int]) -> torch.Te
 def gt_instances(coco, image_ids: Sequence[int], num_keypoints: int) -> list[dict]:
     """Every non-crowd person with a box of positive size and at least one labelled joint of these images, as
     instances ``{image_id, bbox (xywh), score 1, keypoints (K, 3), area}`` (pycocotools' index ``coco``)."""
+    from .coco import labelled_persons
+
     out = []
     for image_id in image_ids:
-        for ann in coco.imgToAnns.get(image_id, []):
-            kp = ann.get("keypoints")
-            if ann.get("iscrowd", 0) or kp is None or ann["bbox"][2] <= 0 or ann["bbox"][3] <= 0:
-                continue
-            kp = np.asarray(kp, dtype=np.float64).reshape(num_keypoints, 3)
-            if not (kp[:, 2] > 0).any():
-                continue
+        for ann in labelled_persons(coco.imgToAnns.get(image_id, [])):
+            kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(num_keypoints, 3)
             kp[kp[:, 2] <= 0] = 0.0
             box = [float(v) for v in ann["bbox"]]
             out.append(dict(image_id=int(image_id), bbox=box, score=1.0, keypoints=kp,
@@ -387,5 +384,3 @@ def collate_crops(items) -> tuple[torch.Tensor, dict]:
     t["area"] = torch.tensor([it[1]["area"] for it in items], dtype=torch.float64)
     return crops, t
 
-
-__all__ += ["collate_crops"]

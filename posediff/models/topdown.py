@@ -9,7 +9,7 @@ from torch import nn
 from ..data.topdown import HeatmapCodec, box_to_region, crop_matrix, flip_heatmaps, invert_matrix, warp_image
 from ..skeletons import get_skeleton
 
-__all__ = ["TopDownModel"]
+__all__ = ["TopDownModel", "to_image"]
 
 
 class TopDownModel(nn.Module):
@@ -124,5 +124,3 @@ def to_image(keypoints: np.ndarray, matrices: np.ndarray) -> np.ndarray:
     out[..., :2] = np.einsum("nij,nkj->nki", inv[..., :2], keypoints[..., :2]) + inv[:, None, :, 2]
     return out
 
-
-__all__ += ["to_image"]
