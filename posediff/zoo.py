@@ -28,6 +28,7 @@ FORMAT = "posediff.zoo/1"
 # (recipe, tag) -> file in ZOO_DIR
 PRETRAINED: dict[tuple[str, str], str] = {
     ("edpose_tiny", "synthcrowd"): "edpose_tiny_synthcrowd.safetensors",
+    ("diffusion_regpose_tiny", "synthcrowd"): "diffusion_regpose_tiny_synthcrowd.safetensors",
     ("lifting_context", "mocaplift"): "lifting_context_mocaplift.safetensors",
     ("lifting_baseline", "mocaplift"): "lifting_baseline_mocaplift.safetensors",
     ("diffpose", "mocaplift"): "diffpose_mocaplift.safetensors",
