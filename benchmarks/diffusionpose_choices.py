@@ -12,7 +12,9 @@ scenes with ground-truth boxes (CrowdPose-format AP of the COCO-17 predictions, 
 * ``pixels``: ``space="pixels"`` (the heatmap diffused, Feng et al. ICCV 2023);
 * ``scale1``: ``signal_scale=1.0``;
 * ``detached``: ``detach_features=True`` (the denoiser's loss does not reach the backbone and the neck);
-* ``coarse_start``: ``train_start="coarse"`` (x_t from the coarse estimate in training; a posediff option).
+* ``coarse_start``: ``train_start="coarse"`` (x_t from the coarse estimate in training; a posediff option);
+* ``residual``, ``residual_control``: ``residual=True`` (Ĥ_0 = the coarse heatmap + the U-Net's correction), with
+  diffusion and in the diffusion-off control.
 
 Sampling choices need no training: the ``default`` variant is also scored at every ``--starts`` timestep
 (``start_timestep``; 999 is pure noise) and ``--sampling-steps``, and its coarse head alone.
@@ -40,6 +42,8 @@ VARIANTS = {
     "scale1": ("diffusionpose_tiny", {"signal_scale": 1.0}),
     "detached": ("diffusionpose_tiny", {"detach_features": True}),
     "coarse_start": ("diffusionpose_tiny", {"train_start": "coarse"}),
+    "residual": ("diffusionpose_tiny", {"residual": True}),
+    "residual_control": ("diffusionpose_tiny_control", {"residual": True}),
 }
 
 

@@ -53,6 +53,7 @@ class TopDownConfig:
     detach_features: bool = False  # True: the denoiser's loss does not reach the backbone and the neck
     train_start: str = "truth"  # "coarse": x_t from the coarse estimate in training (a posediff option)
     diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh noise)
+    residual: bool = False  # True: Ĥ_0 = coarse heatmap + the U-Net's correction
 
 
 def build_topdown(cfg: TopDownConfig):
@@ -87,7 +88,7 @@ def build_topdown(cfg: TopDownConfig):
                                     dim=cfg.unet_dim, levels=cfg.unet_levels, blocks=cfg.unet_blocks,
                                     heads=cfg.attn_heads, window=cfg.window, coarse_weight=cfg.coarse_weight,
                                     detach_features=cfg.detach_features, diffusion=cfg.diffusion,
-                                    train_start=cfg.train_start)
+                                    train_start=cfg.train_start, residual=cfg.residual)
     return TopDownModel(backbone, head, codec, skeleton, flip_test=cfg.flip_test, padding=cfg.padding)
 
 

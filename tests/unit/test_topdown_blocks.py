@@ -160,6 +160,21 @@ def test_diffusion_heatmap_head_options():
     assert posediff.get_config("diffusionpose").backbone == "hrnet_w32"
 
 
+def test_a_residual_head_starts_at_the_coarse_estimate_and_learns_a_correction():
+    torch.manual_seed(0)
+    m = posediff.create_model("diffusionpose_tiny", residual=True).eval()
+    x = m.backbone(torch.randn(2, 3, 128, 96))[-1]
+    coarse = m.head.coarse(x)  # (2, 17, 32, 24)
+    assert torch.equal(m.head.predict(x, steps=2), coarse)  # the U-Net's last conv starts at zero
+    kp = torch.rand(2, 17, 2) * torch.tensor([80.0, 110.0]) + 8
+    heat, w = m.codec.encode(kp, torch.ones(2, 17))
+    m.train()
+    losses = m.head.losses(x.detach(), dict(heatmaps=heat, weights=w, keypoints=torch.cat([kp, w[..., None]], -1)))
+    losses["heatmap"].backward()
+    assert m.head.coarse.final.weight.grad is None  # the correction's loss does not move the coarse head
+    assert m.head.unet.head[-1].weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("recipe", ["simplebaseline", "diffusionpose"])
 def test_full_recipes_build_with_the_papers_sizes(recipe):
     model = posediff.create_model(recipe).eval()

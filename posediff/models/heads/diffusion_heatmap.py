@@ -207,6 +207,9 @@ class DiffusionHeatmapHead(nn.Module):
             then learn from the coarse loss alone (as SimpleBaseline's do).
         diffusion: False is the diffusion-off control: x_t replaced by fresh noise (at T - 1) wherever the
             denoiser reads it, in training and sampling, so the head sees the image alone with the same parameters.
+        residual: the U-Net's output is added to the coarse heatmap (gradient-stopped), Ĥ_0 = H_coarse + U-Net(·),
+            so the denoiser learns a correction and starts at the coarse head's estimate; False: Ĥ_0 = U-Net(·).
+            The paper says only that the U-Net predicts the clean heatmap; ``docs/recipes.md`` measures both.
         dim, levels, blocks: the U-Net. heads, window: the guidance's attention.
         coarse_weight: the coarse loss's weight.
 
@@ -220,7 +223,7 @@ class DiffusionHeatmapHead(nn.Module):
                  start_timestep: int = 500, mask_sigma: float = 2.0, limb_width: float = 1.0, guidance: bool = True,
                  dim: int = 64, levels: int = 2, blocks: int = 1, heads: int = 4, window: int = 8,
                  coarse_weight: float = 1.0, detach_features: bool = False, diffusion: bool = True,
-                 train_start: str = "truth"):
+                 train_start: str = "truth", residual: bool = False):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"DiffusionHeatmapHead: space must be one of {SPACES}, got {space!r}")
@@ -234,7 +237,7 @@ class DiffusionHeatmapHead(nn.Module):
         self.space, self.signal_scale, self.sampling_steps, self.start = space, float(signal_scale), int(steps), start
         self.start_timestep = int(start_timestep) if start == "coarse" else num_train_timesteps - 1
         self.mask_sigma, self.limb_width, self.coarse_weight = float(mask_sigma), float(limb_width), coarse_weight
-        self.diffusion, self.detach_features = diffusion, detach_features
+        self.diffusion, self.detach_features, self.residual = diffusion, detach_features, bool(residual)
         if train_start not in ("truth", "coarse") or (train_start == "coarse" and space != "coordinates"):
             raise ValueError(f"DiffusionHeatmapHead: train_start must be 'truth' or 'coarse' (coordinates only), got "
                              f"{train_start!r} with space={space!r}")
@@ -294,15 +297,18 @@ class DiffusionHeatmapHead(nn.Module):
         limb_mask = render_limbs(points, self.limbs, self.heatmap_size, self.limb_width).amax(1, keepdim=True)
         return self.guidance(features, kp_mask, limb_mask)
 
-    def denoise(self, features: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Ĥ_0 (B, K, h, w) from x_t: (B, K, 2) (coordinates) or (B, K, h, w) (pixels)."""
+    def denoise(self, features: torch.Tensor, coarse: torch.Tensor, x_t: torch.Tensor,
+                t: torch.Tensor) -> torch.Tensor:
+        """Ĥ_0 (B, K, h, w) from the features (B, C, h, w), the coarse heatmaps (B, K, h, w) and x_t: (B, K, 2)
+        (coordinates) or (B, K, h, w) (pixels)."""
         if self.space == "coordinates":
             points = self.decode(x_t)  # (B, K, 2)
             noisy = render_gaussians(points, self.heatmap_size, self.sigma)  # G(x_t): (B, K, h, w)
         else:
             noisy = x_t
             points = self.peaks(self._to_heatmap(x_t).detach())  # the current estimate's keypoints
-        return self.unet(torch.cat([noisy, self.condition(features, points.detach())], 1), t)
+        out = self.unet(torch.cat([noisy, self.condition(features, points.detach())], 1), t)  # (B, K, h, w)
+        return coarse.detach() + out if self.residual else out
 
     # -- training and sampling -----------------------------------------------------------------------------
     def losses(self, x: torch.Tensor, targets: dict) -> dict:
@@ -324,7 +330,7 @@ class DiffusionHeatmapHead(nn.Module):
         x_t = q_sample(self.scheduler, x0, t, torch.randn_like(x0))
         if not self.diffusion:  # the control: the image alone
             x_t, t = torch.randn_like(x0), torch.full_like(t, self.scheduler.config.num_train_timesteps - 1)
-        pred = self.denoise(feats.detach() if self.detach_features else feats, x_t, t)
+        pred = self.denoise(feats.detach() if self.detach_features else feats, coarse, x_t, t)
         return {"heatmap": heatmap_mse(pred, heat, wts),
                 "coarse": self.coarse_weight * heatmap_mse(coarse, heat, wts)}
 
@@ -354,7 +360,7 @@ class DiffusionHeatmapHead(nn.Module):
             if not self.diffusion:  # the control: fresh noise at T - 1 in place of x_t
                 x_t = randn(x_t.shape, generator, x_t.device, x_t.dtype)
                 t = torch.full_like(t, self.scheduler.config.num_train_timesteps - 1)
-            hm = self.denoise(feats, x_t, t)
+            hm = self.denoise(feats, coarse, x_t, t)
             maps.append(hm)
             return self.encode(self.peaks(hm)) if self.space == "coordinates" else (hm.clamp(0, 1) * 2 - 1) * \
                 self.signal_scale
