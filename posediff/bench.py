@@ -584,7 +584,9 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
             have["data"]["flip"] = DataConfig(kind=have["data"].get("kind", "synthcrowd")).flips
         diff = []
         for k in wanted:
-            if k == "data" and isinstance(have.get(k), dict):
+            if k == "recipes":  # not the protocol: a folder's runs may be benched in several calls
+                wanted[k] = list(dict.fromkeys([*have.get(k, []), *wanted[k]]))
+            elif k == "data" and isinstance(have.get(k), dict):
                 diff += [f"data.{f} {have[k].get(f)!r} (wanted {v!r})" for f, v in wanted[k].items()
                          if not _same_json(have[k].get(f), v)]
             elif not _same_json(have.get(k), wanted[k]):

@@ -133,6 +133,23 @@ def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_
         run_bench(spec(tmp, out=str(light)))
 
 
+def test_a_subset_of_the_recipes_reports_from_the_same_folder(bench, tmp_path, monkeypatch):
+    """The recipes are not the protocol: a folder's runs may be benched in several calls (one recipe now, others
+    later), each call reporting its own recipes; the stamp keeps the union."""
+    tmp, results = bench
+    shutil.copytree(tmp / "b", tmp_path / "b")
+
+    def refuse(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train", refuse)
+    again = run_bench(spec(tmp_path, recipes=("edpose_tiny",), data_root=str(tmp / "sc")))
+    assert set(again["summary"]) == {"edpose_tiny"}
+    assert again["summary"]["edpose_tiny"] == results["summary"]["edpose_tiny"]
+    stamp = json.loads((tmp_path / "b" / "bench_config.json").read_text())
+    assert sorted(stamp["recipes"]) == ["diffusion_regpose_tiny", "edpose_tiny"]
+
+
 def test_other_settings_in_the_same_folder_are_refused(bench):
     tmp, _ = bench
     with pytest.raises(ValueError, match=r"other settings: train_steps 3 \(wanted 5\)"):
