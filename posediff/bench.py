@@ -573,8 +573,8 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
 
     wanted = dict(preset=preset.name, dataset=spec.dataset, recipes=list(spec.recipes), init=spec.init,
                   train_steps=spec.train_steps, test_images=spec.test_images, overrides=list(spec.overrides),
-                  data=dict(dataclasses.asdict(runs[0]["config"].data), flip=runs[0]["config"].data.flips,
-                            eval_size=runs[0]["config"].data.eval_scale),
+                  data=dict({f.name: getattr(runs[0]["config"].data, f.name) for f in dataclasses.fields(DataConfig)},
+                            flip=runs[0]["config"].data.flips, eval_size=runs[0]["config"].data.eval_scale),
                   synthcrowd_renderer=RENDERER_VERSION if spec.dataset == "synthcrowd" else None,
                   detections=spec.detections)
     stamp = out / "bench_config.json"
