@@ -1,7 +1,9 @@
 """The model zoo: weights the library made itself, shipped in ``posediff/assets/zoo`` (no network needed).
 
 A zoo file is safetensors (fp16) whose metadata names its ``format``, its ``recipe`` and the recipe's
-``overrides``, and optionally a ``base``: another zoo file that holds the rest of the tensors. The
+``overrides``, and optionally a ``base``: another zoo file that holds the rest of the tensors. A file exported
+with ``--int8`` stores its large weight tensors as int8 with one fp16 scale per output channel (the tensor
+``NAME.int8_scale``), which reading multiplies back. The
 ``edpose_tiny`` SynthCrowd model was trained with its backbone frozen at the pretrained SynthCrowd
 backbone, so it ships only what training changed (about 4 MB) on top of that backbone file.
 
@@ -20,10 +22,11 @@ from pathlib import Path
 import torch
 
 __all__ = ["ZOO_DIR", "PRETRAINED", "FORMAT", "zoo_path", "zoo_weights", "zoo_metadata", "load_pretrained",
-           "read_zoo_file", "tensors_digest"]
+           "read_zoo_file", "tensors_digest", "quantize_int8", "dequantize_int8"]
 
 ZOO_DIR = Path(__file__).parent / "assets" / "zoo"
 FORMAT = "posediff.zoo/1"
+INT8_SCALE = ".int8_scale"  # the per-output-channel scale of an int8 tensor NAME is the tensor NAME + INT8_SCALE
 
 # (recipe, tag) -> file in ZOO_DIR
 PRETRAINED: dict[tuple[str, str], str] = {
@@ -78,8 +81,37 @@ def read_zoo_file(path, seen: tuple = ()) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: its base {base} is not the file it was exported against (metadata field "
                          f"base_digest {meta['base_digest'][:12]}..., the base's tensors give {digest[:12]}...); "
                          f"export the model again against this base")
-    out.update(tensors)
+    out.update(dequantize_int8(tensors))
     return {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
+
+
+def quantize_int8(tensors: dict[str, torch.Tensor], min_numel: int = 4096) -> dict[str, torch.Tensor]:
+    """Floating tensors of at least 2 dimensions and ``min_numel`` elements (convolution and linear weights) as
+    int8, w ≈ q · s with one scale s per output channel (dim 0), s = max |w| / 127, stored as fp16 beside it
+    (``NAME.int8_scale``, shape (C_out, 1, ...)); the scale is rounded to fp16 before q is, so that q · s is
+    what reading gives. Other tensors are returned as they are."""
+    out = {}
+    for k, v in tensors.items():
+        if not v.is_floating_point() or v.dim() < 2 or v.numel() < min_numel:
+            out[k] = v
+            continue
+        w = v.float()
+        scale = (w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True) / 127).clamp_min(1e-8).half()
+        out[k] = (w / scale.float()).round().clamp(-127, 127).to(torch.int8).contiguous()
+        out[k + INT8_SCALE] = scale.contiguous()
+    return out
+
+
+def dequantize_int8(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`quantize_int8`: each int8 tensor with a scale, times it, as float32."""
+    out = {k: v for k, v in tensors.items() if not k.endswith(INT8_SCALE)}
+    for k, v in tensors.items():
+        if k.endswith(INT8_SCALE):
+            name = k[:-len(INT8_SCALE)]
+            if name not in out or out[name].dtype != torch.int8:
+                raise ValueError(f"zoo tensors: {k} scales no int8 tensor {name!r}")
+            out[name] = out[name].float() * v.float()
+    return out
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -9,15 +9,17 @@ from pathlib import Path
 
 import torch
 
-from ..zoo import FORMAT, read_zoo_file, tensors_digest, zoo_path
+from ..zoo import FORMAT, dequantize_int8, quantize_int8, read_zoo_file, tensors_digest, zoo_path
 
 __all__ = ["export_and_score", "export_zoo", "score_on_mocaplift_test", "score_on_synthcrowd_test",
            "score_topdown_on_synthcrowd_test", "zoo_tensors"]
 
 
-def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tuple[dict, dict, int]:
-    """A training checkpoint's tensors in fp16, less those equal to ``base``'s (a zoo file name):
-    (tensors, checkpoint metadata, number left out).
+def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True,
+                int8: bool = False) -> tuple[dict, dict, int]:
+    """A training checkpoint's tensors in fp16 (``int8``: the large weights as int8 with per-channel scales,
+    :func:`~posediff.zoo.quantize_int8`), less those equal to ``base``'s (a zoo file name): (tensors as the
+    file stores them, checkpoint metadata, number left out).
 
     A tensor of the base that training changed is an error, since the file would then not reproduce the
     model (was the backbone frozen?).
@@ -42,6 +44,8 @@ def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True) -> tu
         if changed:
             raise ValueError(f"{checkpoint}: {len(changed)} tensors of base {base!r} differ in the checkpoint "
                              f"(e.g. {changed[:3]}); was the backbone frozen in training?")
+    if int8:
+        half = {k: v.half() if v.is_floating_point() else v for k, v in quantize_int8({k: state[k] for k in half}).items()}
     return half, meta, dropped
 
 
@@ -53,8 +57,8 @@ def _zoo_overrides(meta: dict) -> dict:
 
 
 def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
-               made_by: dict | None = None, use_ema: bool = True) -> dict:
-    """Write a training checkpoint as an fp16 zoo file (see :func:`zoo_tensors`); returns a summary.
+               made_by: dict | None = None, use_ema: bool = True, int8: bool = False) -> dict:
+    """Write a training checkpoint as an fp16 (or ``int8``) zoo file (see :func:`zoo_tensors`); returns a summary.
 
     The recipe's overrides are kept but ``pretrained_backbone`` (zoo models load without any network).
     """
@@ -62,7 +66,7 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
 
     from ..io import atomic_path
 
-    half, meta, dropped = zoo_tensors(checkpoint, base, use_ema)
+    half, meta, dropped = zoo_tensors(checkpoint, base, use_ema, int8=int8)
     overrides = _zoo_overrides(meta)
     out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": json.dumps(overrides, sort_keys=True),
                 "step": meta.get("step", ""), "metrics": json.dumps(metrics or {}),
@@ -162,7 +166,7 @@ def score_on_mocaplift_test(model, seed: int = 0, size: int | None = None, progr
 
 
 def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None,
-                     eval_size: int | None = None) -> dict:
+                     eval_size: int | None = None, int8: bool = False) -> dict:
     """``posediff zoo export``: score the run's last checkpoint, with its weights rounded to fp16 as users get
     them, on the test split of the data it was trained on (SynthCrowd at ``eval_size``, by default the run's
     data config's; MocapLift for lifting runs), then write the zoo file (once) with the metrics in its
@@ -185,16 +189,16 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     meta = load_checkpoint(checkpoint)[2]
     data = json.loads(meta.get("config", "{}")).get("data", {})
     if task_name(meta["recipe"]) == "lifting":
-        return _export_lifting(checkpoint, out, meta, data, made_by)
+        return _export_lifting(checkpoint, out, meta, data, made_by, int8)
     topdown = task_name(meta["recipe"]) == "topdown"
     if data.get("kind") != "synthcrowd":
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
                          f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
     check_synthcrowd_meta(meta, checkpoint, "score and export")
     d = DataConfig.from_saved(data)  # the run's data, fields it did not record at their defaults
-    half = zoo_tensors(checkpoint, base)[0]
+    stored = dequantize_int8(zoo_tensors(checkpoint, base, int8=int8)[0])  # the weights as users will get them
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
-             **{k: v.float() if v.is_floating_point() else v for k, v in half.items()}}
+             **{k: v.float() if v.is_floating_point() else v for k, v in stored.items()}}
     overrides = _zoo_overrides(meta)
     model = create_model(meta["recipe"], **overrides)
     try:
@@ -207,26 +211,26 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
         from ..tasks.topdown import TopDownData
 
         metrics = score_topdown_on_synthcrowd_test(model.eval(), TopDownData.from_saved(data), root=data_root)
-        summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
+        summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by, int8=int8)
         return dict(summary, checkpoint=str(checkpoint), metrics=metrics)
     metrics = score_on_synthcrowd_test(model.eval(), root=data_root or d.root,
                                        num_images=split_size(d.num_images, "test"), size=d.size,
                                        scene_seed=d.scene_seed, max_size=d.max_size,
                                        eval_size=eval_size if eval_size is not None else d.eval_scale)
-    summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by)
+    summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by, int8=int8)
     return dict(summary, checkpoint=str(checkpoint), metrics=metrics)
 
 
-def _export_lifting(checkpoint, out, meta: dict, data: dict, made_by: dict | None) -> dict:
-    """A lifting run's zoo file, scored on MocapLift's test split with its fp16 weights."""
+def _export_lifting(checkpoint, out, meta: dict, data: dict, made_by: dict | None, int8: bool = False) -> dict:
+    """A lifting run's zoo file, scored on MocapLift's test split with its weights as stored."""
     from ..registry import create_model
 
     if data.get("kind") != "mocaplift":
         raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records lifting "
                          f"metrics on MocapLift's test split, so it takes runs trained on MocapLift")
-    half = zoo_tensors(checkpoint)[0]
+    stored = dequantize_int8(zoo_tensors(checkpoint, int8=int8)[0])
     model = create_model(meta["recipe"], **_zoo_overrides(meta))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()}, strict=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in stored.items()}, strict=True)
     metrics = score_on_mocaplift_test(model.eval(), seed=int(data.get("seed", 0)))
-    summary = export_zoo(checkpoint, out, metrics=metrics, made_by=made_by)
+    summary = export_zoo(checkpoint, out, metrics=metrics, made_by=made_by, int8=int8)
     return dict(summary, checkpoint=str(checkpoint), metrics=metrics)

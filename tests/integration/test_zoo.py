@@ -88,6 +88,29 @@ def test_export_leaves_out_the_frozen_base_and_refuses_a_changed_one(tmp_path):
         export_zoo(ckpt, tmp_path / "z2.safetensors", base=BACKBONE)
 
 
+def test_int8_export_halves_the_file_and_reads_back_within_half_a_step(tmp_path):
+    from posediff.zoo import INT8_SCALE, dequantize_int8, quantize_int8
+
+    model = create_model("simplebaseline_tiny")
+    ckpt = save_checkpoint(tmp_path / "run", 1, model, "simplebaseline_tiny", {})
+    half = export_zoo(ckpt, tmp_path / "h.safetensors")
+    small = export_zoo(ckpt, tmp_path / "q.safetensors", int8=True)
+    assert small["bytes"] < 0.55 * half["bytes"]
+    back, own = read_zoo_file(tmp_path / "q.safetensors"), model.state_dict()
+    assert set(back) == set(own) and all(v.dtype == torch.float32 for v in back.values() if v.is_floating_point())
+    stored = quantize_int8(own)
+    quantized = [k for k in own if k + INT8_SCALE in stored]
+    assert "backbone.body.layer4.1.conv2.weight" in quantized and "head.final.bias" not in quantized
+    for k in quantized:  # each element within half a quantisation step of its channel (fp16 scale rounding aside)
+        step = stored[k + INT8_SCALE].float()
+        assert ((back[k] - own[k]).abs() <= step * 0.5 + 1e-3 * own[k].abs()).all(), k
+    for k in own:
+        if k not in quantized and own[k].is_floating_point():
+            assert torch.equal(back[k], own[k].half().float()), k
+    with pytest.raises(ValueError, match="scales no int8 tensor"):
+        dequantize_int8({"w" + INT8_SCALE: torch.ones(2, 1)})
+
+
 def test_a_model_whose_base_changed_since_its_export_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 
