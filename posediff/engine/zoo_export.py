@@ -45,7 +45,8 @@ def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True,
             raise ValueError(f"{checkpoint}: {len(changed)} tensors of base {base!r} differ in the checkpoint "
                              f"(e.g. {changed[:3]}); was the backbone frozen in training?")
     if int8:
-        half = {k: v.half() if v.is_floating_point() else v for k, v in quantize_int8({k: state[k] for k in half}).items()}
+        stored = quantize_int8({k: state[k] for k in half})  # from the fp32 weights, not their fp16 rounding
+        half = {k: v.half() if v.is_floating_point() else v for k, v in stored.items()}
     return half, meta, dropped
 
 
