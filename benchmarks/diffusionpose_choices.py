@@ -14,7 +14,7 @@ scenes with ground-truth boxes (CrowdPose-format AP of the COCO-17 predictions, 
 * ``detached``: ``detach_features=True`` (the denoiser's loss does not reach the backbone and the neck);
 * ``coarse_start``: ``train_start="coarse"`` (x_t from the coarse estimate in training; a posediff option);
 * ``residual``, ``residual_control``: ``residual=True`` (Ĥ_0 = the coarse heatmap + the U-Net's correction), with
-  diffusion and in the diffusion-off control.
+  diffusion and in the diffusion-off control; ``residual_detached``: ``residual=True, detach_features=True``.
 
 Sampling choices need no training: the ``default`` variant is also scored at every ``--starts`` timestep
 (``start_timestep``; 999 is pure noise) and ``--sampling-steps``, and its coarse head alone.
@@ -44,6 +44,7 @@ VARIANTS = {
     "coarse_start": ("diffusionpose_tiny", {"train_start": "coarse"}),
     "residual": ("diffusionpose_tiny", {"residual": True}),
     "residual_control": ("diffusionpose_tiny_control", {"residual": True}),
+    "residual_detached": ("diffusionpose_tiny", {"residual": True, "detach_features": True}),
 }
 
 
