@@ -50,10 +50,10 @@ class TopDownConfig:
     attn_heads: int = 4
     window: int = 8
     coarse_weight: float = 1.0
-    detach_features: bool = False  # True: the denoiser's loss does not reach the backbone and the neck
+    detach_features: bool = True  # the denoiser's loss does not reach the backbone and the neck (measured)
     train_start: str = "truth"  # "coarse": x_t from the coarse estimate in training (a posediff option)
     diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh noise)
-    residual: bool = False  # True: Ĥ_0 = coarse heatmap + the U-Net's correction
+    residual: bool = True  # Ĥ_0 = the coarse heatmap + the U-Net's correction (measured)
 
 
 def build_topdown(cfg: TopDownConfig):

@@ -11,8 +11,13 @@ every DDIM step; keypoints are read from the last heatmap.
 Notation (per person crop, heatmaps h x w, K joints):
     x_0 = (2 k / (w, h) - 1) ζ            k the joints in heatmap units: the signal (``space="coordinates"``)
     x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε           the forward process
-    Ĥ_0 = U-Net([G(x_t), C(F, M_kp(x_t), M_limb(x_t))], t)     G: Gaussian rendering, C: structure guidance
+    Ĥ_0 = sg(H_coarse) + U-Net([G(x_t), C(sg(F), M_kp(x_t), M_limb(x_t))], t)
+                                          G: Gaussian rendering, C: structure guidance, sg: stop-gradient
     L = ‖Ĥ_0 - H‖² + ‖H_coarse - H‖²      both weighted per joint as SimpleBaseline's loss
+
+The paper says only that the U-Net predicts the clean heatmap from the features; the correction of the coarse
+heatmap (``residual``) and the stop-gradients (``detach_features``) are the measured choice (``docs/recipes.md``),
+each an option (False: Ĥ_0 = U-Net(·), its loss reaching F).
 
 ``space="pixels"`` is the other reading (Feng et al. ICCV 2023): the heatmap itself is the signal,
 x_0 = (2 H - 1) ζ, and x_t is the U-Net's input in place of G(x_t). What the paper leaves open (ζ, T, the
@@ -204,12 +209,14 @@ class DiffusionHeatmapHead(nn.Module):
             truth still the target, so that at low t the denoiser learns to correct the coarse estimate rather than
             to copy x_t; coordinates only).
         detach_features: the denoiser reads F without passing its loss back into the backbone and the neck, which
-            then learn from the coarse loss alone (as SimpleBaseline's do).
+            then learn from the coarse loss alone (as SimpleBaseline's do); False: the denoiser's loss reaches them.
         diffusion: False is the diffusion-off control: x_t replaced by fresh noise (at T - 1) wherever the
             denoiser reads it, in training and sampling, so the head sees the image alone with the same parameters.
         residual: the U-Net's output is added to the coarse heatmap (gradient-stopped), Ĥ_0 = H_coarse + U-Net(·),
             so the denoiser learns a correction and starts at the coarse head's estimate; False: Ĥ_0 = U-Net(·).
             The paper says only that the U-Net predicts the clean heatmap; ``docs/recipes.md`` measures both.
+            With both defaults the backbone and the coarse head train exactly as SimpleBaseline's, and the
+            denoiser is a correction on top of them.
         dim, levels, blocks: the U-Net. heads, window: the guidance's attention.
         coarse_weight: the coarse loss's weight.
 
@@ -222,8 +229,8 @@ class DiffusionHeatmapHead(nn.Module):
                  beta_schedule: str = "squaredcos_cap_v2", steps: int = 1, start: str = "coarse",
                  start_timestep: int = 500, mask_sigma: float = 2.0, limb_width: float = 1.0, guidance: bool = True,
                  dim: int = 64, levels: int = 2, blocks: int = 1, heads: int = 4, window: int = 8,
-                 coarse_weight: float = 1.0, detach_features: bool = False, diffusion: bool = True,
-                 train_start: str = "truth", residual: bool = False):
+                 coarse_weight: float = 1.0, detach_features: bool = True, diffusion: bool = True,
+                 train_start: str = "truth", residual: bool = True):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"DiffusionHeatmapHead: space must be one of {SPACES}, got {space!r}")
