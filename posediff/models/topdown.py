@@ -50,16 +50,16 @@ class TopDownModel(nn.Module):
         return self.heatmaps_at_steps(crops, (steps,), [generator])[0]
 
     def heatmaps_at_steps(self, crops: torch.Tensor, steps, generators=None) -> list[torch.Tensor]:
-        """The heatmaps at each sampling-step count of ``steps`` (None: the head's own), the backbone run once;
-        ``generators``: one per count (or None)."""
+        """The heatmaps at each sampling-step count of ``steps`` (None: the head's own), the backbone and what the
+        head's sampling starts from computed once; ``generators``: one per count (or None)."""
         generators = generators or [None] * len(steps)
-        x = self.backbone(crops)[-1]
-        xf = self.backbone(crops.flip(-1))[-1] if self.flip_test else None
+        x = self.head.prepare(self.backbone(crops)[-1])
+        xf = self.head.prepare(self.backbone(crops.flip(-1))[-1]) if self.flip_test else None
         out = []
         for s, g in zip(steps, generators):
-            hm = self.head.predict(x, s, g)
+            hm = self.head.predict_prepared(x, s, g)
             if xf is not None:
-                hm = (hm + flip_heatmaps(self.head.predict(xf, s, g), self.skeleton.flip_index)) / 2
+                hm = (hm + flip_heatmaps(self.head.predict_prepared(xf, s, g), self.skeleton.flip_index)) / 2
             out.append(hm)
         return out
 

@@ -160,6 +160,17 @@ def test_diffusion_heatmap_head_options():
     assert posediff.get_config("diffusionpose").backbone == "hrnet_w32"
 
 
+@pytest.mark.parametrize("recipe", ["simplebaseline_tiny", "diffusionpose_tiny"])
+def test_several_step_counts_share_one_backbone_pass_and_equal_one_count_at_a_time(recipe):
+    torch.manual_seed(0)
+    m = posediff.create_model(recipe, flip_test=True).eval()
+    with torch.no_grad():
+        crops = torch.randn(2, 3, 128, 96)
+        many = m.heatmaps_at_steps(crops, (1, 2), [torch.Generator().manual_seed(s) for s in (5, 6)])
+        for hm, (steps, seed) in zip(many, ((1, 5), (2, 6))):
+            assert torch.equal(hm, m.heatmaps(crops, steps, torch.Generator().manual_seed(seed)))
+
+
 def test_a_residual_head_starts_at_the_coarse_estimate_and_learns_a_correction():
     torch.manual_seed(0)
     m = posediff.create_model("diffusionpose_tiny", residual=True).eval()

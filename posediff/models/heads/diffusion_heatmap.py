@@ -347,13 +347,23 @@ class DiffusionHeatmapHead(nn.Module):
         if steps is not None:
             trailing_timesteps(self.start_timestep, steps)
 
+    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What sampling at any step count starts from: the features F (B, C, h, w) and the coarse heatmaps
+        (B, K, h, w)."""
+        feats = self.coarse.features(x)
+        return feats, self.coarse.final(feats)
+
     def predict(self, x: torch.Tensor, steps: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Heatmaps (B, K, h, w) after ``steps`` DDIM steps (the head's own by default) from the coarse estimate
         noised to ``start_timestep`` (or from noise)."""
+        return self.predict_prepared(self.prepare(x), steps, generator)
+
+    def predict_prepared(self, prepared: tuple[torch.Tensor, torch.Tensor], steps: int | None = None,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`predict` from :meth:`prepare`'s output (several step counts share one)."""
         steps = self.sampling_steps if steps is None else int(steps)
-        feats = self.coarse.features(x)
-        coarse = self.coarse.final(feats)
+        feats, coarse = prepared
         if self.space == "coordinates":
             x0 = self.encode(self.peaks(coarse))
         else:

@@ -65,3 +65,10 @@ class HeatmapHead(nn.Module):
     def predict(self, x: torch.Tensor, steps: int | None = None, generator=None) -> torch.Tensor:
         """Heatmaps (B, K, h, w); ``steps`` and ``generator`` are for the diffusion head's signature."""
         return self(x)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The heatmaps (B, K, h, w), which every step count shares (the diffusion head's signature)."""
+        return self(x)
+
+    def predict_prepared(self, prepared: torch.Tensor, steps: int | None = None, generator=None) -> torch.Tensor:
+        return prepared
