@@ -832,7 +832,9 @@ def predictions_png(out: Path, records: list[dict], gts: dict, fmt: str, test_ds
         rows.append((f"test image {image_id}{crowd}", cells))
     if not rows:
         return None
-    titles = ["ground truth", *(f"{name} (seed {r['seed']})" for name, r in first.items())]
+    boxes = {name: r["evals"][_eval_key(r["default_steps"])].get("boxes") for name, r in first.items()}
+    titles = ["ground truth", *(f"{name} (seed {r['seed']}" + (f", {boxes[name]} boxes)" if boxes[name] else ")")
+                                for name, r in first.items())]
     h, w = rows[0][1][0].shape[:2]
     pad, top = 6, 22
     sheet = Image.new("RGB", (len(titles) * (w + pad) + pad, len(rows) * (h + top + pad) + pad + top), "white")
