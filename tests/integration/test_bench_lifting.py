@@ -57,6 +57,23 @@ def test_rerun_recomputes_nothing(bench, monkeypatch):
     assert again["summary"] == results["summary"]
 
 
+def test_a_subset_of_recipes_and_seeds_reports_from_the_same_folder(bench, monkeypatch, tmp_path):
+    import shutil
+    import sys
+
+    tmp, results = bench
+    shutil.copytree(tmp / "b", tmp_path / "b")
+
+    def refuse(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train", refuse)
+    again = run_lifting_bench(["lifting_baseline"], "tiny", seeds=(1,), out=str(tmp_path / "b"), overrides=SMALL)
+    assert set(again["summary"]) == {"lifting_baseline"} and [r["seed"] for r in again["runs"]] == [1]
+    stamp = json.loads((tmp_path / "b" / "bench_config.json").read_text())
+    assert stamp["preset"]["recipes"] == ["lifting_baseline", "diffpose"] and stamp["preset"]["seeds"] == [0, 1]
+
+
 def test_other_settings_and_other_recipes_are_refused(bench):
     tmp, _ = bench
     with pytest.raises(ValueError, match="other settings"):
