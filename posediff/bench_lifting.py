@@ -210,16 +210,15 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
     stamp = out / "bench_config.json"
     if stamp.is_file():  # the protocol; a folder's recipes and seeds may be benched in several calls
         have = json.loads(stamp.read_text())
-        protocol = json.loads(json.dumps(wanted))
-        for d in (have, protocol):
-            for k in ("recipes", "seeds"):
-                d.get("preset", {}).pop(k, None)
-        if have != protocol:
+
+        def protocol(d: dict) -> dict:
+            return {**d, "preset": {k: v for k, v in d.get("preset", {}).items() if k not in ("recipes", "seeds")}}
+
+        if protocol(have) != protocol(json.loads(json.dumps(wanted))):
             raise ValueError(f"{stamp}: this folder holds a lifting bench with other settings; use another --out or "
                              f"delete the folder")
         for k in ("recipes", "seeds"):  # the stamp keeps the union
-            wanted["preset"][k] = list(dict.fromkeys([*json.loads(stamp.read_text())["preset"].get(k, []),
-                                                      *wanted["preset"][k]]))
+            wanted["preset"][k] = list(dict.fromkeys([*have["preset"].get(k, []), *wanted["preset"][k]]))
     folder.claim(BENCH_FILES)
     write_json(wanted, stamp)
     t0 = time.time()

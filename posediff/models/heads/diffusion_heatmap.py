@@ -328,9 +328,8 @@ class DiffusionHeatmapHead(nn.Module):
         if self.space == "coordinates":
             gt = targets["keypoints"][..., :2] / self.stride  # (B, K, 2) heatmap units
             est = self.peaks(coarse.detach())  # unlabelled joints: the coarse estimate
-            x0 = self.encode(torch.where(wts[..., None] > 0, gt, est))
-            if self.train_start == "coarse":  # x_t from where sampling starts; the target stays the ground truth
-                x0 = self.encode(est)
+            # train_start="coarse": x_t from where sampling starts; the target stays the ground truth
+            x0 = self.encode(est if self.train_start == "coarse" else torch.where(wts[..., None] > 0, gt, est))
         else:
             x0 = (heat * 2 - 1) * self.signal_scale  # (B, K, h, w)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), device=x.device)  # t ~ U[0, T)
