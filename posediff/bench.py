@@ -147,6 +147,7 @@ class BenchSpec:
     workers: int = 0
     overrides: tuple[str, ...] = ()  # key=value applied to every run's TrainConfig (``posediff train`` syntax)
     detections: str | None = None  # top-down runs are also scored with these boxes (COCO detection results)
+    report_only: bool = False  # report the finished runs among recipes x seeds; train none
 
     def resolved(self) -> tuple[Preset, BenchSpec]:
         if self.preset not in PRESETS:
@@ -259,6 +260,25 @@ def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------
 # One run: train (or continue), then evaluate at every sampling step not yet evaluated
 # ----------------------------------------------------------------------------------------------------
+
+def finished_runs(runs: list[dict], out: Path) -> list[dict]:
+    """The planned runs that finished training and have a record (``--report-only``); the others are listed."""
+    def finished(run: dict) -> bool:
+        folder = Path(run["config"].out)
+        try:
+            steps = json.loads((folder / "result.json").read_text()).get("steps")
+        except (OSError, ValueError):
+            return False
+        return steps == run["config"].max_steps and (folder / "bench.json").is_file()
+
+    done = [r for r in runs if finished(r)]
+    left = [f"{r['recipe']} seed {r['seed']}" for r in runs if not finished(r)]
+    if not done:
+        raise ValueError(f"--report-only: {out} holds no finished run of the recipes and seeds asked for")
+    if left:
+        print(f"--report-only: not finished, left out of the report: {', '.join(left)}", flush=True)
+    return done
+
 
 def _same_json(a, b) -> bool:
     """Equal as a stamp file stores them (tuples and lists alike)."""
@@ -569,6 +589,8 @@ def run_bench(spec: BenchSpec, command: str | None = None) -> dict:
     folder = bench_folder(out)
     folder.check(BENCH_FILES)  # before anything is planned or trained
     runs = plan_runs(preset, spec)
+    if spec.report_only:
+        runs = finished_runs(runs, out)
     from .data.synthcrowd import RENDERER_VERSION
 
     wanted = dict(preset=preset.name, dataset=spec.dataset, recipes=list(spec.recipes), init=spec.init,
@@ -1084,6 +1106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                              "edpose_tiny's)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="training-config overrides for every run, as for posediff train (data.num_images=500)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs of --out that finished (of --recipes and --seeds); "
+                             "a finished run's missing measurements are still taken")
 
 
 def _is_lifting(args: argparse.Namespace) -> bool:
@@ -1101,7 +1126,7 @@ def spec_from_args(args: argparse.Namespace) -> BenchSpec:
                      data_root=args.data_root, seeds=tuple(args.seeds) if args.seeds else None,
                      steps=tuple(args.steps) if args.steps else None, init=args.init, out=args.out,
                      train_steps=args.train_steps, test_images=args.test_images, workers=args.workers,
-                     overrides=tuple(args.set), detections=args.detections)
+                     overrides=tuple(args.set), detections=args.detections, report_only=args.report_only)
 
 
 def run_from_args(args: argparse.Namespace, command: str) -> int:
@@ -1116,7 +1141,8 @@ def run_from_args(args: argparse.Namespace, command: str) -> int:
                              f"sampling sweeps and train every head on a frozen lifting_context of their own")
 
         run_lifting_bench(args.recipes, args.preset, args.dataset or "mocaplift", args.data_root, args.seeds, args.out,
-                          args.train_steps, args.test_images, args.workers, tuple(args.set), command=command.strip())
+                          args.train_steps, args.test_images, args.workers, tuple(args.set), command=command.strip(),
+                          report_only=args.report_only)
         return 0
     run_bench(spec_from_args(args), command=command.strip())
     return 0

@@ -184,8 +184,11 @@ def _run(recipe: str, seed: int, model: dict, data, preset: LiftingPreset, out: 
 
 def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocaplift", data_root: str | None = None,
                       seeds=None, out=None, train_steps: int | None = None, test_size: int | None = None,
-                      workers: int = 0, overrides: tuple[str, ...] = (), command: str | None = None) -> dict:
-    """Run the lifting head-to-head (see the module docstring); returns ``results.json``'s content."""
+                      workers: int = 0, overrides: tuple[str, ...] = (), command: str | None = None,
+                      report_only: bool = False) -> dict:
+    """Run the lifting head-to-head (see the module docstring); returns ``results.json``'s content.
+
+    ``report_only``: train and score nothing; report the (recipe, seed) runs of ``out`` that have a record."""
     from . import __version__
     from .engine.checkpoint import load_model
     from .env import machine_info
@@ -223,7 +226,9 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
     write_json(wanted, stamp)
     t0 = time.time()
     records = []
-    for seed in preset.seeds:
+    if report_only:
+        records = _recorded(out, preset)
+    for seed in () if report_only else preset.seeds:
         data = _data(dataset, data_root, preset, seed)
         encoders: dict[tuple, Path] = {}
         for recipe in preset.recipes:
@@ -268,6 +273,23 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
     print(format_table(results))
     print(f"wrote {out / 'results.json'}, {out / 'report.md'}")
     return results
+
+
+def _recorded(out: Path, preset: LiftingPreset) -> list[dict]:
+    """The records of ``out``'s finished (recipe, seed) runs (``--report-only``); the others are listed."""
+    found, left = [], []
+    for seed in preset.seeds:
+        for recipe in preset.recipes:
+            path = out / "runs" / recipe / f"seed{seed}" / "bench.json"
+            if path.is_file():
+                found.append(json.loads(path.read_text()))
+            else:
+                left.append(f"{recipe} seed {seed}")
+    if not found:
+        raise ValueError(f"--report-only: {out} holds no finished run of the recipes and seeds asked for")
+    if left:
+        print(f"--report-only: not finished, left out of the report: {', '.join(left)}", flush=True)
+    return found
 
 
 def _mean_std(values) -> dict:

@@ -150,6 +150,28 @@ def test_a_subset_of_the_recipes_reports_from_the_same_folder(bench, tmp_path, m
     assert sorted(stamp["recipes"]) == ["diffusion_regpose_tiny", "edpose_tiny"]
 
 
+def test_report_only_reports_the_finished_runs_and_trains_none(bench, tmp_path, monkeypatch, capsys):
+    """``--report-only``: the report of a folder whose runs are not all trained (a seed still training) holds the
+    finished ones and names the others; nothing is trained; a folder with none finished is an error."""
+    tmp, results = bench
+    shutil.copytree(tmp / "b", tmp_path / "b")
+    unfinished = tmp_path / "b" / "runs" / "diffusion_regpose_tiny" / "seed1" / "result.json"
+    unfinished.write_text(json.dumps(dict(json.loads(unfinished.read_text()), steps=2)))  # as if interrupted
+
+    def refuse(*a, **k):
+        raise AssertionError("--report-only trained a run")
+
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train", refuse)
+    again = run_bench(spec(tmp_path, data_root=str(tmp / "sc"), report_only=True))
+    assert sorted((r["recipe"], r["seed"]) for r in again["runs"]) == [
+        ("diffusion_regpose_tiny", 0), ("edpose_tiny", 0), ("edpose_tiny", 1)]
+    assert again["summary"]["edpose_tiny"] == results["summary"]["edpose_tiny"]
+    assert "left out of the report: diffusion_regpose_tiny seed 1" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--report-only: .* holds no finished run"):
+        run_bench(spec(tmp_path, data_root=str(tmp / "sc"), report_only=True, seeds=(1,),
+                       recipes=("diffusion_regpose_tiny",)))
+
+
 def test_other_settings_in_the_same_folder_are_refused(bench):
     tmp, _ = bench
     with pytest.raises(ValueError, match=r"other settings: train_steps 3 \(wanted 5\)"):

@@ -74,6 +74,28 @@ def test_a_subset_of_recipes_and_seeds_reports_from_the_same_folder(bench, monke
     assert stamp["preset"]["recipes"] == ["lifting_baseline", "diffpose"] and stamp["preset"]["seeds"] == [0, 1]
 
 
+def test_report_only_reports_the_recorded_runs_and_trains_none(bench, monkeypatch, tmp_path, capsys):
+    import shutil
+    import sys
+
+    tmp, results = bench
+    shutil.copytree(tmp / "b", tmp_path / "b")
+    shutil.rmtree(tmp_path / "b" / "runs" / "diffpose" / "seed1")  # as if still training
+
+    def refuse(*a, **k):
+        raise AssertionError("--report-only trained or loaded a model")
+
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train", refuse)
+    monkeypatch.setattr(sys.modules["posediff.engine.checkpoint"], "load_model", refuse)
+    again = run_lifting_bench(["lifting_baseline", "diffpose"], "tiny", out=str(tmp_path / "b"), overrides=SMALL,
+                              report_only=True)
+    assert sorted((r["recipe"], r["seed"]) for r in again["runs"]) == [
+        ("diffpose", 0), ("lifting_baseline", 0), ("lifting_baseline", 1)]
+    assert again["summary"]["lifting_baseline"]["P1"] == results["summary"]["lifting_baseline"]["P1"]
+    assert "left out of the report: diffpose seed 1" in capsys.readouterr().out
+    assert (tmp_path / "b" / "report.md").is_file()
+
+
 def test_other_settings_and_other_recipes_are_refused(bench):
     tmp, _ = bench
     with pytest.raises(ValueError, match="other settings"):
