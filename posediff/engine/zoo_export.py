@@ -4,6 +4,7 @@ split (``posediff zoo export``). Loading zoo files is :mod:`posediff.zoo`'s, whi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from ..zoo import FORMAT, dequantize_int8, quantize_int8, read_zoo_file, tensors_digest, zoo_path
 
 __all__ = ["export_and_score", "export_zoo", "score_on_mocaplift_test", "score_on_synthcrowd_test",
-           "score_topdown_on_synthcrowd_test", "zoo_tensors"]
+           "score_topdown_on_synthcrowd_test", "synthcrowd_test_split", "zoo_tensors"]
 
 
 def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True,
@@ -80,35 +81,22 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
     return {"tensors": len(half), "from_base": dropped, "bytes": Path(out).stat().st_size}
 
 
-def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
-                             eval_size: int | None = None, max_size: int = 400, steps: int | None = None,
-                             progress: bool = False) -> dict:
-    """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split, evaluated at ``eval_size``
-    (default, for scenes of :class:`~posediff.engine.DataConfig`'s size: its evaluation size, the largest
-    training scale; other scene sizes must say theirs).
-
-    ``root``: a SynthCrowd folder holding ``test/`` (as ``posediff train`` writes it); without one, the test
-    split of ``num_images`` scenes of ``size`` pixels and ``scene_seed`` is rendered into a temporary folder
-    (scenes are deterministic, so this is the same split for the same renderer version, which the metrics
-    record; ``synthcrowd_split`` refuses a folder drawn by another).
-    """
+@contextlib.contextmanager
+def synthcrowd_test_split(root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
+                          progress: bool = False):
+    """The folder of a SynthCrowd test split (``root`` holding ``test/`` as ``posediff train`` writes it, checked
+    to be the split asked for; without one, the split's ``num_images`` scenes of ``size`` pixels and
+    ``scene_seed`` rendered into a temporary folder: scenes are deterministic, so this is the same split for
+    the same renderer version) and its ground truth ``{"coco": path, "crowdpose": path}``."""
     import tempfile
 
-    from ..data.synthcrowd import RENDERER_VERSION, SceneConfig, check_renderer, synthcrowd_split, write_split
-    from ..data.transforms import eval_transforms
-    from ..tasks.multiperson import DataConfig, ground_truth, predict_results, score_results
+    from ..data.synthcrowd import SceneConfig, check_renderer, write_split
+    from ..tasks.multiperson import ground_truth
 
-    if eval_size is None:
-        default = DataConfig()
-        if size != default.size:
-            raise ValueError(f"score_on_synthcrowd_test: scenes of {size} px need an eval_size (the default, "
-                             f"{default.eval_scale}, is for {default.size} px scenes)")
-        eval_size = default.eval_scale
     with tempfile.TemporaryDirectory() as tmp:
         if root is None:
             root = tmp
             write_split(root, "test", num_images, seed=scene_seed, config=SceneConfig(size=size), progress=progress)
-        ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
         gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
         gt = ground_truth(gts["crowdpose"])
         check_renderer(gts["crowdpose"], gt)
@@ -118,40 +106,57 @@ def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int 
         wrong = [f"{k} {have[k]} (wanted {v})" for k, v in asked.items() if have[k] != v]
         if wrong:  # the metrics record the split they were scored on: it must be the one asked for
             raise ValueError(f"{gts['crowdpose']}: field info holds another test split: {', '.join(wrong)}")
+        yield Path(root), gts
+
+
+def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
+                             eval_size: int | None = None, max_size: int = 400, steps: int | None = None,
+                             progress: bool = False) -> dict:
+    """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split (:func:`synthcrowd_test_split`),
+    evaluated at ``eval_size`` (default, for scenes of :class:`~posediff.engine.DataConfig`'s size: its
+    evaluation size, the largest training scale; other scene sizes must say theirs)."""
+    from ..data.synthcrowd import RENDERER_VERSION, synthcrowd_split
+    from ..data.transforms import eval_transforms
+    from ..tasks.multiperson import DataConfig, predict_results, score_results
+
+    if eval_size is None:
+        default = DataConfig()
+        if size != default.size:
+            raise ValueError(f"score_on_synthcrowd_test: scenes of {size} px need an eval_size (the default, "
+                             f"{default.eval_scale}, is for {default.size} px scenes)")
+        eval_size = default.eval_scale
+    with synthcrowd_test_split(root, num_images, size, scene_seed, progress) as (root, gts):
+        ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
         results = predict_results(model, ds, batch_size=4, steps=steps, progress=progress)
         metrics = score_results(results, gts, [int(i) for i in ds.ids])
     return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed, eval_size=eval_size,
                                          max_size=max_size, renderer=RENDERER_VERSION))
 
 
-def score_topdown_on_synthcrowd_test(model, data, root=None, boxes: str = "gt", steps: int | None = None,
-                                     progress: bool = False) -> dict:
-    """COCO-17 and CrowdPose-14 metrics of a top-down ``model`` on the SynthCrowd test split of the run's data
-    config ``data`` (a :class:`~posediff.tasks.topdown.TopDownData`; ``root`` overrides its folder), its persons
-    from the ground-truth boxes (``boxes="gt"``) or a detection results file."""
-    import dataclasses
-
-    from ..data.synthcrowd import RENDERER_VERSION, check_renderer
+def score_topdown_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
+                                     boxes: str = "gt", det_min_score: float = 0.0, nms: float = 0.9,
+                                     steps: int | None = None, progress: bool = False) -> dict:
+    """COCO-17 and CrowdPose-14 metrics of a top-down ``model`` on a SynthCrowd test split
+    (:func:`synthcrowd_test_split`), its persons from the ground-truth boxes (``boxes="gt"``) or a detection
+    results file (boxes scoring at least ``det_min_score``); ``nms``: the per-image OKS-NMS threshold."""
+    from ..data import CocoKeypointDataset
+    from ..data.synthcrowd import RENDERER_VERSION
     from ..data.topdown import PersonCrops, gt_instances, load_detections
-    from ..tasks.multiperson import data_files, ground_truth, score_results, split_size
+    from ..tasks.multiperson import score_results
     from ..tasks.topdown import predict_crop_results
 
-    d = dataclasses.replace(data, val_split="test", max_val_images=None, **({"root": str(root)} if root else {}))
-    _, _, images, ann = data_files(d)
-    from ..data import CocoKeypointDataset
-
-    src = CocoKeypointDataset(images, ann, skeleton=model.skeleton)
-    gts = {"coco": str(Path(d.root) / "test" / "coco.json"), "crowdpose": str(Path(d.root) / "test" / "crowdpose.json")}
-    check_renderer(gts["crowdpose"], ground_truth(gts["crowdpose"]))
-    k = model.num_keypoints
-    inst = gt_instances(src.coco, src.ids, k) if boxes == "gt" else load_detections(boxes, src.ids, d.det_min_score)
-    crops = PersonCrops(src, inst, model.codec, padding=model.padding)
-    results = predict_crop_results(model, crops, (steps,), device=next(model.parameters()).device, nms=d.nms,
-                                   progress=progress)[steps]
-    metrics = score_results(results, gts, [int(i) for i in src.ids])
-    return dict(metrics, test_split=dict(images=len(src.ids), size=d.size, scene_seed=d.scene_seed,
-                                         persons=len(inst), boxes="ground truth" if boxes == "gt" else Path(boxes).name,
-                                         renderer=RENDERER_VERSION, expected_images=split_size(d.num_images, "test")))
+    with synthcrowd_test_split(root, num_images, size, scene_seed, progress) as (root, gts):
+        src = CocoKeypointDataset(str(root / "test" / "images"), gts["crowdpose" if model.num_keypoints == 14
+                                                                      else "coco"], skeleton=model.skeleton)
+        k = model.num_keypoints
+        inst = gt_instances(src.coco, src.ids, k) if boxes == "gt" else load_detections(boxes, src.ids, det_min_score)
+        crops = PersonCrops(src, inst, model.codec, padding=model.padding)
+        results = predict_crop_results(model, crops, (steps,), device=next(model.parameters()).device, nms=nms,
+                                       progress=progress)[steps]
+        metrics = score_results(results, gts, [int(i) for i in src.ids])
+    return dict(metrics, test_split=dict(images=len(src.ids), size=size, scene_seed=scene_seed, persons=len(inst),
+                                         boxes="ground truth" if boxes == "gt" else Path(boxes).name, nms=nms,
+                                         renderer=RENDERER_VERSION))
 
 
 def score_on_mocaplift_test(model, seed: int = 0, size: int | None = None, progress: bool = False) -> dict:
@@ -211,7 +216,10 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     if topdown:
         from ..tasks.topdown import TopDownData
 
-        metrics = score_topdown_on_synthcrowd_test(model.eval(), TopDownData.from_saved(data), root=data_root)
+        td = TopDownData.from_saved(data)
+        metrics = score_topdown_on_synthcrowd_test(model.eval(), root=data_root or td.root,
+                                                   num_images=split_size(td.num_images, "test"), size=td.size,
+                                                   scene_seed=td.scene_seed, nms=td.nms)
         summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by, int8=int8)
         return dict(summary, checkpoint=str(checkpoint), metrics=metrics)
     metrics = score_on_synthcrowd_test(model.eval(), root=data_root or d.root,

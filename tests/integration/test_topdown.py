@@ -179,3 +179,12 @@ def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path)
     shipped = load_file(tmp_path / "dp.safetensors")
     assert summary["from_base"] > 0 and not any(k.startswith("backbone.") for k in shipped)
     assert any(k.startswith("backbone.") for k in read_zoo_file(tmp_path / "dp.safetensors"))
+    from posediff import create_model
+    from posediff.engine.zoo_export import score_topdown_on_synthcrowd_test
+
+    split = meta["metrics"]["test_split"]  # as the zoo test scores a shipped file: the split rendered afresh
+    model = create_model("diffusionpose_tiny", **meta["overrides"])
+    model.load_state_dict(read_zoo_file(tmp_path / "dp.safetensors"))
+    again = score_topdown_on_synthcrowd_test(model.eval(), num_images=split["images"], size=split["size"],
+                                             scene_seed=split["scene_seed"], nms=split["nms"])
+    assert again["crowdpose"] == meta["metrics"]["crowdpose"] and again["test_split"]["persons"] == split["persons"]

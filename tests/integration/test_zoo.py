@@ -30,6 +30,29 @@ def test_shipped_one_stage_models_score_their_recorded_ap(recipe):
     assert recorded["coco"]["AP50"] > 0.01  # a trained model (an untrained one scores 0.000)
 
 
+TOPDOWN = sorted(r for r, tag in PRETRAINED if tag == "synthcrowd" and r in ("simplebaseline_tiny", "diffusionpose_tiny"))
+
+
+@pytest.mark.parametrize("recipe", TOPDOWN)
+def test_shipped_topdown_models_score_their_recorded_ap(recipe):
+    """Each shipped top-down model, loaded as users load it, scores its recorded AP on the persons of the
+    SynthCrowd test split (ground-truth boxes), rendered afresh."""
+    from posediff.engine.zoo_export import score_topdown_on_synthcrowd_test
+
+    model = create_model(recipe, pretrained="synthcrowd")
+    recorded = zoo_metadata(zoo_path(PRETRAINED[(recipe, "synthcrowd")]))["metrics"]
+    split = recorded["test_split"]
+    assert split["renderer"] == RENDERER_VERSION, "the zoo was scored on other SynthCrowd pictures: re-export it"
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    got = score_topdown_on_synthcrowd_test(model, num_images=split["images"], size=split["size"],
+                                           scene_seed=split["scene_seed"], nms=split["nms"])
+    assert got["test_split"]["persons"] == split["persons"]
+    for fmt in ("coco", "crowdpose"):
+        for key in ("AP", "AP50", "AR"):
+            assert got[fmt][key] == pytest.approx(recorded[fmt][key], abs=2e-3), (fmt, key)
+    assert recorded["crowdpose"]["AP50"] > 0.05  # a trained model
+
+
 def test_a_given_test_folder_must_hold_the_split_asked_for(tmp_path):
     from posediff.data.synthcrowd import SceneConfig, write_split
 
