@@ -30,7 +30,8 @@ def test_shipped_one_stage_models_score_their_recorded_ap(recipe):
     assert recorded["coco"]["AP50"] > 0.01  # a trained model (an untrained one scores 0.000)
 
 
-TOPDOWN = sorted(r for r, tag in PRETRAINED if tag == "synthcrowd" and r in ("simplebaseline_tiny", "diffusionpose_tiny"))
+TOPDOWN = sorted(r for r, tag in PRETRAINED
+                 if tag == "synthcrowd" and r in ("simplebaseline_tiny", "diffusionpose_tiny"))
 
 
 @pytest.mark.parametrize("recipe", TOPDOWN)
