@@ -229,6 +229,13 @@ class GMMDiffusionHead(nn.Module):
     def _context(self, features: torch.Tensor) -> torch.Tensor:
         return features if self.context_input else torch.zeros_like(features)
 
+    def state_point(self, keypoints_2d, uncertainty, xyz: torch.Tensor) -> torch.Tensor:
+        """A pose (B, J, 3) in the diffused state (B, J, D): itself, or after the 2D it was seen as
+        (``state="uvxyz"``: the observation, or its mixture's mean)."""
+        if self.state == "xyz":
+            return xyz
+        return torch.cat([_mean_2d(keypoints_2d, uncertainty).to(xyz.dtype), xyz], -1)
+
     def _timesteps(self, b: int, generator=None) -> torch.Tensor:
         num_t = self.scheduler.config.num_train_timesteps
         dev = self.depth_var.device
@@ -252,8 +259,7 @@ class GMMDiffusionHead(nn.Module):
             a = abar[t].to(target.dtype)[:, None, None]
             h_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
         else:
-            x0 = target if self.state == "xyz" else torch.cat([_mean_2d(keypoints_2d, uncertainty).to(target.dtype),
-                                                              target], -1)
+            x0 = self.state_point(keypoints_2d, uncertainty, target)
             gmm = self.fit_gmm(keypoints_2d, uncertainty, xyz, generator)
             process = GMMForwardProcess(gmm, self.scheduler)
             comps = gmm.draw_components(b, generator)
@@ -293,9 +299,7 @@ class GMMDiffusionHead(nn.Module):
             return self.denoiser(x_t, t, feats)
 
         if self.test_start == "point":                                          # the released code: H_K's point
-            point = xyz if self.state == "xyz" else torch.cat([_mean_2d(keypoints_2d, uncertainty).to(xyz.dtype),
-                                                               xyz], -1)
-            x_k = point.repeat_interleave(h, 0)                                  # (B·H, J, D), no noise
+            x_k = self.state_point(keypoints_2d, uncertainty, xyz).repeat_interleave(h, 0)  # (B·H, J, D), no noise
             mu = torch.zeros_like(x_k)
             x0 = self._ddim(model_fn, x_k, mu) if self.timesteps else diffusion_sample(model_fn, x_k, self.scheduler,
                                                                                         n).x0

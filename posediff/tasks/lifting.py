@@ -106,12 +106,14 @@ def score_poses(hypotheses: np.ndarray, targets: np.ndarray, actions: list[str])
 
     errs = hypothesis_errors(hypotheses, targets)
     p1, p2 = action_means(errs["mean_p1"], actions), action_means(errs["mean_p2"], actions)
+    best = action_means(errs["best_p1"], actions)
     out = {"P1": p1["mean"], "P2": p2["mean"],
-           "P1_best": action_means(errs["best_p1"], actions)["mean"],
+           "P1_best": best["mean"],
            "P2_best": action_means(errs["best_p2"], actions)["mean"],
            "P1_first": action_means(errs["first_p1"], actions)["mean"],
            "spread": float(errs["spread"].mean()),
            "P1_per_action": p1["per_action"], "P2_per_action": p2["per_action"],
+           "P1_best_per_action": best["per_action"],
            "poses": int(len(targets)), "hypotheses": int(hypotheses.shape[1])}
     if hypotheses.shape[1] > 1 and errs["spread"].std() > 0:
         out["spread_error_corr"] = float(np.corrcoef(errs["spread"], errs["mean_p1"])[0, 1])

@@ -39,8 +39,14 @@ def test_heads_share_the_seeds_context_and_are_scored(bench):
     diff = next(r for r in results["runs"] if r["recipe"] == "diffpose")
     assert set(diff["p1_vs_steps"]) == {"1", "2"} and set(diff["p1_vs_hypotheses"]) == {"1", "3"}
     assert diff["speed"]["gmm_fit_ms_per_pose"] > 0 and diff["test"]["poses"] == 40
+    sp = diff["speed"]
+    assert sp["hypothesis_step_ms_per_pose"] == pytest.approx(
+        (sp["sampling_ms_per_pose"] - sp["gmm_fit_ms_per_pose"]) / (sp["hypotheses"] * sp["steps"]))
+    assert sp["step_vs_pass"] > 0 and s["diffpose"]["step_vs_pass"]["n"] == 2
+    assert "hypothesis-step / head pass" in (tmp / "b" / "report.md").read_text()
     report = (tmp / "b" / "report.md").read_text()
-    assert "| diffpose | 2 |" in report and "## P1 per action (mm)" in report
+    assert "| diffpose | 2 |" in report and "## P1 per action (mm)" in report and "## P2 per action (mm)" in report
+    assert "## Best-of-N P1 per action (mm, oracle)" in report
     assert (tmp / "b" / "hypotheses.png").stat().st_size > 5000
     assert (tmp / "b" / "plots" / "p1_vs_steps.png").stat().st_size > 5000
 
@@ -94,6 +100,19 @@ def test_report_only_reports_the_recorded_runs_and_trains_none(bench, monkeypatc
     assert again["summary"]["lifting_baseline"]["P1"] == results["summary"]["lifting_baseline"]["P1"]
     assert "left out of the report: diffpose seed 1" in capsys.readouterr().out
     assert (tmp_path / "b" / "report.md").is_file()
+
+
+@pytest.mark.parametrize("recipe", ["diffpose", "diffpose_released"])
+def test_speed_of_each_diffpose_state(recipe):
+    """The bench times a head pass in the state the head diffuses (xyz, or the released code's uvxyz)."""
+    from posediff import create_model
+    from posediff.data.mocaplift import MocapLift
+
+    model = create_model(recipe, dim=16, context_dim=16, blocks=1, context_blocks=1, heads=2, gmm_samples=32,
+                         em_iterations=1).eval()
+    sp = bench_lifting._speed(model, MocapLift("test", size=8), 8)
+    assert sp["head_pass_ms_per_pose"] > 0 and sp["step_vs_pass"] > 0
+    assert sp["steps"] == (len(model.head.timesteps) if model.head.timesteps else model.head.steps)
 
 
 def test_other_settings_and_other_recipes_are_refused(bench):
