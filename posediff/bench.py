@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from .io import write_json
+from .tasks import task_name
 from .tasks.multiperson import ground_truth, score_results
 
 __all__ = ["Preset", "PRESETS", "BenchSpec", "run_bench", "write_report", "main", "TABLE_KEYS"]
@@ -230,7 +231,6 @@ def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
     refuse (``--set model.*``, ``--steps``) are refused before the first run trains."""
     from .engine.config import TrainConfig, apply_overrides
     from .engine.train import build_model
-    from .tasks import task_name
 
     data = _data_config(preset, spec)
     init, model = _init(preset, spec)
@@ -359,7 +359,6 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     """Train (resuming) and evaluate one (recipe, seed); everything finished is kept in ``bench.json``."""
     from .engine.checkpoint import latest_checkpoint, load_model
     from .engine.train import distributed, run_folder, train
-    from .tasks import task_name
     from .tasks.multiperson import predict_results_at_steps
 
     cfg, out = run["config"], Path(run["config"].out)
@@ -766,7 +765,10 @@ def _plots(out: Path, results: dict, records: list[dict], fmt: str) -> dict[str,
     ax.set(xlabel="training step (from the starting weights)",
            ylabel=f"val AP ({results['bench']['val_metric']}, ×100)", title="AP during training")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend()
+    else:  # no run validated during training (eval_every=0)
+        ax.text(0.5, 0.5, "no validation during training", ha="center", va="center", transform=ax.transAxes)
     save(fig, PLOTS[0])
     # 2. AP against sampling steps
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -898,8 +900,10 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
     lines += [f"## Results: test split ({n_test} images{at}), {over}", "",
               f"{what}. All metrics ×100: AP is the average precision over OKS thresholds 0.50, 0.55, …, 0.95 "
               f"(AP50, AP75: at 0.5 and 0.75), AR the average recall over the same thresholds. Latency: median "
-              f"milliseconds per image over {n_latency} test images, batch 1, then the mean ± std of those medians "
-              f"over seeds; diffusion recipes at their default number of sampling steps (column *steps*).", "",
+              f"milliseconds per image over {n_latency} test images, then the mean ± std of those medians over seeds "
+              f"(one-stage: the image at batch 1; top-down: the crops of its labelled persons in one batch, the "
+              f"detector not included); diffusion recipes at their default number of sampling steps (column "
+              f"*steps*).", "",
               format_table(results), ""]
     lines += _other_machines(results)
     lines += _verdict(results, fmt)
@@ -919,8 +923,8 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
     lines += ["## AP per crowd level" if fmt == "crowdpose" else "## AP per person size", "",
               f"![AP per level]({plots['ap_per_crowd_level.png']})", "",
               "## Training", "",
-              f"Each recipe trained {b['train_steps']} steps (batch {p['batch_size']}, lr {p['lr']}) per seed, "
-              f"from `--init {b['init']}`. Validation AP on {p['curve_images']} val images during training:", "",
+              *_budgets(results), "",
+              f"Validation AP on {p['curve_images']} val images during training:", "",
               f"![AP against training step]({plots['ap_vs_train_step.png']})", "",
               f"| recipe | seed | training time (s) | final val AP ({b['val_metric']}, ×100) |", "|---|---|---|---|"]
     for r in results["runs"]:
@@ -1055,6 +1059,22 @@ def _difference(rows: dict, a: str, b: str, fmt: str, title: str) -> list[str]:
     return [f"**{title}**, " + "; ".join(out) + ".", ""] if out else []
 
 
+def _budgets(results: dict) -> list[str]:
+    """Each recipe's training budget per seed, from its runs' configs (one-stage and top-down ones differ)."""
+    lines = ["| recipe | steps | batch | lr | backbone | from |", "|---|---|---|---|---|---|"]
+    seen = set()
+    for key, cfg in results["config"].items():
+        recipe = key.rsplit("/", 1)[0]
+        if recipe in seen:
+            continue
+        seen.add(recipe)
+        topdown = task_name(recipe) == "topdown"
+        frozen = cfg["model"].get("freeze_backbone", not topdown)
+        lines.append(f"| {recipe} | {cfg['max_steps']:,} | {cfg['batch_size']} {'crops' if topdown else 'images'} | "
+                     f"{cfg['lr']:g} | {'frozen' if frozen else 'trained'} | `--init {results['bench']['init']}` |")
+    return lines
+
+
 def _protocol(b: dict, p: dict) -> str:
     if b["preset"] == "quick" and b["init"] == "zoo" and b["dataset"] == "synthcrowd" and all(
             r.endswith("_tiny") for r in b["recipes"]):
@@ -1068,16 +1088,23 @@ def _protocol(b: dict, p: dict) -> str:
                 "backbone stays frozen. The test split's poses come from COCO "
                 "persons never used for training scenes.")
     if b["init"] == "zoo" and p["zoo"] == "edpose_tiny":
-        return ("Both recipes start from the zoo's `edpose_tiny` (SynthCrowd) where names and shapes fit; every other "
+        return ("Every recipe starts from the zoo's `edpose_tiny` (SynthCrowd) where names and shapes fit; every other "
                 "tensor is fresh. They train for the same steps, seeds and data order.")
     if b["init"] == "zoo" and p["zoo"] == "imagenet":
-        return ("Both recipes start from timm's ImageNet weights for the backbone, every other block fresh, and "
-                "train for the same steps, seeds and data order.")
+        return ("Every recipe starts from timm's ImageNet weights for the backbone, every other block fresh, and "
+                "trains with the same seeds and data (budgets under Training).")
     if b["init"] == "zoo" and p["zoo"] == "backbone":
-        return ("The fair protocol: both recipes start from the SynthCrowd-pretrained ResNet-18 "
-                "(`posediff/assets/zoo/resnet18_synthcrowd_heatmaps.safetensors`, kept frozen) with every other "
-                "block fresh, and train for the same steps, seeds and data order.")
-    return f"Both recipes start from `--init {b['init']}` and train for the same steps, seeds and data order."
+        topdown = [r for r in b["recipes"] if task_name(r) == "topdown"]
+        return ("The fair protocol: every recipe starts from the SynthCrowd-pretrained ResNet-18 "
+                "(`posediff/assets/zoo/resnet18_synthcrowd_heatmaps.safetensors`) with every other block fresh, "
+                "and trains with the same seeds on the same training scenes"
+                + (": the one-stage recipes keep the backbone frozen and see the same images in the same order; "
+                   f"the top-down ones ({', '.join(topdown)}) train it with their head, as SimpleBaseline trains, "
+                   "on crops of the same persons, as many person-crops as the one-stage runs see persons "
+                   "(budgets under Training)." if topdown else
+                   ", kept frozen, for the same steps and data order."))
+    return (f"Every recipe starts from `--init {b['init']}` and trains with the same seeds and data (budgets under "
+            f"Training).")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1113,8 +1140,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _is_lifting(args: argparse.Namespace) -> bool:
     """Whether the call benches lifting recipes (by ``--dataset``, else by its recipes)."""
-    from .tasks import task_name
-
     if args.dataset is not None:
         return args.dataset in ("mocaplift", "h36m")
     return bool(args.recipes) and all(task_name(r) == "lifting" for r in args.recipes)

@@ -49,6 +49,9 @@ def test_top_down_runs_get_their_budget_and_both_kinds_of_boxes(bench):
     assert "6 × 8 crops" in table and "4 × 4 scenes" in table
     report = (tmp / "b" / "report.md").read_text()
     assert "simplebaseline_tiny" in report and (tmp / "b" / "predictions.png").is_file()
+    assert "| simplebaseline_tiny | 6 | 8 crops | 0.001 | trained |" in report  # each recipe's own budget
+    assert "| edpose_tiny | 4 | 4 images | 0.0002 | frozen |" in report
+    assert "top-down: the crops of its labelled persons in one batch" in report
 
 
 def test_rerun_recomputes_nothing(bench, monkeypatch):
