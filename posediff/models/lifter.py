@@ -408,24 +408,39 @@ class LiftingModel(nn.Module):
         return poses - poses[..., :1, :]
 
     def lift(self, keypoints_2d, image_size, uncertainty=None, hypotheses: int | None = None,
-             steps: int | None = None, return_hypotheses: bool = False, seed: int = 0) -> torch.Tensor:
+             steps: int | None = None, return_hypotheses: bool = False, seed: int = 0,
+             joints: str = "h36m17") -> torch.Tensor:
         """2D poses in pixels → 3D poses in millimetres.
 
         Args:
-            keypoints_2d: (B, 17, 2) pixels in the H36M-17 joint order (or (B, T, 17, 2) for a video model).
+            keypoints_2d: (B, 17, 2) pixels in the H36M-17 joint order (or (B, T, 17, 2) for a video model), or in
+                the COCO-17 order with ``joints="coco17"`` (converted by :func:`posediff.skeletons.coco17_to_h36m17`).
             image_size: (w, h) of the image the pixels are in.
             uncertainty: optional (B, 17, K, 5) [π, μu, μv, σu, σv] per joint in pixels (or (B, T, 17, K, 5)).
             hypotheses, steps: the diffusion head's N and DDIM steps (defaults: the recipe's).
             return_hypotheses: return every hypothesis (B, H, 17, 3) instead of their mean (B, 17, 3).
             seed: the random source of the hypotheses.
+            joints: the order of ``keypoints_2d``'s joints: ``"h36m17"`` or ``"coco17"``.
 
         Returns:
-            root-relative camera-frame millimetres, pelvis at 0.
+            root-relative camera-frame millimetres, pelvis at 0, in the H36M-17 order.
         """
         from ..data.h36m import normalize_screen
+        from ..skeletons import coco17_to_h36m17
 
+        if joints not in ("h36m17", "coco17"):
+            raise ValueError(f"lift: joints={joints!r}, expected 'h36m17' (Human3.6M's 17 joints) or 'coco17' (COCO's, "
+                             f"converted)")
         kp = torch.as_tensor(np.asarray(keypoints_2d, dtype=np.float64) if not isinstance(keypoints_2d, torch.Tensor)
                              else keypoints_2d.detach().cpu().double())
+        if joints == "coco17":
+            if uncertainty is not None:
+                raise ValueError("lift: uncertainty is per H36M-17 joint; with joints='coco17' give none (convert the "
+                                 "2D with posediff.skeletons.coco17_to_h36m17 and build its mixtures in that order)")
+            if kp.shape[-2:] != (17, 2):
+                raise ValueError(f"lift: keypoints_2d has shape {tuple(kp.shape)}, expected (B, 17, 2) pixels in the "
+                                 f"COCO-17 order")
+            kp = torch.as_tensor(coco17_to_h36m17(torch.cat([kp, torch.ones_like(kp[..., :1])], -1).numpy())[..., :2])
         try:
             w, h = (float(v) for v in image_size)
         except (TypeError, ValueError):
@@ -451,6 +466,13 @@ class LiftingModel(nn.Module):
             if unc.dim() != 5 or unc.shape[-1] != 5 or tuple(unc.shape[:3]) != tuple(kp.shape[:3]):
                 raise ValueError(f"lift: uncertainty has shape {tuple(unc.shape)}, expected (B, 17, K, 5) "
                                  f"[π, μu, μv, σu, σv] in pixels, matching keypoints_2d")
+            if not torch.isfinite(unc).all():
+                raise ValueError(f"lift: uncertainty holds a non-finite value at index "
+                                 f"{tuple((~torch.isfinite(unc)).nonzero()[0].tolist())}")
+            if (unc[..., 0] < 0).any() or (unc[..., 0].sum(-1) <= 0).any():
+                raise ValueError("lift: uncertainty's weights π (field 0) must be >= 0 with a positive sum per joint")
+            if (unc[..., 3:5] <= 0).any():
+                raise ValueError("lift: uncertainty's σu, σv (fields 3, 4) must be positive pixels")
             unc = unc.clone()
             unc[..., 1:3] = torch.as_tensor(normalize_screen(unc[..., 1:3].numpy(), w, h))
             unc[..., 3:5] = unc[..., 3:5] * (2.0 / w)

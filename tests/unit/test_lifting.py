@@ -71,6 +71,15 @@ def test_lift_contract_in_millimetres():
     assert base.lift(px, (1000, 1002), return_hypotheses=True).shape == (2, 1, 17, 3)
 
 
+def test_lift_takes_coco17_and_converts_it():
+    from posediff.skeletons import coco17_to_h36m17
+
+    model = posediff.create_model("lifting_baseline", **SMALL).eval()
+    coco = np.random.default_rng(1).uniform(300, 700, size=(2, 17, 2))
+    h36m = coco17_to_h36m17(np.concatenate([coco, np.ones((2, 17, 1))], -1))[..., :2]
+    torch.testing.assert_close(model.lift(coco, (1000, 1000), joints="coco17"), model.lift(h36m, (1000, 1000)))
+
+
 @pytest.mark.parametrize("args, message", [
     (dict(keypoints_2d=np.zeros((2, 16, 2))), r"expected \(B, 17, 2\) pixels in the H36M-17 joint order"),
     (dict(keypoints_2d=np.full((2, 17, 2), np.nan)), r"non-finite value at index \(0, 0, 0, 0\)"),
@@ -79,6 +88,13 @@ def test_lift_contract_in_millimetres():
     (dict(uncertainty=np.zeros((2, 17, 5))), r"uncertainty has shape"),
     (dict(steps=0), r"steps=0, expected an integer in \[1, 50\]"),
     (dict(hypotheses=0), "hypotheses=0"),
+    (dict(joints="mpii16"), r"joints='mpii16', expected 'h36m17' .* or 'coco17'"),
+    (dict(joints="coco17", uncertainty=np.ones((2, 17, 1, 5))), "uncertainty is per H36M-17 joint"),
+    (dict(uncertainty=np.concatenate([np.ones((2, 17, 1, 3)), -np.ones((2, 17, 1, 2))], -1)),
+     r"σu, σv \(fields 3, 4\) must be positive"),
+    (dict(uncertainty=np.concatenate([np.zeros((2, 17, 1, 1)), np.ones((2, 17, 1, 4))], -1)),
+     r"weights π \(field 0\) must be >= 0 with a positive sum"),
+    (dict(uncertainty=np.full((2, 17, 1, 5), np.inf)), "uncertainty holds a non-finite value"),
 ])
 def test_lift_bad_input_is_named(args, message):
     model = posediff.create_model("diffpose", **SMALL).eval()
