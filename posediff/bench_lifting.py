@@ -77,18 +77,25 @@ def _context_recipe_overrides(recipe: str, model: dict) -> dict:
     return {k: getattr(cfg, k) for k in keep}
 
 
-def _data(dataset: str, data_root: str | None, preset: LiftingPreset, seed: int):
+def _data(dataset: str, data_root: str | None, preset: LiftingPreset, seed: int, overrides: tuple[str, ...] = ()):
+    """The runs' data config, with the ``--set data.FIELD=...`` overrides (so that the test split the bench
+    scores is drawn as the training data is: MocapLift's detector model; Human3.6M's 2D file, by default the CPN
+    detections, ``data.positions_2d=ROOT/data_2d_h36m_gt.npz`` for ground truth)."""
+    from .engine.config import TrainConfig, apply_overrides
     from .tasks.lifting import LiftingData
 
     common = dict(train_size=preset.train_size, val_size=preset.val_size)
     if dataset == "mocaplift":
-        return LiftingData(kind="mocaplift", seed=seed, **common)
-    if not data_root:
-        raise ValueError("--dataset h36m reads VideoPose3D's files from --data-root (data_3d_h36m.npz and "
-                         "data_2d_h36m_cpn_ft_h36m_dbb.npz)")
-    root = Path(data_root)
-    return LiftingData(kind="h36m", positions_3d=str(root / "data_3d_h36m.npz"),
-                       positions_2d=str(root / "data_2d_h36m_cpn_ft_h36m_dbb.npz"), **common)
+        data = LiftingData(kind="mocaplift", seed=seed, **common)
+    else:
+        if not data_root:
+            raise ValueError("--dataset h36m reads VideoPose3D's files from --data-root (data_3d_h36m.npz and "
+                             "data_2d_h36m_cpn_ft_h36m_dbb.npz)")
+        root = Path(data_root)
+        data = LiftingData(kind="h36m", positions_3d=str(root / "data_3d_h36m.npz"),
+                           positions_2d=str(root / "data_2d_h36m_cpn_ft_h36m_dbb.npz"), **common)
+    items = [o for o in overrides if o.split("=", 1)[0].startswith("data.")]
+    return apply_overrides(TrainConfig(recipe=preset.recipes[0], data=data), items).data if items else data
 
 
 def _test_set(data, frames: int):
@@ -246,7 +253,7 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
     if report_only:
         records = _recorded(out, preset)
     for seed in () if report_only else preset.seeds:
-        data = _data(dataset, data_root, preset, seed)
+        data = _data(dataset, data_root, preset, seed, overrides)
         encoders: dict[tuple, Path] = {}
         for recipe in preset.recipes:
             model = {}

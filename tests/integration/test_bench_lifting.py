@@ -128,3 +128,38 @@ def test_one_stage_flags_are_refused_for_lifting():
 
     with pytest.raises(ValueError, match="--steps: not options of the lifting bench"):
         main(["--dataset", "mocaplift", "--steps", "1", "2"])
+
+
+def test_human36m_files_train_and_score_through_the_bench(tmp_path, monkeypatch):
+    """``--dataset h36m`` on files in VideoPose3D's format (every subject a few poses of the real fixture frames,
+    their 2D projected by that subject's real cameras), the 2D file chosen by ``--set data.positions_2d`` for
+    training and for the test split alike."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from posediff.data.h36m import CAMERA_IDS, TEST_SUBJECTS, TRAIN_SUBJECTS, load_cameras, load_positions_3d
+
+    fixture = load_positions_3d(Path(__file__).parents[1] / "data" / "h36m" / "data_3d_h36m.npz")
+    world = np.concatenate([a for actions in fixture.values() for a in actions.values()])  # (F, 17, 3) metres
+    rng = np.random.default_rng(0)
+    world = np.concatenate([world + rng.normal(0, 0.02, world.shape) for _ in range(4)])
+    cams = load_cameras()
+    p3d, p2d = {}, {}
+    for s in TRAIN_SUBJECTS + TEST_SUBJECTS:
+        p3d[s] = {"Walking 1": world, "Eating": world[::-1].copy()}
+        p2d[s] = {a: [cams[(s, c)].project(cams[(s, c)].world_to_camera(w)).astype(np.float32) for c in CAMERA_IDS]
+                  for a, w in p3d[s].items()}
+    np.savez(tmp_path / "data_3d_h36m.npz", positions_3d=p3d)
+    np.savez(tmp_path / "data_2d_h36m_gt.npz", positions_2d=p2d)  # no CPN file: the override must be read
+    tiny = LiftingPreset("tiny", context_steps=4, train_steps=3, batch_size=16, seeds=(0,), test_size=None,
+                         val_size=None, sampling_steps=(1,), hypothesis_counts=(2,), sweep_size=8, speed_batch=8)
+    monkeypatch.setitem(bench_lifting.LIFTING_PRESETS, "tiny", tiny)
+    results = run_lifting_bench(["lifting_baseline", "diffpose"], "tiny", dataset="h36m", data_root=str(tmp_path),
+                                out=str(tmp_path / "b"),
+                                overrides=SMALL + (f"data.positions_2d={tmp_path / 'data_2d_h36m_gt.npz'}",))
+    runs = {r["recipe"]: r for r in results["runs"]}
+    n_test = len(TEST_SUBJECTS) * len(CAMERA_IDS) * 2 * len(world)
+    assert runs["diffpose"]["test"]["poses"] == runs["lifting_baseline"]["test"]["poses"] == n_test
+    assert set(runs["diffpose"]["test"]["P1_per_action"]) == {"Walking", "Eating"}
+    assert 0 < runs["lifting_baseline"]["test"]["P1"] < 2000

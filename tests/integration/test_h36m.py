@@ -103,6 +103,11 @@ def write(path, **fields):
     ("nan", r"positions_3d\['S1'\]\['Walking'\] holds a non-finite value at frame 1"),
     ("subject", "subject 'S9' is absent"),
     ("cameras", r"has 3 cameras, expected 4"),
+    ("joints_2d", r"positions_2d\['S1'\]\['Walking'\]\[0\] has shape \(2, 16, 2\), expected \(F, 17, 2\) pixels"),
+    ("nan_2d", r"positions_2d\['S1'\]\['Walking'\]\[0\] holds a non-finite value at frame 0"),
+    ("gmm_fields", r"positions_2d\['S1'\]\['Walking'\]\[0\] has shape \(2, 17, 3, 4\), expected \(F, 17, K, 5\) "
+                   r"\[π, μu, μv, σu, σv\]"),
+    ("nan_gmm", r"positions_2d\['S1'\]\['Walking'\]\[0\] holds a non-finite value at frame 1"),
 ])
 def test_bad_files_are_named(tmp_path, case, message):
     good = np.zeros((2, 17, 3), np.float32)
@@ -116,6 +121,13 @@ def test_bad_files_are_named(tmp_path, case, message):
         p3d = {"S1": {"Walking": bad}}
     if case == "cameras":
         two_d = {"S1": {"Walking": two_d["S1"]["Walking"][:3]}}
+    bad_2d = {"joints_2d": np.zeros((2, 16, 2)), "nan_2d": np.full((2, 17, 2), np.nan),
+              "gmm_fields": np.ones((2, 17, 3, 4))}
+    if case == "nan_gmm":
+        bad_2d[case] = np.ones((2, 17, 3, 5))
+        bad_2d[case][1, 0, 0, 3] = np.inf
+    if case in bad_2d:
+        two_d = {"S1": {"Walking": [bad_2d[case]] + two_d["S1"]["Walking"][1:]}}
     f3 = write(tmp_path / "p3d.npz", **({"other": 1} if case == "missing_key" else {"positions_3d": p3d}))
     f2 = write(tmp_path / "p2d.npz", positions_2d=two_d)
     with pytest.raises(H36MError, match=message) as err:
