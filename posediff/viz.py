@@ -86,8 +86,9 @@ def save_figure(fig, path, dpi: int = 110, **savefig_kwargs) -> None:
 
 
 def plot_poses_3d(poses: np.ndarray, path, skeleton: Skeleton | str = "h36m17", titles: Sequence[str] | None = None,
-                  image: np.ndarray | None = None) -> None:
-    """One 3D panel per pose, written to ``path`` (PNG); beside ``image`` when given.
+                  image: np.ndarray | None = None, columns: int = 5) -> None:
+    """One 3D panel per pose, written to ``path`` (PNG); beside ``image`` when given (the image first), in rows of
+    ``columns`` panels.
 
     ``poses`` (N, J, 3) or (N, H, J, 3) root-relative camera-frame millimetres (x right, y down, z away from the
     camera); with H hypotheses each is drawn thin and their mean thick. The panels show x across, depth (z)
@@ -103,15 +104,17 @@ def plot_poses_3d(poses: np.ndarray, path, skeleton: Skeleton | str = "h36m17", 
     if poses.ndim == 3:
         poses = poses[:, None]
     n = len(poses)
-    cols = n + (image is not None)
-    fig = plt.figure(figsize=(3.2 * max(cols, 1), 3.4))
+    panels = n + (image is not None)
+    cols = max(1, min(panels, int(columns)))
+    rows = max(1, -(-panels // cols))
+    fig = plt.figure(figsize=(3.2 * cols, 3.4 * rows))
     if image is not None:
-        ax = fig.add_subplot(1, cols, 1)
+        ax = fig.add_subplot(rows, cols, 1)
         ax.imshow(image)
         ax.axis("off")
     colours = person_colours(max(n, 1))
     for i, hyps in enumerate(poses):
-        ax = fig.add_subplot(1, cols, i + 1 + (image is not None), projection="3d")
+        ax = fig.add_subplot(rows, cols, i + 1 + (image is not None), projection="3d")
         rgb = tuple(c / 255 for c in colours[i])
         mean = hyps.mean(0)
         for pose, lw, alpha in [(h, 0.7, 0.35) for h in hyps if len(hyps) > 1] + [(mean, 2.0, 1.0)]:

@@ -325,11 +325,11 @@ def _lift_image(lifter, i: int, path, image: np.ndarray, keypoints: np.ndarray, 
     return dict(image_id=i, file_name=str(path), persons=persons)
 
 
-def _draw_3d(path: Path, drawn: np.ndarray, entry: dict, most: int = 4) -> None:
-    """The drawing beside the 3D skeletons of the ``most`` best-scoring persons (all are in poses3d.json)."""
+def _draw_3d(path: Path, drawn: np.ndarray, entry: dict) -> None:
+    """The drawing beside the 3D skeleton of each lifted person, best-scoring first."""
     from ..viz import plot_poses_3d
 
-    persons = entry["persons"][:most]
+    persons = entry["persons"]
     poses = np.asarray([p["hypotheses"] for p in persons]) if persons else np.zeros((0, 1, 17, 3))
     plot_poses_3d(poses, path, titles=[f"person {n + 1} ({p['score']:.2f})" for n, p in enumerate(persons)],
                   image=drawn)

@@ -129,6 +129,19 @@ def test_predict_lift_writes_3d_poses_and_pictures(data_dir, tmp_path):
         cli(["predict", str(image), "--checkpoint", str(two_d), "--out", str(out), "--lift", str(two_d)])
 
 
+def test_predict_lift_by_default_lifts_every_person_with_the_zoo(data_dir, tmp_path):
+    """``--lift`` alone: the zoo's edpose_tiny finds the persons, the zoo's diffpose lifts each one of them."""
+    out = tmp_path / "out"
+    image = data_dir / "matplotlib_grace_hopper.jpg"
+    assert cli(["predict", str(image), "--out", str(out), "--size", "128", "--score-threshold", "0.05",
+                "--lift"]) == 0
+    poses = json.loads((out / "poses3d.json").read_text())
+    index = json.loads((out / "images.json").read_text())
+    assert poses["lifting"] == "zoo" and len(poses["images"][0]["persons"]) == index["images"][0]["persons"] > 0
+    assert all(np.shape(p["hypotheses"]) == (5, 17, 3) for p in poses["images"][0]["persons"])  # diffpose's N = 5
+    assert (out / index["images"][0]["drawing_3d"]).stat().st_size > 5000
+
+
 def test_coco_to_h36m_mapping():
     from posediff.skeletons import coco17_to_h36m17
 
