@@ -57,9 +57,10 @@ class TopDownModel(nn.Module):
         xf = self.head.prepare(self.backbone(crops.flip(-1))[-1]) if self.flip_test else None
         out = []
         for s, g in zip(steps, generators):
-            hm = self.head.predict_prepared(x, s, g)
-            if xf is not None:
-                hm = (hm + flip_heatmaps(self.head.predict_prepared(xf, s, g), self.skeleton.flip_index)) / 2
+            noise = self.head.start_noise(x, g)
+            hm = self.head.predict_prepared(x, s, g, noise)
+            if xf is not None:  # the mirrored crop from the same noise: flip-averaging commutes with mirroring
+                hm = (hm + flip_heatmaps(self.head.predict_prepared(xf, s, g, noise), self.skeleton.flip_index)) / 2
             out.append(hm)
         return out
 

@@ -358,17 +358,26 @@ class DiffusionHeatmapHead(nn.Module):
         noised to ``start_timestep`` (or from noise)."""
         return self.predict_prepared(self.prepare(x), steps, generator)
 
+    def _x0(self, coarse: torch.Tensor) -> torch.Tensor:
+        """The coarse estimate as a signal x_0: (B, K, 2) coordinates or (B, K, h, w) pixels."""
+        if self.space == "coordinates":
+            return self.encode(self.peaks(coarse))
+        return (coarse.clamp(0, 1) * 2 - 1) * self.signal_scale
+
+    def start_noise(self, prepared: tuple[torch.Tensor, torch.Tensor], generator=None) -> torch.Tensor:
+        """The noise sampling starts from (the shape of x_0)."""
+        x0 = self._x0(prepared[1])
+        return randn(x0.shape, generator, x0.device, x0.dtype)
+
     def predict_prepared(self, prepared: tuple[torch.Tensor, torch.Tensor], steps: int | None = None,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-        """:meth:`predict` from :meth:`prepare`'s output (several step counts share one)."""
+                         generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`predict` from :meth:`prepare`'s output (several step counts share one); ``noise``: the start's
+        noise (default: drawn from ``generator``)."""
         steps = self.sampling_steps if steps is None else int(steps)
         feats, coarse = prepared
-        if self.space == "coordinates":
-            x0 = self.encode(self.peaks(coarse))
-        else:
-            x0 = (coarse.clamp(0, 1) * 2 - 1) * self.signal_scale
+        x0 = self._x0(coarse)
         t0 = self.start_timestep
-        noise = randn(x0.shape, generator, x0.device, x0.dtype)
+        noise = randn(x0.shape, generator, x0.device, x0.dtype) if noise is None else noise
         x_t = q_sample(self.scheduler, x0, t0, noise) if self.start == "coarse" else noise
         maps = []
 

@@ -70,5 +70,10 @@ class HeatmapHead(nn.Module):
         """The heatmaps (B, K, h, w), which every step count shares (the diffusion head's signature)."""
         return self(x)
 
-    def predict_prepared(self, prepared: torch.Tensor, steps: int | None = None, generator=None) -> torch.Tensor:
+    def start_noise(self, prepared: torch.Tensor, generator=None) -> None:
+        """No random draws (the diffusion head's signature)."""
+        return None
+
+    def predict_prepared(self, prepared: torch.Tensor, steps: int | None = None, generator=None,
+                         noise=None) -> torch.Tensor:
         return prepared
