@@ -50,6 +50,14 @@ VARIANTS = {
     "residual": ("diffusionpose_tiny", {**BASE, "residual": True}),
     "residual_control": ("diffusionpose_tiny_control", {**BASE, "residual": True}),
     "residual_detached": ("diffusionpose_tiny", {"residual": True, "detach_features": True}),  # the recipe's choice
+    # the paper's unknowns, each changed alone from the recipe's choice (T = 1000, cosine ᾱ, start 500, mask σ 2,
+    # limb half-width 1 cell)
+    "T100": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "num_train_timesteps": 100,
+                                    "start_timestep": 50}),
+    "linear_beta": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "beta_schedule": "linear"}),
+    "mask_sigma1": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "mask_sigma": 1.0}),
+    "mask_sigma4": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "mask_sigma": 4.0}),
+    "limb_width2": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "limb_width": 2.0}),
 }
 
 
