@@ -324,6 +324,18 @@ def _mean_std(values) -> dict:
         if len(v) else {"mean": None, "std": None, "n": 0}
 
 
+def p1_limit(p1_vs_hypotheses: dict) -> float | None:
+    """P1 of the mean of N hypotheses as N → ∞, from P1 measured at several N: the mean's error is a bias plus
+    the average of N independent deviations, so its mean square falls as a + c / N; least squares on P1² gives a,
+    and √a the error no number of hypotheses removes (None with fewer than 3 counts)."""
+    if len(p1_vs_hypotheses) < 3:
+        return None
+    n = np.array([int(k) for k in p1_vs_hypotheses], dtype=np.float64)
+    y = np.array([v["P1"] for v in p1_vs_hypotheses.values()], dtype=np.float64) ** 2
+    a, _ = np.linalg.lstsq(np.stack([np.ones_like(n), 1 / n], 1), y, rcond=None)[0]
+    return float(np.sqrt(max(a, 0.0)))
+
+
 def summarise(records: list[dict]) -> dict:
     """Per recipe: mean ± std over seeds of P1, P2, best-of-N, speed; and each recipe's P1 against the baseline's."""
     by: dict[str, list[dict]] = {}
@@ -335,6 +347,7 @@ def summarise(records: list[dict]) -> dict:
                                                                               "P1_first", "spread")}
         out[recipe]["poses_per_s"] = _mean_std([r["speed"]["poses_per_s"] for r in rs])
         out[recipe]["step_vs_pass"] = _mean_std([r["speed"].get("step_vs_pass") for r in rs])
+        out[recipe]["P1_limit"] = _mean_std([p1_limit(r.get("p1_vs_hypotheses", {})) for r in rs])
         out[recipe]["seeds"] = [r["seed"] for r in rs]
         actions = sorted(rs[0]["test"]["P1_per_action"])
         for key in ("P1_per_action", "P2_per_action", "P1_best_per_action"):
@@ -450,6 +463,15 @@ def write_report(out: Path, results: dict, plots: dict) -> None:
         lines += [f"## {title}", "", "| recipe | " + " | ".join(actions) + " |", "|---|" + "---|" * len(actions)]
         lines += [f"| {recipe} | " + " | ".join(f"{v.get(a, float('nan')):.1f}" for a in actions) + " |"
                   for recipe, v in rows]
+        lines.append("")
+
+    limits = [(recipe, s["P1_limit"]) for recipe, s in summary.items() if s.get("P1_limit", {}).get("n")]
+    if limits:
+        lines += ["## What more hypotheses could give", "",
+                  "P1 of the mean of N hypotheses, measured at each N of the sweep, falls as its mean square "
+                  "a + c / N (a bias and N averaged deviations); √a, fitted per run, is the P1 no number of "
+                  "hypotheses removes:", "", "| recipe | P1, N → ∞ (fit) | P1 at the recipe's N |", "|---|---|---|"]
+        lines += [f"| {recipe} | {_pm(v)} | {_pm(summary[recipe]['P1'])} |" for recipe, v in limits]
         lines.append("")
 
     def cell(sp: dict, key: str, digits: int = 3) -> str:

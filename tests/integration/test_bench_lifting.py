@@ -163,3 +163,12 @@ def test_human36m_files_train_and_score_through_the_bench(tmp_path, monkeypatch)
     assert runs["diffpose"]["test"]["poses"] == runs["lifting_baseline"]["test"]["poses"] == n_test
     assert set(runs["diffpose"]["test"]["P1_per_action"]) == {"Walking", "Eating"}
     assert 0 < runs["lifting_baseline"]["test"]["P1"] < 2000
+
+
+def test_p1_limit_recovers_the_error_more_hypotheses_cannot_remove():
+    import numpy as np
+
+    bias2, spread2 = 80.0 ** 2, 55.0 ** 2  # mean square error of the mean of N: bias² + spread² / N
+    sweep = {str(n): {"P1": float(np.sqrt(bias2 + spread2 / n))} for n in (1, 2, 5, 20)}
+    assert bench_lifting.p1_limit(sweep) == pytest.approx(80.0)
+    assert bench_lifting.p1_limit({"1": {"P1": 90.0}, "5": {"P1": 85.0}}) is None  # two counts fit nothing
