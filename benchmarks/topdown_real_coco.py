@@ -28,8 +28,10 @@ def load(spec: str):
 
     if spec.startswith("zoo:"):
         recipe = spec[4:]
-        tag = next(t for r, t in PRETRAINED if r == recipe)
-        return posediff.create_model(recipe, pretrained=tag)
+        tags = [t for r, t in PRETRAINED if r == recipe]
+        if not tags:
+            raise SystemExit(f"--models {spec}: the zoo has no weights for {recipe!r}; it has {sorted(PRETRAINED)}")
+        return posediff.create_model(recipe, pretrained=tags[0])
     return load_model(spec).eval()
 
 
