@@ -117,7 +117,7 @@ def _subset(ds, n: int | None):
     return torch.utils.data.Subset(ds, np.linspace(0, len(ds) - 1, n).round().astype(np.int64).tolist())
 
 
-SPEED_VERSION = 2  # records measured by an earlier bench are measured again (their weights still there)
+SPEED_VERSION = 3  # records measured by an earlier bench are measured again (their weights still there)
 
 
 def _speed(model, ds, batch: int) -> dict:

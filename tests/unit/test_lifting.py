@@ -198,3 +198,16 @@ def test_a_frozen_untrained_context_is_refused_for_training():
     with pytest.raises(ValueError, match="no pretrained one is given"):
         get_task("diffpose").check_model(model, get_task("diffpose").resolve(cfg))
     get_task("diffpose").check_model(model, TrainConfig(recipe="diffpose", model={**SMALL, "freeze_context": False}))
+
+
+def test_sampling_in_blocks_of_rows_gives_the_same_hypotheses(monkeypatch):
+    """On a CPU the denoiser runs over the B·N hypothesis rows in blocks (faster per row); the result is the
+    one call's (to float rounding: a matrix product's sums may run in another order for another row count)."""
+    from posediff.models import lifter
+
+    model = posediff.create_model("diffpose", **SMALL).eval()
+    px = np.random.default_rng(0).uniform(300, 700, size=(3, 17, 2))
+    whole = model.lift(px, (1000, 1000), hypotheses=4, return_hypotheses=True)
+    monkeypatch.setattr(lifter, "CPU_ROWS", 5)  # 12 rows in blocks of 5, 5 and 2
+    torch.testing.assert_close(model.lift(px, (1000, 1000), hypotheses=4, return_hypotheses=True), whole,
+                               atol=1e-2, rtol=1e-4)  # mm
