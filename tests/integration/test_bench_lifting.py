@@ -47,6 +47,7 @@ def test_heads_share_the_seeds_context_and_are_scored(bench):
     report = (tmp / "b" / "report.md").read_text()
     assert "| diffpose | 2 |" in report and "## P1 per action (mm)" in report and "## P2 per action (mm)" in report
     assert "## Best-of-N P1 per action (mm, oracle)" in report
+    assert "- diffpose: P1 / lifting_baseline's = " in report
     assert (tmp / "b" / "hypotheses.png").stat().st_size > 5000
     assert (tmp / "b" / "plots" / "p1_vs_steps.png").stat().st_size > 5000
 
@@ -172,3 +173,18 @@ def test_p1_limit_recovers_the_error_more_hypotheses_cannot_remove():
     sweep = {str(n): {"P1": float(np.sqrt(bias2 + spread2 / n))} for n in (1, 2, 5, 20)}
     assert bench_lifting.p1_limit(sweep) == pytest.approx(80.0)
     assert bench_lifting.p1_limit({"1": {"P1": 90.0}, "5": {"P1": 85.0}}) is None  # two counts fit nothing
+
+
+def test_the_video_model_is_compared_with_the_frame_model_seed_by_seed():
+    def record(recipe, seed, p1):
+        test = {"P1": p1, "P2": p1 * 0.8, "P1_best": p1, "P2_best": p1 * 0.8, "P1_first": p1, "spread": 0.0,
+                "P1_per_action": {"walk": p1}}
+        return {"recipe": recipe, "seed": seed, "test": test, "speed": {"poses_per_s": 1.0}}
+
+    records = [record("lifting_baseline", 0, 100.0), record("lifting_baseline", 1, 110.0),
+               record("diffpose", 0, 90.0), record("diffpose", 1, 100.0),
+               record("diffpose_video_tiny", 0, 81.0), record("diffpose_video_tiny", 1, 95.0)]
+    s = bench_lifting.summarise(records)
+    assert s["diffpose_video_tiny"]["P1_vs_diffpose"]["mean"] == pytest.approx((0.9 + 0.95) / 2)
+    assert s["diffpose"]["P1_vs_baseline"]["mean"] == pytest.approx((0.9 + 100 / 110) / 2)
+    assert "- diffpose_video_tiny: P1 / diffpose's = 0.925 ± 0.035" in "\n".join(bench_lifting._verdicts(s))
