@@ -80,3 +80,26 @@ def test_context_weights_must_hold_the_context(tmp_path):
     save_file({"context.other": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="must hold this recipe's context encoder; .* tensors missing"):
         posediff.create_model("diffpose", context_weights=str(tmp_path / "other.safetensors"))
+
+
+def test_the_video_recipe_trains_on_its_own_context_and_lifts_sequences(tmp_path):
+    """diffpose_video_tiny: a temporal context encoder over T frames (trained first, then frozen), the DiffPose
+    head on it, and ``lift`` of (B, T, 17, 2) pixel sequences."""
+    import numpy as np
+
+    from posediff.engine.checkpoint import load_model
+    from posediff.registry import get_config
+
+    frames = get_config("diffpose_video_tiny").frames
+    assert frames == 27
+    ctx = run(tmp_path, "lifting_context", "ctx", max_steps=3, context="temporal", frames=frames)
+    assert ctx["metrics"]["P1"] > 0
+    video = run(tmp_path, "diffpose_video_tiny", "video", max_steps=3,
+                context_weights=str(tmp_path / "ctx" / "step_0000003.safetensors"), gmm_samples=32, em_iterations=1,
+                hypotheses=2, steps=1)
+    assert video["metrics"]["hypotheses"] == 2
+    model = load_model(tmp_path / "video" / "step_0000003.safetensors", context_weights="").eval()
+    seq = np.random.default_rng(0).uniform(300, 700, size=(2, frames, 17, 2))
+    assert model.lift(seq, (1000, 1000)).shape == (2, 17, 3)
+    with pytest.raises(ValueError, match="this model reads 27 frames"):
+        model.lift(seq[:, 0], (1000, 1000))
