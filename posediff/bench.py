@@ -658,7 +658,8 @@ def _public(record: dict, fmt: str) -> dict:
                 curve=record["history"], final_val=record.get("final_val", {}), machine=record.get("machine"),
                 task=record.get("task", "multiperson"), batch_size=record.get("batch_size"),
                 boxes=record["evals"][key].get("boxes"),
-                hypotheses=record.get("hypotheses"), lr_alike=record.get("lr_alike"), nms_sweep=record.get("nms_sweep"))
+                hypotheses=record.get("hypotheses"), lr_alike=record.get("lr_alike"), nms_sweep=record.get("nms_sweep"),
+                coarse_head=record["coarse_head"]["metrics"][fmt] if record.get("coarse_head") else None)
 
 
 def summarise(records: list[dict], fmt: str) -> dict:
@@ -687,6 +688,11 @@ def summarise(records: list[dict], fmt: str) -> dict:
                 for k in ("best_oks", "visible", "occluded")},
                 spread_error_spearman=_mean_std([h["spread_error_spearman"]["all"] for h in hyp
                                                  if h["spread_error_spearman"]["all"] is not None], least=None))
+        paired = [m for m in mine if m.get("coarse_head") and m["boxes"] == "ground truth"]
+        if paired:  # the diffusion head against the coarse head it refines, seed by seed
+            row["vs_coarse_head"] = {k: _mean_std([m["metrics"][k] - m["coarse_head"][k] for m in paired], least=None)
+                                     for k in ("AP", "AP_H")}
+            row["coarse_head"] = {k: _mean_std([m["coarse_head"][k] for m in paired]) for k in ("AP", "AP_H")}
         alike = [m["lr_alike"] for m in mine if m.get("lr_alike") and m["lr_alike"].get("persons")]
         if alike:
             row["lr_alike"] = {k: _mean_std([a[k] for a in alike if a[k] is not None])
@@ -918,6 +924,7 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
                 f"{100 * v[str(s)]['AP']:.1f}" if str(s) in v and v[str(s)]["AP"] is not None else "-"
                 for s in all_steps) + " |")
         lines += ["", f"![AP against sampling steps]({plots['ap_vs_sampling_steps.png']})", ""]
+    lines += _coarse_head_section(results)
     lines += _hypotheses_section(results, plots)
     lines += _nms_section(results)
     lines += ["## AP per crowd level" if fmt == "crowdpose" else "## AP per person size", "",
@@ -941,6 +948,30 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
               "formats), with the full training config, versions and machine.", ""]
     with atomic_path(out / "report.md") as tmp:
         Path(tmp).write_text("\n".join(lines))
+
+
+def _coarse_head_section(results: dict) -> list[str]:
+    """DiffusionPose against the coarse heatmap head it refines, scored alone from the same run (a SimpleBaseline
+    trained in the same run: the difference is free of the seed's spread between two runs)."""
+    rows = {r: row for r, row in results["summary"].items() if row.get("vs_coarse_head")}
+    if not rows:
+        return []
+    lines = ["## The denoiser against its own coarse head", "",
+             "Each DiffusionPose run scored again with its coarse heatmap head alone (ground-truth boxes): "
+             "SimpleBaseline's head, trained in the same run. Differences taken run by run, mean ± std over "
+             "seeds, ×100.", "", "| recipe | coarse head AP | AP − coarse head's | AP_H − coarse head's |",
+             "|---|---|---|---|"]
+    for recipe, row in rows.items():
+        d = row["vs_coarse_head"]
+        lines.append(f"| {recipe} | {_pm(row['coarse_head']['AP'])} | {_signed(d['AP'])} | {_signed(d['AP_H'])} |")
+    return lines + [""]
+
+
+def _signed(v: dict) -> str:
+    """A mean ± std of a difference, ×100, with its sign."""
+    if v.get("mean") is None:
+        return "-"
+    return f"{100 * v['mean']:+.1f}" + (f" ± {100 * v['std']:.1f}" if v["std"] is not None else "")
 
 
 def _hypotheses_section(results: dict, plots: dict) -> list[str]:

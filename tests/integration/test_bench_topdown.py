@@ -52,6 +52,11 @@ def test_top_down_runs_get_their_budget_and_both_kinds_of_boxes(bench):
     assert "| simplebaseline_tiny | 6 | 8 crops | 0.001 | trained |" in report  # each recipe's own budget
     assert "| edpose_tiny | 4 | 4 images | 0.0002 | frozen |" in report
     assert "top-down: the crops of its labelled persons in one batch" in report
+    coarse = json.loads((tmp / "b" / "runs" / "diffusionpose_tiny" / "seed0" / "bench.json").read_text())["coarse_head"]
+    assert coarse["boxes"] == "ground truth" and "AP" in coarse["metrics"]["crowdpose"]
+    paired = results["summary"]["diffusionpose_tiny"]["vs_coarse_head"]["AP"]["mean"]
+    assert paired == pytest.approx(runs["diffusionpose_tiny"]["metrics"]["AP"] - coarse["metrics"]["crowdpose"]["AP"])
+    assert "## The denoiser against its own coarse head" in report
 
 
 def test_rerun_recomputes_nothing(bench, monkeypatch):
