@@ -134,12 +134,13 @@ def main() -> None:
         net = load_model(latest_checkpoint(cfg.out)[0]).eval()
         data = get_task(recipe).build(get_task(recipe).resolve(cfg))
         row["val"] = score(net, data, cfg)
-        if name == "default":  # the sampling choices, on the shipped configuration
-            head, net.head = net.head, net.head.coarse  # the coarse head alone: SimpleBaseline's, trained beside
+        if hasattr(net.head, "coarse"):  # the coarse head alone: SimpleBaseline's, trained in the same run
+            head, net.head = net.head, net.head.coarse
             try:
                 row["coarse_head"] = score(net, data, cfg)
             finally:
                 net.head = head
+        if name == "default":  # the sampling choices, on the shipped configuration
             grid = {}
             for start in args.starts:
                 for steps in args.sampling_steps:
@@ -150,11 +151,12 @@ def main() -> None:
         row["seconds"] = round(time.time() - t0, 1)
         rows[name] = row
         print(name, row["val"], flush=True)
-    print("\n| variant | AP | AP_H | median error (px) | PCK@4px |\n|---|---|---|---|---|")
+    print("\n| variant | AP | AP_H | median error (px) | PCK@4px | its coarse head: AP, median error |\n"
+          "|---|---|---|---|---|---|")
     for name, row in rows.items():
-        v = row["val"]
+        v, c = row["val"], row.get("coarse_head")
         print(f"| {name} | {100 * v['AP']:.1f} | {100 * v['AP_H']:.1f} | {v['median_error_px']:.2f} | "
-              f"{100 * v['pck_4px']:.1f} |")
+              f"{100 * v['pck_4px']:.1f} | " + (f"{100 * c['AP']:.1f}, {c['median_error_px']:.2f} |" if c else "- |"))
     save_result(dict(steps=args.steps, seed=args.seed, val_images=args.val_images, variants=rows,
                      machine=machine_info(), command="python benchmarks/diffusionpose_choices.py " + " ".join(
                          f"--{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v))
