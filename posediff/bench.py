@@ -149,6 +149,7 @@ class BenchSpec:
     overrides: tuple[str, ...] = ()  # key=value applied to every run's TrainConfig (``posediff train`` syntax)
     detections: str | None = None  # top-down runs are also scored with these boxes (COCO detection results)
     report_only: bool = False  # report the finished runs among recipes x seeds; train none
+    retime: bool = False  # measure every run's latency again in this call (one machine, one load)
 
     def resolved(self) -> tuple[Preset, BenchSpec]:
         if self.preset not in PRESETS:
@@ -406,6 +407,8 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         record["params_M"] = round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
         record["default_steps"] = int(m.head.sampling_steps) if _is_diffusion(m) else None
     record["batch_size"] = cfg.batch_size
+    if spec.retime:
+        record.pop("latency_ms", None)  # measured again below, as every run of this call is
     if task_name(run["recipe"]) == "topdown":
         return _run_topdown(record, run, spec, model, device)
     diffusion = record["default_steps"] is not None
@@ -1169,6 +1172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                              "edpose_tiny's)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="training-config overrides for every run, as for posediff train (data.num_images=500)")
+    parser.add_argument("--retime", action="store_true",
+                        help="measure every run's latency (lifting: speed) again in this call, so that the table's "
+                             "timings share one machine and one load (needs the runs' weights)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs of --out that finished (of --recipes and --seeds); "
                              "a finished run's missing measurements are still taken")
@@ -1187,7 +1193,8 @@ def spec_from_args(args: argparse.Namespace) -> BenchSpec:
                      data_root=args.data_root, seeds=tuple(args.seeds) if args.seeds else None,
                      steps=tuple(args.steps) if args.steps else None, init=args.init, out=args.out,
                      train_steps=args.train_steps, test_images=args.test_images, workers=args.workers,
-                     overrides=tuple(args.set), detections=args.detections, report_only=args.report_only)
+                     overrides=tuple(args.set), detections=args.detections, report_only=args.report_only,
+                     retime=args.retime)
 
 
 def run_from_args(args: argparse.Namespace, command: str) -> int:
@@ -1203,7 +1210,7 @@ def run_from_args(args: argparse.Namespace, command: str) -> int:
 
         run_lifting_bench(args.recipes, args.preset, args.dataset or "mocaplift", args.data_root, args.seeds, args.out,
                           args.train_steps, args.test_images, args.workers, tuple(args.set), command=command.strip(),
-                          report_only=args.report_only)
+                          report_only=args.report_only, retime=args.retime)
         return 0
     run_bench(spec_from_args(args), command=command.strip())
     return 0

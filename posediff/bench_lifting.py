@@ -209,10 +209,11 @@ def _run(recipe: str, seed: int, model: dict, data, preset: LiftingPreset, out: 
 def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocaplift", data_root: str | None = None,
                       seeds=None, out=None, train_steps: int | None = None, test_size: int | None = None,
                       workers: int = 0, overrides: tuple[str, ...] = (), command: str | None = None,
-                      report_only: bool = False) -> dict:
+                      report_only: bool = False, retime: bool = False) -> dict:
     """Run the lifting head-to-head (see the module docstring); returns ``results.json``'s content.
 
-    ``report_only``: train and score nothing; report the (recipe, seed) runs of ``out`` that have a record."""
+    ``report_only``: train and score nothing; report the (recipe, seed) runs of ``out`` that have a record.
+    ``retime``: measure every run's speed again (one machine and load for the whole table)."""
     from . import __version__
     from .engine.checkpoint import load_model
     from .env import machine_info
@@ -249,6 +250,9 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
     folder.claim(BENCH_FILES)
     write_json(wanted, stamp)
     t0 = time.time()
+    if report_only and retime:
+        raise ValueError("--retime measures the runs again, which --report-only does not load; give --retime alone "
+                         "(finished runs are not trained again)")
     records = []
     if report_only:
         records = _recorded(out, preset)
@@ -276,6 +280,8 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
                 result, weights = _run(recipe, seed, model, data, preset, run_out, preset.train_steps, workers,
                                        overrides)
             record = json.loads(record_path.read_text()) if record_path.is_file() else None
+            if record is not None and retime:
+                record["speed"] = {}  # measured again below
             if record is None or record.get("speed", {}).get("version") != SPEED_VERSION:
                 net = load_model(weights, context_weights="")
                 test_ds = _subset(_test_set(data, get_config(recipe).frames), preset.test_size)

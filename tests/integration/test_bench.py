@@ -172,6 +172,26 @@ def test_report_only_reports_the_finished_runs_and_trains_none(bench, tmp_path, 
                        recipes=("diffusion_regpose_tiny",)))
 
 
+def test_retime_measures_every_latency_again_and_nothing_else(bench, tmp_path, monkeypatch):
+    import posediff.bench as bench_module
+
+    tmp, results = bench
+    shutil.copytree(tmp / "b", tmp_path / "b")
+    timed = []
+
+    def latency(model, dataset, n, steps=None, warmup=2):
+        timed.append(steps)
+        return {"median": 1.0, "mean": 1.0, "images": n}
+
+    monkeypatch.setattr(bench_module, "latency_ms", latency)
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train",
+                        lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = run_bench(spec(tmp_path, data_root=str(tmp / "sc"), retime=True))
+    assert len(timed) == 4  # two recipes x two seeds
+    assert all(r["latency_ms"]["median"] == 1.0 for r in again["runs"])
+    assert again["summary"]["edpose_tiny"]["AP"] == results["summary"]["edpose_tiny"]["AP"]
+
+
 def test_other_settings_in_the_same_folder_are_refused(bench):
     tmp, _ = bench
     with pytest.raises(ValueError, match=r"other settings: train_steps 3 \(wanted 5\)"):

@@ -116,6 +116,26 @@ def test_speed_of_each_diffpose_state(recipe):
     assert sp["steps"] == (len(model.head.timesteps) if model.head.timesteps else model.head.steps)
 
 
+def test_retime_measures_the_speed_again(bench, monkeypatch, tmp_path):
+    import shutil
+    import sys
+
+    tmp, results = bench
+    shutil.copytree(tmp / "b", tmp_path / "b")
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train",
+                        lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(bench_lifting, "_speed", lambda model, ds, batch: {"version": bench_lifting.SPEED_VERSION,
+                                                                          "poses_per_s": 7.0, "ms_per_pose": 1.0,
+                                                                          "context_ms_per_pose": 0.1})
+    again = run_lifting_bench(["lifting_baseline", "diffpose"], "tiny", out=str(tmp_path / "b"), overrides=SMALL,
+                              retime=True)
+    assert all(r["speed"]["poses_per_s"] == 7.0 for r in again["runs"])
+    assert again["summary"]["diffpose"]["P1"] == results["summary"]["diffpose"]["P1"]
+    with pytest.raises(ValueError, match="--retime measures the runs again"):
+        run_lifting_bench(["lifting_baseline"], "tiny", out=str(tmp_path / "b"), overrides=SMALL, retime=True,
+                          report_only=True)
+
+
 def test_other_settings_and_other_recipes_are_refused(bench):
     tmp, _ = bench
     with pytest.raises(ValueError, match="other settings"):
