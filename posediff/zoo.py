@@ -135,14 +135,15 @@ def zoo_weights(recipe: str, tag: str) -> dict[str, torch.Tensor]:
 def load_pretrained(recipe: str, tag: str, **overrides):
     """Build ``recipe`` with the overrides it was trained with (and ``overrides``), load the zoo weights
     strictly, return it in eval mode."""
-    from .registry import create_model
+    from .registry import as_trained, create_model
 
     path = _entry(recipe, tag)
     meta = zoo_metadata(path)
     if meta.get("format") != FORMAT or meta.get("recipe") != recipe:
         raise ValueError(f"{path}: metadata says format {meta.get('format')!r}, recipe {meta.get('recipe')!r}; "
                          f"expected {FORMAT!r} and {recipe!r}")
-    model = create_model(recipe, **{**meta.get("overrides", {}), **overrides})
+    trained = as_trained(recipe, meta.get("overrides", {}), int(meta.get("config_version", 0)))
+    model = create_model(recipe, **{**trained, **overrides})
     missing, unexpected = model.load_state_dict(zoo_weights(recipe, tag), strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit recipe {recipe!r} with overrides {overrides}: "

@@ -50,8 +50,10 @@ def save_checkpoint(run_dir, step: int, model, recipe: str, overrides: dict, sta
     tensors = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+    from ..registry import CONFIG_VERSION
+
     meta = {"format": FORMAT, "recipe": recipe, "overrides": json.dumps(overrides, sort_keys=True),
-            "step": str(step), "ema": str(ema is not None)}
+            "config_version": str(CONFIG_VERSION), "step": str(step), "ema": str(ema is not None)}
     meta.update({k: json.dumps(v) for k, v in (extra_meta or {}).items()})
     weights = run_dir / f"{name}.safetensors"
     with atomic_path(weights) as tmp:
@@ -163,11 +165,12 @@ def load_checkpoint(path) -> tuple[dict, dict, dict]:
 
 
 def load_model(path, use_ema: bool = True, **overrides):
-    """Rebuild the recipe a checkpoint was trained with and load its (EMA) weights; returns the model in eval mode."""
-    from ..registry import create_model
+    """Rebuild the recipe a checkpoint was trained with (its overrides, and the defaults of its config version:
+    :func:`posediff.registry.as_trained`) and load its (EMA) weights; returns the model in eval mode."""
+    from ..registry import as_trained, create_model
 
     weights, ema, meta = load_checkpoint(path)
-    kwargs = json.loads(meta.get("overrides", "{}"))
+    kwargs = as_trained(meta["recipe"], json.loads(meta.get("overrides", "{}")), int(meta.get("config_version", 0)))
     kwargs.update(overrides)
     model = create_model(meta["recipe"], **kwargs)
     state = ema if (use_ema and ema) else weights

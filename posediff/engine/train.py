@@ -249,6 +249,20 @@ def _drop_later_checkpoints(out: Path, folder, step: int) -> None:
     write_json({"name": f"step_{step:07d}", "step": step, "has_state": True}, out / "last.json")
 
 
+def _check_defaults_unchanged(meta: dict, weights_path, cfg) -> None:
+    """Refuse to resume a run whose checkpoint was made when a default it relies on was another (the model would
+    go on training as another model): name the ``model.FIELD=VALUE`` overrides that continue it as it was."""
+    from ..registry import as_trained
+
+    made = as_trained(cfg.recipe, dict(cfg.model), int(meta.get("config_version", 0)))
+    changed = {k: v for k, v in made.items() if k not in cfg.model}
+    if changed:
+        fix = " ".join(f"model.{k}={v}" for k, v in changed.items())
+        raise ValueError(f"{weights_path}: this run was made when {', '.join(changed)} defaulted to "
+                         f"{', '.join(map(str, changed.values()))} (metadata config_version "
+                         f"{meta.get('config_version', 0)}); resume it with {fix}, or start afresh in another --out")
+
+
 def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progress: bool = True,
           resume_from: str | None = None) -> dict:
     """Run (or continue) a training run; returns the final metrics and the loss history.
@@ -304,6 +318,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             except (ValueError, FileNotFoundError) as err:
                 raise type(err)(f"{err}{resume_hint(out, checkpoint_step(weights_path))}") from err
             task.check_checkpoint(meta, weights_path, "resume", cfg)
+            _check_defaults_unchanged(meta, weights_path, cfg)
             cpu_rngs = state["torch_rng"] if isinstance(state["torch_rng"], list) else [state["torch_rng"]]  # per rank
             saved_world = len(cpu_rngs)
             if saved_world != world:

@@ -52,10 +52,15 @@ def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True,
 
 
 def _zoo_overrides(meta: dict) -> dict:
-    """A checkpoint's recipe overrides as the zoo keeps them: without ``pretrained_backbone`` (zoo models load
-    without any network) and ``context_weights`` (a zoo file holds its context encoder)."""
-    return {k: v for k, v in json.loads(meta.get("overrides", "{}")).items()
-            if k not in ("pretrained_backbone", "context_weights")}
+    """A checkpoint's recipe overrides as the zoo keeps them: with the defaults changed since the checkpoint was
+    made at their earlier values (:func:`posediff.registry.as_trained`; the zoo file then records this
+    version), without ``pretrained_backbone`` (zoo models load without any network) and ``context_weights`` (a
+    zoo file holds its context encoder)."""
+    from ..registry import as_trained
+
+    overrides = as_trained(meta["recipe"], json.loads(meta.get("overrides", "{}")),
+                           int(meta.get("config_version", 0)))
+    return {k: v for k, v in overrides.items() if k not in ("pretrained_backbone", "context_weights")}
 
 
 def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
@@ -70,9 +75,11 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
 
     half, meta, dropped = zoo_tensors(checkpoint, base, use_ema, int8=int8)
     overrides = _zoo_overrides(meta)
+    from ..registry import CONFIG_VERSION
+
     out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": json.dumps(overrides, sort_keys=True),
-                "step": meta.get("step", ""), "metrics": json.dumps(metrics or {}),
-                "made_by": json.dumps(made_by or {})}
+                "config_version": str(CONFIG_VERSION), "step": meta.get("step", ""),
+                "metrics": json.dumps(metrics or {}), "made_by": json.dumps(made_by or {})}
     if base:
         out_meta["base"] = base
         out_meta["base_digest"] = tensors_digest(read_zoo_file(zoo_path(base)))

@@ -188,3 +188,23 @@ def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path)
     again = score_topdown_on_synthcrowd_test(model.eval(), num_images=split["images"], size=split["size"],
                                              scene_seed=split["scene_seed"], nms=split["nms"])
     assert again["crowdpose"] == meta["metrics"]["crowdpose"] and again["test_split"]["persons"] == split["persons"]
+
+
+def test_resuming_a_run_made_before_a_default_changed_names_the_fix(data_root, tmp_path):
+    """A run whose checkpoint an earlier posediff wrote (no config_version) relied on the defaults of then:
+    resuming it under today's would train another model, so it is refused with the overrides that continue it."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    cfg = config("diffusionpose_tiny", data_root, tmp_path / "run", "max_steps=2", "ckpt_every=2")
+    train(cfg, progress=False)
+    weights = tmp_path / "run" / "step_0000002.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k != "config_version"}
+    save_file(load_file(str(weights)), str(weights), metadata=meta)
+    with pytest.raises(ValueError, match=r"made when residual, detach_features defaulted to False, False .*resume "
+                                         r"it with model.residual=False model.detach_features=False"):
+        train(apply_overrides(cfg, ["max_steps=4"]), resume=True, progress=False)
+    done = train(apply_overrides(cfg, ["max_steps=4", "model.residual=False", "model.detach_features=False"]),
+                 resume=True, progress=False)
+    assert done["steps"] == 4

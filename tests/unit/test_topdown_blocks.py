@@ -229,3 +229,29 @@ def test_window_attention_masks_the_padding():
     assert g._key_mask(16, 8, "cpu") is None  # whole windows: nothing to mask
     out = g(torch.randn(2, 16, 12, 10), torch.ones(2, 1, 12, 10), torch.ones(2, 1, 12, 10))
     assert out.shape == (2, 16, 12, 10) and torch.isfinite(out).all()
+
+
+def test_a_checkpoint_loads_as_the_model_it_was_trained_as(tmp_path):
+    """A checkpoint made before a default changed (no config_version: 0) is rebuilt with the earlier default; one
+    made now keeps today's; resuming the old one without naming the field is refused with the fix."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from posediff.engine.checkpoint import load_model, save_checkpoint
+    from posediff.registry import CONFIG_VERSION, as_trained
+
+    model = posediff.create_model("diffusionpose_tiny", residual=False, detach_features=False)
+    path = save_checkpoint(tmp_path / "now", 1, model, "diffusionpose_tiny", {})
+    assert load_model(path).head.residual is True  # made at today's version: today's defaults
+    old = tmp_path / "old.safetensors"  # the same file as an earlier posediff wrote it: no config_version
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k != "config_version"}
+    save_file(load_file(str(path)), str(old), metadata=meta)
+    rebuilt = load_model(old)
+    assert rebuilt.head.residual is False and rebuilt.head.detach_features is False
+    assert as_trained("diffusionpose_tiny", {"residual": True}, 0)["residual"] is True  # what a file set stays
+    assert as_trained("edpose_tiny", {}, 0) == {} and as_trained("diffusionpose_tiny", {}, CONFIG_VERSION) == {}
+    assert json.loads(meta["overrides"]) == {}
