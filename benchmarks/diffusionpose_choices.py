@@ -59,6 +59,12 @@ VARIANTS = {
     "mask_sigma4": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "mask_sigma": 4.0}),
     "limb_width2": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "limb_width": 2.0}),
 }
+# Inference-only options, scored on another variant's trained run (training is the same): name -> (run, options)
+SCORED_FROM = {
+    "default_blend": ("default", {"blend": True}),
+    "control_blend": ("control", {"blend": True}),
+    "detached_blend": ("detached", {"blend": True}),
+}
 
 
 def localisation(model, dataset) -> dict:
@@ -112,7 +118,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-images", type=int, default=200)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *SCORED_FROM])
     ap.add_argument("--starts", nargs="+", type=int, default=[0, 250, 500, 999])
     ap.add_argument("--sampling-steps", nargs="+", type=int, default=[1, 2, 4])
     ap.add_argument("--runs", default="runs/diffusionpose_choices")
@@ -121,17 +127,20 @@ def main() -> None:
     init = str(zoo_path("resnet18_synthcrowd_heatmaps.safetensors"))
     rows = {}
     for name in args.variants:
-        recipe, model = VARIANTS[name]
+        run, infer = SCORED_FROM.get(name, (name, {}))
+        recipe, model = VARIANTS[run]
         base = "diffusionpose_tiny" if recipe.startswith("diffusionpose") else recipe
         cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{base}_synthcrowd.py")
-        cfg = dataclasses.replace(cfg, recipe=recipe, model={**cfg.model, **model}, out=str(Path(args.runs) / name),
+        cfg = dataclasses.replace(cfg, recipe=recipe, model={**cfg.model, **model}, out=str(Path(args.runs) / run),
                                   seed=args.seed, max_steps=args.steps, lr_drop=(int(args.steps * 0.8),),
                                   ckpt_every=max(args.steps // 4, 1), eval_every=0)
         cfg = apply_overrides(cfg, [f"data.max_val_images={args.val_images}"])
         t0 = time.time()
         result = train(cfg, resume=latest_checkpoint(cfg.out) is not None, init=init)
-        row = {"recipe": recipe, "overrides": model, "train_seconds": result["seconds"]}
-        net = load_model(latest_checkpoint(cfg.out)[0]).eval()
+        row = {"recipe": recipe, "overrides": {**model, **infer}, "train_seconds": result["seconds"]}
+        if infer:
+            row["trained_as"] = run
+        net = load_model(latest_checkpoint(cfg.out)[0], **infer).eval()
         data = get_task(recipe).build(get_task(recipe).resolve(cfg))
         row["val"] = score(net, data, cfg)
         if hasattr(net.head, "coarse"):  # the coarse head alone: SimpleBaseline's, trained in the same run

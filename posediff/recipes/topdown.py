@@ -54,6 +54,7 @@ class TopDownConfig:
     train_start: str = "truth"  # "coarse": x_t from the coarse estimate in training (a posediff option)
     diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh noise)
     residual: bool = True  # Ĥ_0 = the coarse heatmap + the U-Net's correction (measured)
+    blend: bool = False  # the output: the mean of the coarse heatmap and Ĥ_0 (needs residual=False; measured)
 
 
 def build_topdown(cfg: TopDownConfig):
@@ -88,7 +89,8 @@ def build_topdown(cfg: TopDownConfig):
                                     dim=cfg.unet_dim, levels=cfg.unet_levels, blocks=cfg.unet_blocks,
                                     heads=cfg.attn_heads, window=cfg.window, coarse_weight=cfg.coarse_weight,
                                     detach_features=cfg.detach_features, diffusion=cfg.diffusion,
-                                    train_start=cfg.train_start, residual=cfg.residual)
+                                    train_start=cfg.train_start, residual=cfg.residual,
+                                    blend=cfg.blend)
     return TopDownModel(backbone, head, codec, skeleton, flip_test=cfg.flip_test, padding=cfg.padding)
 
 

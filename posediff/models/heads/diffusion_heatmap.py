@@ -217,6 +217,9 @@ class DiffusionHeatmapHead(nn.Module):
             The paper says only that the U-Net predicts the clean heatmap; ``docs/recipes.md`` measures both.
             With both defaults the backbone and the coarse head train exactly as SimpleBaseline's, and the
             denoiser is a correction on top of them.
+        blend: the head's output is the mean of the coarse heatmap and the denoiser's last Ĥ_0 (an ensemble of the
+            two heads; sampling itself runs on Ĥ_0 alone; needs ``residual=False``; a posediff option, not the
+            paper's, measured in ``docs/recipes.md``).
         dim, levels, blocks: the U-Net. heads, window: the guidance's attention.
         coarse_weight: the coarse loss's weight.
 
@@ -230,7 +233,7 @@ class DiffusionHeatmapHead(nn.Module):
                  start_timestep: int = 500, mask_sigma: float = 2.0, limb_width: float = 1.0, guidance: bool = True,
                  dim: int = 64, levels: int = 2, blocks: int = 1, heads: int = 4, window: int = 8,
                  coarse_weight: float = 1.0, detach_features: bool = True, diffusion: bool = True,
-                 train_start: str = "truth", residual: bool = True):
+                 train_start: str = "truth", residual: bool = True, blend: bool = False):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"DiffusionHeatmapHead: space must be one of {SPACES}, got {space!r}")
@@ -245,6 +248,10 @@ class DiffusionHeatmapHead(nn.Module):
         self.start_timestep = int(start_timestep) if start == "coarse" else num_train_timesteps - 1
         self.mask_sigma, self.limb_width, self.coarse_weight = float(mask_sigma), float(limb_width), coarse_weight
         self.diffusion, self.detach_features, self.residual = diffusion, detach_features, bool(residual)
+        if blend and residual:
+            raise ValueError("DiffusionHeatmapHead: blend=True averages the coarse heatmap with the denoiser's own "
+                             "estimate; with residual=True that estimate holds the coarse heatmap already")
+        self.blend = bool(blend)
         if train_start not in ("truth", "coarse") or (train_start == "coarse" and space != "coordinates"):
             raise ValueError(f"DiffusionHeatmapHead: train_start must be 'truth' or 'coarse' (coordinates only), got "
                              f"{train_start!r} with space={space!r}")
@@ -391,4 +398,4 @@ class DiffusionHeatmapHead(nn.Module):
                 self.signal_scale
 
         ddim_sample(model_fn, x_t, self.scheduler, trailing_timesteps(t0, steps))
-        return maps[-1]
+        return (coarse + maps[-1]) / 2 if self.blend else maps[-1]
