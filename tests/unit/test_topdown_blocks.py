@@ -255,3 +255,18 @@ def test_a_checkpoint_loads_as_the_model_it_was_trained_as(tmp_path):
     assert as_trained("diffusionpose_tiny", {"residual": True}, 0)["residual"] is True  # what a file set stays
     assert as_trained("edpose_tiny", {}, 0) == {} and as_trained("diffusionpose_tiny", {}, CONFIG_VERSION) == {}
     assert json.loads(meta["overrides"]) == {}
+
+
+def test_blend_is_the_mean_of_the_coarse_heatmap_and_the_denoisers():
+    torch.manual_seed(0)
+    plain = posediff.create_model("diffusionpose_tiny", residual=False).eval()
+    blended = posediff.create_model("diffusionpose_tiny", residual=False, blend=True).eval()
+    blended.load_state_dict(plain.state_dict())
+    crops = torch.randn(2, 3, 128, 96)
+    with torch.no_grad():
+        coarse = plain.head.prepare(plain.backbone(crops)[-1])[1]
+        own = plain.heatmaps(crops, steps=2, generator=torch.Generator().manual_seed(3))
+        mixed = blended.heatmaps(crops, steps=2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(mixed, (coarse + own) / 2)
+    with pytest.raises(ValueError, match="blend=True averages the coarse heatmap"):
+        posediff.create_model("diffusionpose_tiny", residual=True, blend=True)
