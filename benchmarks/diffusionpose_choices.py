@@ -64,6 +64,7 @@ SCORED_FROM = {
     "default_blend": ("default", {"blend": True}),
     "control_blend": ("control", {"blend": True}),
     "detached_blend": ("detached", {"blend": True}),
+    "detached_sum": ("detached", {"residual": True}),  # H_coarse + Ĥ_0: the blend's heatmaps doubled
 }
 
 
