@@ -10,13 +10,14 @@ __all__ = ["register_model", "create_model", "list_models", "get_recipe", "get_c
 
 _RECIPES: dict[str, Callable] = {}
 
-# The recipe configs' defaults as they changed, oldest first: (version, config class, {field: its value before}).
-# Checkpoints and zoo files record the version they were made at (metadata ``config_version``; none: 0), and are
-# rebuilt with the earlier value of each changed field they did not set, so that they load as the model they
-# were trained as. A change of default adds a row and raises CONFIG_VERSION.
-DEFAULT_CHANGES: list[tuple[int, str, dict]] = [
+# The recipe configs' defaults as they changed, oldest first: (version, the recipes whose models the change
+# alters, {field: its value before}). Checkpoints and zoo files record the version they were made at (metadata
+# ``config_version``; none: 0), and are rebuilt with the earlier value of each changed field they did not set,
+# so that they load as the model they were trained as. A change of default adds a row and raises CONFIG_VERSION.
+DEFAULT_CHANGES: list[tuple[int, tuple[str, ...], dict]] = [
     # DiffusionPose's head: a residual correction on detached features (before: Ĥ_0 outright, loss into F)
-    (1, "TopDownConfig", {"residual": False, "detach_features": False}),
+    (1, ("diffusionpose", "diffusionpose_tiny", "diffusionpose_tiny_control"),
+     {"residual": False, "detach_features": False}),
 ]
 CONFIG_VERSION = max(v for v, _, _ in DEFAULT_CHANGES)
 
@@ -24,10 +25,9 @@ CONFIG_VERSION = max(v for v, _, _ in DEFAULT_CHANGES)
 def as_trained(recipe: str, overrides: dict, version: int) -> dict:
     """The overrides that rebuild ``recipe`` as a file made at config ``version`` with ``overrides`` was: the
     defaults changed since then, at their earlier values, wherever ``overrides`` does not set them."""
-    kind = type(get_config(recipe)).__name__ if callable(getattr(get_recipe(recipe), "config", None)) else None
     earlier: dict = {}
-    for v, cls, before in reversed(DEFAULT_CHANGES):  # newest first, so the oldest value wins
-        if v > version and cls == kind:
+    for v, recipes, before in reversed(DEFAULT_CHANGES):  # newest first, so the oldest value wins
+        if v > version and recipe in recipes:
             earlier.update(before)
     return {**earlier, **overrides}
 

@@ -254,6 +254,7 @@ def test_a_checkpoint_loads_as_the_model_it_was_trained_as(tmp_path):
     assert rebuilt.head.residual is False and rebuilt.head.detach_features is False
     assert as_trained("diffusionpose_tiny", {"residual": True}, 0)["residual"] is True  # what a file set stays
     assert as_trained("edpose_tiny", {}, 0) == {} and as_trained("diffusionpose_tiny", {}, CONFIG_VERSION) == {}
+    assert as_trained("simplebaseline_tiny", {}, 0) == {}  # the change does not alter SimpleBaseline's model
     assert json.loads(meta["overrides"]) == {}
 
 
