@@ -186,9 +186,13 @@ def test_retime_measures_every_latency_again_and_nothing_else(bench, tmp_path, m
     monkeypatch.setattr(bench_module, "latency_ms", latency)
     monkeypatch.setattr(sys.modules["posediff.engine.train"], "train",
                         lambda *a, **k: pytest.fail("a finished run was trained again"))
+    carried = tmp_path / "b" / "runs" / "edpose_tiny" / "seed1"  # records without weights: its latency stays
+    for p in list(carried.glob("step_*")) + [carried / "last.json"]:
+        p.unlink()
     again = run_bench(spec(tmp_path, data_root=str(tmp / "sc"), retime=True))
-    assert len(timed) == 4  # two recipes x two seeds
-    assert all(r["latency_ms"]["median"] == 1.0 for r in again["runs"])
+    assert len(timed) == 3  # two recipes x two seeds, but the run without weights
+    kept = {(r["recipe"], r["seed"]): r["latency_ms"]["median"] for r in again["runs"]}
+    assert kept.pop(("edpose_tiny", 1)) != 1.0 and set(kept.values()) == {1.0}
     assert again["summary"]["edpose_tiny"]["AP"] == results["summary"]["edpose_tiny"]["AP"]
 
 
