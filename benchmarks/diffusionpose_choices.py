@@ -145,11 +145,8 @@ def main() -> None:
         data = get_task(recipe).build(get_task(recipe).resolve(cfg))
         row["val"] = score(net, data, cfg)
         if hasattr(net.head, "coarse"):  # the coarse head alone: SimpleBaseline's, trained in the same run
-            head, net.head = net.head, net.head.coarse
-            try:
+            with net.coarse_head_only():
                 row["coarse_head"] = score(net, data, cfg)
-            finally:
-                net.head = head
         if name == "default":  # the sampling choices, on the shipped configuration
             grid = {}
             for start in args.starts:

@@ -272,13 +272,19 @@ def finished_runs(runs: list[dict], out: Path) -> list[dict]:
             return False
         return steps == run["config"].max_steps and (folder / "bench.json").is_file()
 
-    done = [r for r in runs if finished(r)]
-    left = [f"{r['recipe']} seed {r['seed']}" for r in runs if not finished(r)]
+    done, left = [], []
+    for r in runs:
+        (done if finished(r) else left).append(r)
+    report_only_check(out, done, [f"{r['recipe']} seed {r['seed']}" for r in left])
+    return done
+
+
+def report_only_check(out: Path, done: list, left: list[str]) -> None:
+    """``--report-only``: refuse a folder with nothing finished among what was asked; name what is left out."""
     if not done:
         raise ValueError(f"--report-only: {out} holds no finished run of the recipes and seeds asked for")
     if left:
         print(f"--report-only: not finished, left out of the report: {', '.join(left)}", flush=True)
-    return done
 
 
 def _same_json(a, b) -> bool:
@@ -721,12 +727,14 @@ def _mean_std(values, least: float | None = 0.0) -> dict:
     return dict(mean=float(vals.mean()), std=float(vals.std(ddof=1)) if len(vals) > 1 else None)
 
 
-def _pm(v: dict, scale: float = 100.0, digits: int = 1) -> str:
+def _pm(v: dict, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """A mean ± std over seeds, times ``scale`` (``signed``: a difference, with its sign)."""
     if v["mean"] is None:
         return "n/a"
+    mean = f"{scale * v['mean']:{'+' if signed else ''}.{digits}f}"
     if v["std"] is None:  # one seed
-        return f"{scale * v['mean']:.{digits}f}"
-    return f"{scale * v['mean']:.{digits}f} ± {scale * v['std']:.{digits}f}"
+        return mean
+    return f"{mean} ± {scale * v['std']:.{digits}f}"
 
 
 def format_table(results: dict) -> str:
@@ -974,15 +982,9 @@ def _coarse_head_section(results: dict) -> list[str]:
              "|---|---|---|---|"]
     for recipe, row in rows.items():
         d = row["vs_coarse_head"]
-        lines.append(f"| {recipe} | {_pm(row['coarse_head']['AP'])} | {_signed(d['AP'])} | {_signed(d['AP_H'])} |")
+        lines.append(f"| {recipe} | {_pm(row['coarse_head']['AP'])} | {_pm(d['AP'], signed=True)} | "
+                     f"{_pm(d['AP_H'], signed=True)} |")
     return lines + [""]
-
-
-def _signed(v: dict) -> str:
-    """A mean ± std of a difference, ×100, with its sign."""
-    if v.get("mean") is None:
-        return "-"
-    return f"{100 * v['mean']:+.1f}" + (f" ± {100 * v['std']:.1f}" if v["std"] is not None else "")
 
 
 def _hypotheses_section(results: dict, plots: dict) -> list[str]:

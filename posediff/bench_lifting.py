@@ -221,6 +221,9 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
     from .registry import get_config
     from .tasks import task_name
 
+    if report_only and retime:
+        raise ValueError("--retime measures the runs again, which --report-only does not load; give --retime alone "
+                         "(finished runs are not trained again)")
     if preset_name not in LIFTING_PRESETS:
         raise ValueError(f"--preset {preset_name}: the lifting presets are {sorted(LIFTING_PRESETS)}")
     preset = LIFTING_PRESETS[preset_name]
@@ -250,9 +253,6 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
     folder.claim(BENCH_FILES)
     write_json(wanted, stamp)
     t0 = time.time()
-    if report_only and retime:
-        raise ValueError("--retime measures the runs again, which --report-only does not load; give --retime alone "
-                         "(finished runs are not trained again)")
     records = []
     if report_only:
         records = _recorded(out, preset)
@@ -280,13 +280,13 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
                 result, weights = _run(recipe, seed, model, data, preset, run_out, preset.train_steps, workers,
                                        overrides)
             record = json.loads(record_path.read_text()) if record_path.is_file() else None
-            if record is not None and retime:
-                record["speed"] = {}  # measured again below
-            if record is None or record.get("speed", {}).get("version") != SPEED_VERSION:
+            # timed again: with --retime, or when an earlier bench timed it otherwise
+            retimed = record is not None and (retime or record.get("speed", {}).get("version") != SPEED_VERSION)
+            if record is None or retimed:
                 net = load_model(weights, context_weights="")
                 test_ds = _subset(_test_set(data, get_config(recipe).frames), preset.test_size)
-            if record is not None and record.get("speed", {}).get("version") != SPEED_VERSION:
-                record["speed"] = _speed(net, test_ds, preset.speed_batch)  # measured as this bench measures
+            if retimed:
+                record["speed"] = _speed(net, test_ds, preset.speed_batch)
                 write_json(record, record_path)
             if record is None:
                 record = _evaluate(net, test_ds, preset, net.head is None or net.head.deterministic)
@@ -309,6 +309,8 @@ def run_lifting_bench(recipes, preset_name: str = "quick", dataset: str = "mocap
 
 def _recorded(out: Path, preset: LiftingPreset) -> list[dict]:
     """The records of ``out``'s finished (recipe, seed) runs (``--report-only``); the others are listed."""
+    from .bench import report_only_check
+
     found, left = [], []
     for seed in preset.seeds:
         for recipe in preset.recipes:
@@ -317,10 +319,7 @@ def _recorded(out: Path, preset: LiftingPreset) -> list[dict]:
                 found.append(json.loads(path.read_text()))
             else:
                 left.append(f"{recipe} seed {seed}")
-    if not found:
-        raise ValueError(f"--report-only: {out} holds no finished run of the recipes and seeds asked for")
-    if left:
-        print(f"--report-only: not finished, left out of the report: {', '.join(left)}", flush=True)
+    report_only_check(out, found, left)
     return found
 
 

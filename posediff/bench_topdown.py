@@ -129,12 +129,9 @@ def evaluate_topdown(record: dict, run: dict, spec, model, gts: dict, boxes: str
         if hasattr(net.head, "coarse"):
             _, test, _, _, ids = crop_datasets(d, get_config(cfg.recipe, **cfg.model), cfg.seed, boxes="gt")
             t0 = time.time()
-            head, net.head = net.head, net.head.coarse
-            try:
+            with net.coarse_head_only():
                 results = predict_crop_results(net, test, [None], batch_size=32, device=device, nms=cfg.data.nms,
                                                seed=run["seed"], progress=True)[None]
-            finally:
-                net.head = head
             record["coarse_head"] = dict(metrics=score_results(results, gts, ids), boxes="ground truth",
                                          seconds=round(time.time() - t0, 1))
             write_json(record, Path(cfg.out) / "bench.json")

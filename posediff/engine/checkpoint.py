@@ -164,14 +164,21 @@ def load_checkpoint(path) -> tuple[dict, dict, dict]:
     return model, ema, meta
 
 
+def trained_overrides(meta: dict) -> dict:
+    """The recipe overrides that rebuild a checkpoint's model as it was trained: its own, and the defaults of its
+    config version where it set none (:func:`posediff.registry.as_trained`)."""
+    from ..registry import as_trained
+
+    return as_trained(meta["recipe"], json.loads(meta.get("overrides", "{}")), int(meta.get("config_version", 0)))
+
+
 def load_model(path, use_ema: bool = True, **overrides):
-    """Rebuild the recipe a checkpoint was trained with (its overrides, and the defaults of its config version:
-    :func:`posediff.registry.as_trained`) and load its (EMA) weights; returns the model in eval mode."""
-    from ..registry import as_trained, create_model
+    """Rebuild the recipe a checkpoint was trained with (:func:`trained_overrides`) and load its (EMA) weights;
+    returns the model in eval mode."""
+    from ..registry import create_model
 
     weights, ema, meta = load_checkpoint(path)
-    kwargs = as_trained(meta["recipe"], json.loads(meta.get("overrides", "{}")), int(meta.get("config_version", 0)))
-    kwargs.update(overrides)
+    kwargs = {**trained_overrides(meta), **overrides}
     model = create_model(meta["recipe"], **kwargs)
     state = ema if (use_ema and ema) else weights
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -56,11 +56,9 @@ def _zoo_overrides(meta: dict) -> dict:
     made at their earlier values (:func:`posediff.registry.as_trained`; the zoo file then records this
     version), without ``pretrained_backbone`` (zoo models load without any network) and ``context_weights`` (a
     zoo file holds its context encoder)."""
-    from ..registry import as_trained
+    from .checkpoint import trained_overrides
 
-    overrides = as_trained(meta["recipe"], json.loads(meta.get("overrides", "{}")),
-                           int(meta.get("config_version", 0)))
-    return {k: v for k, v in overrides.items() if k not in ("pretrained_backbone", "context_weights")}
+    return {k: v for k, v in trained_overrides(meta).items() if k not in ("pretrained_backbone", "context_weights")}
 
 
 def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,

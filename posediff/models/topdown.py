@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -39,6 +41,19 @@ class TopDownModel(nn.Module):
     @property
     def input_size(self) -> tuple[int, int]:
         return self.codec.input_size
+
+    @contextlib.contextmanager
+    def coarse_head_only(self):
+        """Within the ``with`` block the model predicts with its diffusion head's coarse head alone (the
+        SimpleBaseline head trained beside the denoiser); the diffusion head is back after it."""
+        head = self.head
+        if not hasattr(head, "coarse"):
+            raise ValueError(f"TopDownModel: its head ({type(head).__name__}) has no coarse head")
+        self.head = head.coarse
+        try:
+            yield self
+        finally:
+            self.head = head
 
     def forward(self, crops: torch.Tensor, targets: dict) -> dict:
         losses = self.head.losses(self.backbone(crops)[-1], targets)

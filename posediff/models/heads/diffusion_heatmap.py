@@ -372,9 +372,10 @@ class DiffusionHeatmapHead(nn.Module):
         return (coarse.clamp(0, 1) * 2 - 1) * self.signal_scale
 
     def start_noise(self, prepared: tuple[torch.Tensor, torch.Tensor], generator=None) -> torch.Tensor:
-        """The noise sampling starts from (the shape of x_0)."""
-        x0 = self._x0(prepared[1])
-        return randn(x0.shape, generator, x0.device, x0.dtype)
+        """The noise sampling starts from, shaped as x_0: (B, K, 2) coordinates or (B, K, h, w) pixels."""
+        coarse = prepared[1]
+        shape = (*coarse.shape[:2], 2) if self.space == "coordinates" else coarse.shape
+        return randn(shape, generator, coarse.device, coarse.dtype)
 
     def predict_prepared(self, prepared: tuple[torch.Tensor, torch.Tensor], steps: int | None = None,
                          generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -384,7 +385,7 @@ class DiffusionHeatmapHead(nn.Module):
         feats, coarse = prepared
         x0 = self._x0(coarse)
         t0 = self.start_timestep
-        noise = randn(x0.shape, generator, x0.device, x0.dtype) if noise is None else noise
+        noise = self.start_noise(prepared, generator) if noise is None else noise
         x_t = q_sample(self.scheduler, x0, t0, noise) if self.start == "coarse" else noise
         maps = []
 
