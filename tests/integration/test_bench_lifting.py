@@ -107,8 +107,6 @@ def test_report_only_reports_the_recorded_runs_and_trains_none(bench, monkeypatc
 @pytest.mark.parametrize("recipe", ["diffpose", "diffpose_released"])
 def test_speed_of_each_diffpose_state(recipe):
     """The bench times a head pass in the state the head diffuses (xyz, or the released code's uvxyz)."""
-    import math
-
     from posediff import create_model
     from posediff.data.mocaplift import MocapLift
 
