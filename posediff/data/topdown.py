@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,26 +197,48 @@ def flip_heatmaps(heatmaps: torch.Tensor, flip_index: Sequence[int]) -> torch.Te
 
 def gt_instances(coco, image_ids: Sequence[int], num_keypoints: int) -> list[dict]:
     """Every non-crowd person with a box of positive size and at least one labelled joint of these images, as
-    instances ``{image_id, bbox (xywh), score 1, keypoints (K, 3), area}`` (pycocotools' index ``coco``)."""
+    instances ``{image_id, bbox (xywh), score 1, keypoints (K, 3), area}`` (pycocotools' index ``coco``). Persons
+    whose box has no area are skipped with a count in the log."""
     from .coco import labelled_persons
 
-    out = []
+    out, no_area = [], 0
     for image_id in image_ids:
-        for ann in labelled_persons(coco.imgToAnns.get(image_id, [])):
+        anns = coco.imgToAnns.get(image_id, [])
+        no_area += sum(1 for a in anns if not a.get("iscrowd", 0) and min(a["bbox"][2:4]) <= 0)
+        for ann in labelled_persons(anns):
             kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(num_keypoints, 3)
             kp[kp[:, 2] <= 0] = 0.0
             box = [float(v) for v in ann["bbox"]]
             out.append(dict(image_id=int(image_id), bbox=box, score=1.0, keypoints=kp,
                             area=float(ann.get("area", box[2] * box[3]))))
+    if no_area:
+        log.warning("%d annotated persons with a box of zero size skipped", no_area)
     return out
 
 
-def load_detections(path, image_ids: Sequence[int] | None = None, min_score: float = 0.0,
-                    category_id: int = 1) -> list[dict]:
+def image_sizes(coco) -> dict[int, tuple[float, float]]:
+    """``{image_id: (width, height)}`` of pycocotools' index ``coco`` (for :func:`load_detections`)."""
+    return {int(i): (float(im["width"]), float(im["height"])) for i, im in coco.imgs.items()}
+
+
+def overlaps_image(boxes: np.ndarray, size: tuple[float, float]) -> np.ndarray:
+    """(N,) bool: which boxes (N, 4) x, y, w, h share some area with an image of ``size`` (width, height)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return (b[:, 0] < size[0]) & (b[:, 1] < size[1]) & (b[:, 0] + b[:, 2] > 0) & (b[:, 1] + b[:, 3] > 0)
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def load_detections(path, images=None, min_score: float = 0.0, category_id: int = 1) -> list[dict]:
     """Person boxes of a COCO detection results file (a list of ``{image_id, category_id, bbox, score}``) as
-    instances, those of ``category_id`` with ``score >= min_score``. Boxes of zero or negative size are skipped
-    with a count in the log; an entry without its fields, and (when ``image_ids`` is given) one naming an
-    image that the annotations do not hold, are named errors."""
+    instances, those of ``category_id`` with ``score >= min_score``.
+
+    ``images``: the annotations' image ids, or ``{image_id: (width, height)}`` (:func:`image_sizes`), which also
+    skips the boxes that lie wholly outside their image. Skipped boxes (no area, outside the image) are counted in
+    the log; an entry without its fields or with a field of the wrong type (``image_id`` an integer, ``score`` and
+    the 4 numbers of ``bbox`` finite), and one naming an image that ``images`` does not hold, are named errors."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: detection results file not found")
@@ -227,30 +249,39 @@ def load_detections(path, image_ids: Sequence[int] | None = None, min_score: flo
     if not isinstance(dets, list):
         raise ValueError(f"{path}: a detection results file is a JSON list of {{image_id, category_id, bbox, "
                          f"score}}, got a {type(dets).__name__}")
-    known = set(int(i) for i in image_ids) if image_ids is not None else None
-    out, degenerate, unknown = [], 0, []
+    sizes = images if isinstance(images, Mapping) else None
+    known = set(int(i) for i in images) if images is not None else None
+    out, degenerate, outside, unknown = [], 0, 0, []
     for i, d in enumerate(dets):
         if not isinstance(d, dict) or any(f not in d for f in ("image_id", "bbox", "score")):
             raise ValueError(f"{path}: entry [{i}] must hold image_id, bbox and score, got {str(d)[:120]}")
-        box = d["bbox"]
-        if (not isinstance(box, (list, tuple)) or len(box) != 4
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)):
+        box, image_id, score = d["bbox"], d["image_id"], d["score"]
+        if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_real(v) for v in box):
             raise ValueError(f"{path}: entry [{i}] field bbox must be 4 finite numbers (x, y, w, h), got {box!r}")
-        if d.get("category_id", category_id) != category_id or float(d["score"]) < min_score:
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            raise ValueError(f"{path}: entry [{i}] field image_id must be an integer, got {image_id!r}")
+        if not _real(score):
+            raise ValueError(f"{path}: entry [{i}] field score must be a finite number, got {score!r}")
+        if d.get("category_id", category_id) != category_id or score < min_score:
             continue
-        if known is not None and int(d["image_id"]) not in known:
-            unknown.append(d["image_id"])
+        if known is not None and image_id not in known:
+            unknown.append(image_id)
             continue
         if box[2] <= 0 or box[3] <= 0:
             degenerate += 1
             continue
-        out.append(dict(image_id=int(d["image_id"]), bbox=[float(v) for v in box], score=float(d["score"]),
-                        keypoints=None, area=float(box[2] * box[3])))
+        if sizes is not None and not overlaps_image(np.array(box), sizes[image_id])[0]:
+            outside += 1
+            continue
+        out.append(dict(image_id=image_id, bbox=[float(v) for v in box], score=float(score), keypoints=None,
+                        area=float(box[2] * box[3])))
     if unknown:
         raise ValueError(f"{path}: {len(unknown)} detections name images the annotations do not hold (e.g. "
                          f"image_id {unknown[0]}); give the detections of these images")
     if degenerate:
         log.warning("%s: %d detections with a box of zero size skipped", path, degenerate)
+    if outside:
+        log.warning("%s: %d detections with a box wholly outside its image skipped", path, outside)
     return out
 
 

@@ -130,12 +130,14 @@ class TopDownPredictor(Predictor):
     """A top-down model behind a person detector, called as a :class:`Predictor` is.
 
     The detector (a one-stage model: the zoo's ``edpose_tiny`` by default) runs as a Predictor does; its persons
-    scoring at least ``box_threshold`` are cropped from the original image and read by the top-down ``model``
-    (``steps``: its sampling steps); a person's score is its box's times the mean of its keypoint scores above 0.2,
-    as the top-down literature scores them. Results: the Predictor's dict, ``boxes`` the detector's.
+    scoring at least ``box_threshold`` whose box has some area inside the image are cropped from the original image
+    and read by the top-down ``model`` (``steps``: its sampling steps); a person's score is its box's times the
+    mean of its keypoint scores above 0.2, and the persons are OKS-NMSed at ``nms``, as the top-down literature
+    scores them (and the bench). Results: the Predictor's dict, ``boxes`` the detector's.
     """
 
-    def __init__(self, model, detector=None, box_threshold: float = 0.3, steps: int | None = None, **kwargs):
+    def __init__(self, model, detector=None, box_threshold: float = 0.3, steps: int | None = None,
+                 nms: float = 0.9, **kwargs):
         if detector is None:
             from ..registry import create_model
 
@@ -143,22 +145,25 @@ class TopDownPredictor(Predictor):
         model.check_steps(steps)  # before any image is read
         super().__init__(detector, **kwargs)
         self.topdown, self.topdown_steps, self.box_threshold = model.to(self.device).eval(), steps, box_threshold
-        self.num_keypoints = model.num_keypoints
+        self.num_keypoints, self.nms = model.num_keypoints, nms
 
     @torch.no_grad()
     def _predicted(self, images, failed=None, headers_read=False):
-        from ..tasks.topdown import rescore
+        from ..data.topdown import overlaps_image
+        from ..tasks.topdown import oks_nms, rescore
 
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         for i, image, det in super()._predicted(images, failed, headers_read):
-            keep = det["scores"] >= self.box_threshold
-            boxes = det["boxes"][keep]  # (N, 4) x0, y0, x1, y1
-            xywh = np.concatenate([boxes[:, :2], np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)], 1)
+            boxes = det["boxes"].astype(np.float64)  # (N, 4) x0, y0, x1, y1
+            xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)  # (N, 4)
+            keep = ((det["scores"] >= self.box_threshold) & (xywh[:, 2:] > 0).all(1)
+                    & overlaps_image(xywh, (image.shape[1], image.shape[0])))
+            boxes, xywh = boxes[keep], xywh[keep]
             kp = self.topdown.predict_persons(image, xywh, steps=self.topdown_steps, generator=gen)  # (N, K, 3)
             scores = rescore(kp, det["scores"][keep].astype(np.float64))
-            order = np.argsort(-scores, kind="stable")
+            order = oks_nms(kp, scores, xywh[:, 2] * xywh[:, 3], self.topdown.skeleton, self.nms)
             yield i, image, dict(keypoints=kp[order].astype(np.float32), scores=scores[order].astype(np.float32),
-                                 boxes=boxes[order])
+                                 boxes=boxes[order].astype(np.float32))
 
 
 def predict_files(checkpoint, images: Sequence, out_dir, size: int = 512, score_threshold: float = 0.3,

@@ -146,7 +146,7 @@ def score_topdown_on_synthcrowd_test(model, root=None, num_images: int = 400, si
     results file (boxes scoring at least ``det_min_score``); ``nms``: the per-image OKS-NMS threshold."""
     from ..data import CocoKeypointDataset
     from ..data.synthcrowd import RENDERER_VERSION
-    from ..data.topdown import PersonCrops, gt_instances, load_detections
+    from ..data.topdown import PersonCrops, gt_instances, image_sizes, load_detections
     from ..tasks.multiperson import score_results
     from ..tasks.topdown import predict_crop_results
 
@@ -154,7 +154,8 @@ def score_topdown_on_synthcrowd_test(model, root=None, num_images: int = 400, si
         src = CocoKeypointDataset(str(root / "test" / "images"), gts["crowdpose" if model.num_keypoints == 14
                                                                       else "coco"], skeleton=model.skeleton)
         k = model.num_keypoints
-        inst = gt_instances(src.coco, src.ids, k) if boxes == "gt" else load_detections(boxes, src.ids, det_min_score)
+        inst = (gt_instances(src.coco, src.ids, k) if boxes == "gt"
+                else load_detections(boxes, image_sizes(src.coco), det_min_score))
         crops = PersonCrops(src, inst, model.codec, padding=model.padding)
         results = predict_crop_results(model, crops, (steps,), device=next(model.parameters()).device, nms=nms,
                                        progress=progress)[steps]

@@ -8,7 +8,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.topdown import HeatmapCodec, box_to_region, crop_matrix, flip_heatmaps, invert_matrix, warp_image
+from ..data.topdown import (
+    HeatmapCodec,
+    box_to_region,
+    crop_matrix,
+    flip_heatmaps,
+    invert_matrix,
+    overlaps_image,
+    warp_image,
+)
 from ..skeletons import get_skeleton
 
 __all__ = ["TopDownModel", "to_image"]
@@ -89,7 +97,8 @@ class TopDownModel(nn.Module):
         """Keypoints of the persons in boxes of an image.
 
         Args:
-            image: (H, W, 3) uint8 RGB. boxes: (N, 4) x, y, w, h pixels.
+            image: (H, W, 3) uint8 RGB. boxes: (N, 4) x, y, w, h pixels, each with some area inside the image (a
+                box of no area, or wholly outside, is a named error).
 
         Returns:
             (N, K, 3) float64: x, y in the image's pixels and a score, the heatmap's maximum (about 1 where the
@@ -107,6 +116,11 @@ class TopDownModel(nn.Module):
         if len(boxes) and (boxes[:, 2:] <= 0).any():
             bad = int(np.flatnonzero((boxes[:, 2:] <= 0).any(1))[0])
             raise ValueError(f"predict_persons: box {bad} {boxes[bad].tolist()} has no area (w and h must be > 0)")
+        inside = overlaps_image(boxes, (image.shape[1], image.shape[0]))
+        if not inside.all():
+            bad = int(np.flatnonzero(~inside)[0])
+            raise ValueError(f"predict_persons: box {bad} {boxes[bad].tolist()} lies wholly outside the "
+                             f"{image.shape[1]}x{image.shape[0]} image")
         k = self.num_keypoints
         if not len(boxes):
             return np.zeros((0, k, 3))

@@ -63,7 +63,7 @@ def crop_datasets(d: TopDownData, model_cfg, seed: int = 0, rank: int = 0, boxes
     """(train crops, val crops, val annotation file, metric name, val image ids) of a data config for a top-down
     model config (its input size, stride, sigma and padding); ``boxes`` overrides ``d.boxes``."""
     from ..data import CocoKeypointDataset
-    from ..data.topdown import CropAugment, HeatmapCodec, PersonCrops, gt_instances, load_detections
+    from ..data.topdown import CropAugment, HeatmapCodec, PersonCrops, gt_instances, image_sizes, load_detections
     from ..skeletons import get_skeleton
     from .multiperson import data_files
 
@@ -83,7 +83,8 @@ def crop_datasets(d: TopDownData, model_cfg, seed: int = 0, rank: int = 0, boxes
         val_inst = gt_instances(val_src.coco, ids, k)
     else:
         keep = set(ids)
-        val_inst = [i for i in load_detections(boxes, val_src.ids, d.det_min_score) if i["image_id"] in keep]
+        dets = load_detections(boxes, image_sizes(val_src.coco), d.det_min_score)
+        val_inst = [i for i in dets if i["image_id"] in keep]
     codec = HeatmapCodec(tuple(model_cfg.input_size), model_cfg.stride, model_cfg.sigma)
     augment = CropAugment(scale=d.aug_scale, rotation=d.aug_rotation, rotation_prob=d.rotation_prob,
                           half_body_prob=d.half_body_prob, flip=d.flips, pixel_noise=d.pixel_noise)
@@ -102,6 +103,18 @@ def rescore(keypoints: np.ndarray, box_scores: np.ndarray, threshold: float = 0.
     return box_scores * mean
 
 
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, skeleton, threshold: float) -> np.ndarray:
+    """Indices of one image's persons (keypoints (N, K, 3) image px, scores (N,), areas (N,) px²) that OKS-NMS at
+    ``threshold`` keeps, best first (``threshold >= 1``: all)."""
+    from ..models.postprocess import pose_nms
+
+    if threshold >= 1 or len(keypoints) < 2:
+        return np.argsort(-np.asarray(scores), kind="stable")
+    kept = pose_nms(torch.as_tensor(keypoints[..., :2]), torch.as_tensor(scores), torch.as_tensor(areas),
+                    torch.as_tensor(skeleton.sigmas_array()), threshold=threshold, max_det=len(keypoints))
+    return kept.numpy()
+
+
 @torch.no_grad()
 def predict_crop_results(model, dataset, steps: Sequence[int | None] = (None,), batch_size: int = 32, device="cpu",
                          nms: float = 0.9, seed: int = 0, progress: bool = False) -> dict:
@@ -111,7 +124,6 @@ def predict_crop_results(model, dataset, steps: Sequence[int | None] = (None,), 
     from tqdm import tqdm
 
     from ..data.topdown import collate_crops
-    from ..models.postprocess import pose_nms
     from ..models.topdown import to_image
 
     steps = list(dict.fromkeys(steps))
@@ -134,7 +146,6 @@ def predict_crop_results(model, dataset, steps: Sequence[int | None] = (None,), 
     if not n:
         return {s: [] for s in steps}
     ids, scores, areas = np.concatenate(ids), np.concatenate(scores), np.concatenate(areas)
-    sigmas = torch.as_tensor(model.skeleton.sigmas_array())
     out = {}
     for s in steps:
         kp = np.concatenate(kps[s])
@@ -142,12 +153,7 @@ def predict_crop_results(model, dataset, steps: Sequence[int | None] = (None,), 
         results = []
         for image_id in np.unique(ids):
             idx = np.flatnonzero(ids == image_id)
-            keep = idx
-            if nms < 1 and len(idx) > 1:
-                kept = pose_nms(torch.as_tensor(kp[idx, :, :2]), torch.as_tensor(person[idx]),
-                                torch.as_tensor(areas[idx]), sigmas, threshold=nms, max_det=len(idx))
-                keep = idx[kept.numpy()]
-            for i in keep:
+            for i in idx[oks_nms(kp[idx], person[idx], areas[idx], model.skeleton, nms)]:
                 results.append(dict(image_id=int(image_id), category_id=1,
                                     keypoints=[round(float(v), 3) for v in kp[i].reshape(-1)], score=float(person[i])))
         out[s] = results

@@ -71,14 +71,37 @@ def test_bad_detection_files_are_named(tmp_path, caplog):
     f.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, "a", 5], "score": 1}]))
     with pytest.raises(ValueError, match=r"entry \[0\] field bbox"):
         load_detections(f)
+    for field, entry in [("bbox", {"bbox": [0, 0, True, 5]}), ("score", {"score": "high"}),
+                         ("score", {"score": None}), ("score", {"score": float("nan")}),
+                         ("image_id", {"image_id": None}), ("image_id", {"image_id": "1"})]:
+        f.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 5, 5], "score": 1, **entry}]))
+        with pytest.raises(ValueError, match=rf"{f}: entry \[0\] field {field} must be"):
+            load_detections(f)
     f.write_text(json.dumps([{"image_id": 7, "bbox": [0, 0, 5, 5], "score": 1}]))
     with pytest.raises(ValueError, match="1 detections name images the annotations do not hold"):
-        load_detections(f, image_ids=[1, 2])
+        load_detections(f, [1, 2])
     f.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 0, 5], "score": 1},
-                             {"image_id": 1, "bbox": [0, 0, 4, 5], "score": 1}]))
+                             {"image_id": 1, "bbox": [0, 0, 4, 5], "score": 1},
+                             {"image_id": 1, "bbox": [50, 10, 4, 5], "score": 1},  # right of a 40-px-wide image
+                             {"image_id": 1, "bbox": [-9, -9, 4, 5], "score": 1}]))  # above and left of it
     with caplog.at_level(logging.WARNING):
-        assert len(load_detections(f, image_ids=[1])) == 1
+        assert len(load_detections(f, [1])) == 3  # image sizes unknown: only the box of no area goes
+        assert len(load_detections(f, {1: (40.0, 30.0)})) == 1
     assert "1 detections with a box of zero size skipped" in caplog.text
+    assert "2 detections with a box wholly outside its image skipped" in caplog.text
+
+
+def test_annotated_persons_without_a_box_are_counted(coco, caplog):
+    from pycocotools.coco import COCO
+
+    index = COCO()
+    ann = coco.coco.loadAnns(coco.coco.getAnnIds(imgIds=coco.ids[0], iscrowd=False))[0]
+    index.dataset = {"images": [coco.coco.imgs[coco.ids[0]]], "categories": coco.coco.dataset["categories"],
+                     "annotations": [dict(ann, id=1), dict(ann, id=2, bbox=[10.0, 10.0, 0.0, 20.0])]}
+    index.createIndex()
+    with caplog.at_level(logging.WARNING):
+        assert len(gt_instances(index, [coco.ids[0]], 17)) == 1
+    assert "1 annotated persons with a box of zero size skipped" in caplog.text
 
 
 def test_rescoring_is_box_score_times_confident_joints():
@@ -161,6 +184,28 @@ def test_predict_runs_a_top_down_model_behind_the_detector(data_root, tmp_path):
         predict_files(None, [image], tmp_path / "p3", detector=str(ckpt))
     with pytest.raises(ValueError, match="one-pass head"):
         predict_files(ckpt, [image], tmp_path / "p4", steps=2)
+
+
+def test_predict_runs_the_zoo_top_down_model_with_oks_nms(tmp_path):
+    """``--recipe simplebaseline_tiny``: the zoo's weights behind the zoo's detector; two detections of one person
+    give one pose after the OKS-NMS that scoring applies."""
+    from posediff.engine.infer import TopDownPredictor, predict_files
+
+    image = DATA / "coco_images" / "000000117425.jpg"
+    done = predict_files(None, [image], tmp_path / "pred", recipe="simplebaseline_tiny", score_threshold=0.0)
+    assert done["predicted"] == 1 and (tmp_path / "pred" / "000000117425_poses.png").is_file()
+    model = posediff.create_model("simplebaseline_tiny", pretrained="synthcrowd")
+
+    class TwinBoxes(torch.nn.Module):  # one person's box found twice, a third box of no area
+        def forward(self, x, mask=None, steps=None, generator=None):
+            return [dict(boxes=torch.tensor([[100.0, 50.0, 300.0, 400.0], [101.0, 50.0, 301.0, 400.0],
+                                             [5.0, 5.0, 5.0, 60.0]]),
+                         scores=torch.tensor([0.9, 0.8, 0.9]), keypoints=torch.zeros(3, 17, 3))]
+
+    for nms, persons in [(0.9, 1), (1.0, 2)]:
+        pred = TopDownPredictor(model, TwinBoxes(), box_threshold=0.0, nms=nms)
+        _, _, out = next(pred._predicted([image]))
+        assert len(out["keypoints"]) == persons and (np.diff(out["scores"]) <= 0).all()
 
 
 def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path):

@@ -14,6 +14,7 @@ from posediff.data.topdown import (
     transform_points,
     warp_image,
 )
+from posediff.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from posediff.diffusion import ddim_sample, make_scheduler, trailing_timesteps
 from posediff.models.heads.diffusion_heatmap import render_gaussians, render_limbs
 from posediff.skeletons import get_skeleton
@@ -81,6 +82,7 @@ def test_flip_test_of_a_symmetric_input_is_symmetric(recipe):
     crop = torch.cat([half, half.flip(-1)], -1)  # (1, 3, 128, 96): its own mirror image
     hm = model.heatmaps(crop, generator=torch.Generator().manual_seed(0))[0]  # (K, h, w)
     flip = list(model.skeleton.flip_index)
+    assert flip == [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]  # COCO-17's left / right pairs
     assert torch.allclose(hm, hm.flip(-1)[flip], atol=1e-6)
     assert torch.allclose(flip_heatmaps(flip_heatmaps(hm, flip), flip), hm)
 
@@ -199,14 +201,36 @@ def test_full_recipes_build_with_the_papers_sizes(recipe):
     assert ("HighResolution" in backbone) == (recipe == "diffusionpose")
 
 
-def test_a_box_outside_the_image_gives_a_padded_crop_not_an_error():
+def test_a_box_outside_the_image_is_a_named_error():
     model = posediff.create_model("simplebaseline_tiny").eval()
     image = np.full((100, 80, 3), 200, np.uint8)
-    out = model.predict_persons(image, np.array([[500.0, 500.0, 40.0, 80.0], [-30.0, 60.0, 50.0, 90.0]]))
-    assert out.shape == (2, 17, 3) and np.isfinite(out).all()
-    centre, size = box_to_region(np.array([[500.0, 500.0, 40.0, 80.0]]), 96 / 128)
-    crop = warp_image(image, crop_matrix(centre[0], size[0], 0.0, (96, 128)), (96, 128))
-    assert float(crop.abs().max()) == 0.0  # nothing of the image: zeros
+    out = model.predict_persons(image, np.array([[-30.0, 60.0, 50.0, 90.0]]))  # partly outside: padded with zeros
+    assert out.shape == (1, 17, 3) and np.isfinite(out).all()
+    with pytest.raises(ValueError, match=r"box 1 \[500.0, 500.0, 40.0, 80.0\] lies wholly outside the 80x100 image"):
+        model.predict_persons(image, np.array([[10.0, 10.0, 40.0, 80.0], [500.0, 500.0, 40.0, 80.0]]))
+
+
+def test_predicted_keypoints_return_to_the_image_pixel_they_were_seen_at():
+    """The path every prediction takes: crop (warp_image), the model's keypoints in input pixels, back to the image
+    (to_image). A stand-in model answers the intensity-weighted centroid of the crop, with the pixel-centre
+    convention; regions of other scales give back the spot's centre in the image to < 0.1 px."""
+    model = posediff.create_model("simplebaseline_tiny").eval()
+
+    def centroid(crops, steps=None, generator=None):  # (B, 3, H, W) normalised -> (B, K, 3) input px
+        lit = crops[:, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]  # (B, H, W) intensity: the square, 0 elsewhere
+        ys, xs = torch.meshgrid(torch.arange(crops.shape[2]) + 0.5, torch.arange(crops.shape[3]) + 0.5,
+                                indexing="ij")
+        n = lit.sum((1, 2))
+        c = torch.stack([(lit * xs).sum((1, 2)) / n, (lit * ys).sum((1, 2)) / n, torch.ones_like(n)], -1)
+        return c[:, None].expand(-1, model.num_keypoints, 3)
+
+    model.predict = centroid
+    ys, xs = np.mgrid[:240, :320] + 0.5  # pixel centres
+    blob = np.exp(-((xs - 205.3) ** 2 + (ys - 105.7) ** 2) / (2 * 6.0 ** 2))  # a smooth spot at (205.3, 105.7)
+    image = np.repeat((blob * 255).round().astype(np.uint8)[..., None], 3, -1)
+    boxes = np.array([[150.0, 40.0, 100.0, 140.0], [180.0, 90.0, 40.0, 40.0], [120.0, 20.0, 160.0, 200.0]])
+    kp = model.predict_persons(image, boxes)  # (3, K, 3) image px
+    assert np.abs(kp[:, 0, :2] - [205.3, 105.7]).max() < 0.1  # a half-pixel slip in any convention shows
 
 
 def test_a_peak_on_the_border_is_not_pushed_off_the_map():
