@@ -18,6 +18,8 @@ DEFAULT_CHANGES: list[tuple[int, tuple[str, ...], dict]] = [
     # DiffusionPose's head: a residual correction on detached features (before: Ĥ_0 outright, loss into F)
     (1, ("diffusionpose", "diffusionpose_tiny", "diffusionpose_tiny_control"),
      {"residual": False, "detach_features": False}),
+    # the diffusion heads' pose-NMS threshold, chosen on val (before: 0.9)
+    (2, ("diffusion_regpose", "diffusion_regpose_tiny", "diffusion_regpose_tiny_control"), {"nms_threshold": 0.9}),
 ]
 CONFIG_VERSION = max(v for v, _, _ in DEFAULT_CHANGES)
 

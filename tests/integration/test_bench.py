@@ -59,8 +59,12 @@ def test_results_json(bench):
             assert h["best_oks"][0] == h["best_oks"][1]
         if r["sampling_steps"]:  # val AP at each NMS threshold, what the threshold is chosen by
             assert set(r["nms_sweep"]["val_ap"]) == {"0.5", "0.9"} and r["nms_sweep"]["model_threshold"] == 0.9
+            if r["nms_sweep"]["best"] == "0.5":  # the test split at val's choice too
+                assert r["nms_chosen"]["threshold"] == 0.5 and "AP" in r["nms_chosen"]["metrics"]
+            else:
+                assert r["nms_chosen"] is None
         else:
-            assert r["nms_sweep"] is None
+            assert r["nms_sweep"] is None and r["nms_chosen"] is None
         alike = r["lr_alike"]  # the same images with left and right drawn alike
         assert alike["images"] == 3 and {"swap_share", "both_assignments"} <= set(alike)
         if not r["sampling_steps"] and alike["both_assignments"] is not None:
@@ -78,6 +82,7 @@ def test_report_and_plots(bench):
     assert "another machine" not in report
     assert "## Several hypotheses per person" in report and "| edpose_tiny | occluded (2 seeds) |" in report
     assert "**Left and right drawn alike.**" in report and "## Pose-NMS threshold" in report
+    assert "| best | test AP: own threshold | test AP: val's |" in report
     for name in ("ap_vs_train_step.png", "ap_vs_sampling_steps.png", "ap_per_crowd_level.png", "best_of_samples.png"):
         assert (out / "plots" / name).stat().st_size > 5000
         assert f"plots/{name}" in report
@@ -106,7 +111,7 @@ def test_rerun_recomputes_nothing_and_interrupted_eval_continues(bench, monkeypa
 
 def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_path, monkeypatch):
     """A finished bench folder carried with only its records (``bench_config.json``; per run ``config.json``,
-    ``result.json``, ``bench.json``: how the standard bench's records are committed) reports the same
+    ``bench.json`` and perhaps ``result.json``: how the standard bench's records are committed) reports the same
     table, plots and pictures without loading a model; what is not recorded cannot be computed and says so."""
     tmp, results = bench
     light = tmp_path / "b"
@@ -123,6 +128,9 @@ def test_finished_runs_report_from_their_records_without_checkpoints(bench, tmp_
     again = run_bench(spec(tmp, out=str(light)))
     assert again["summary"] == results["summary"]
     assert (light / "report.md").is_file() and (light / "predictions.png").stat().st_size > 5000
+    lighter = tmp_path / "c"  # without result.json (its loss history) too: the records still stand
+    shutil.copytree(light, lighter, ignore=shutil.ignore_patterns("result.json", "results.json", "report.md"))
+    assert run_bench(spec(tmp, out=str(lighter)))["summary"] == results["summary"]
     assert (light / "plots" / "ap_vs_train_step.png").stat().st_size > 5000
     record_path = light / "runs" / "diffusion_regpose_tiny" / "seed0" / "bench.json"
     record = json.loads(record_path.read_text())

@@ -91,6 +91,56 @@ def test_sampling_ensembles_and_the_control(scenes):
     assert not torch.allclose(a, b)  # fresh noise at every step: another seed, other candidates
 
 
+def test_the_control_never_sees_x_t(scenes, monkeypatch):
+    """The diffusion-off control reads the image alone: in training its x_t is noise whatever x_0 is, at t = T - 1;
+    in sampling, an x_t made of NaNs at every step leaves its poses finite, while the diffusion head's turn NaN."""
+    from posediff.models.heads import diffusion as head_module
+
+    torch.manual_seed(0)
+    images, mask, _ = _batch(scenes)
+    control = posediff.create_model("diffusion_regpose_tiny", diffusion=False).eval()
+    x0 = torch.randn(2, 10, 17, 2)
+    torch.manual_seed(1)
+    a = control.head.noisy_candidates(x0, torch.zeros(2, dtype=torch.long))
+    torch.manual_seed(1)
+    b = control.head.noisy_candidates(x0 + 100.0, torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(a, b)
+    assert (control.head._timesteps(4, "cpu") == control.head.scheduler.config.num_train_timesteps - 1).all()
+    original = head_module.sample
+
+    def poisoned(model_fn, x_T, *args, **kwargs):  # every step's x_t replaced by NaNs before the head reads it
+        return original(lambda x_t, t: model_fn(torch.full_like(x_t, float("nan")), t), x_T, *args, **kwargs)
+
+    monkeypatch.setattr(head_module, "sample", poisoned)
+    assert torch.isfinite(_head_outputs(control, images, mask, steps=2)[2]).all()
+    diffusion = posediff.create_model("diffusion_regpose_tiny").eval()
+    diffusion.load_state_dict(control.state_dict())
+    assert not torch.isfinite(_head_outputs(diffusion, images, mask, steps=2)[2]).all()
+
+
+def test_training_timesteps_follow_train_timestep():
+    uniform = posediff.create_model("diffusion_regpose_tiny").head
+    torch.manual_seed(0)
+    t = uniform._timesteps(4096, "cpu")
+    assert int(t.min()) >= 0 and int(t.max()) < 1000 and len(t.unique()) > 900  # U{0 .. T-1}
+    zero = posediff.create_model("diffusion_regpose_tiny", train_timestep="zero").head
+    assert (zero._timesteps(64, "cpu") == 0).all()  # the released code's t = 0
+
+
+def test_pooling_can_leave_the_last_step_out(scenes):
+    """``ensemble="pool", ensemble_drop_last=True`` (the released code's ensemble) pools every step but the last;
+    with one step it keeps that one."""
+    torch.manual_seed(0)
+    images, mask, _ = _batch(scenes)
+    pool = posediff.create_model("diffusion_regpose_tiny", ensemble="pool").eval()
+    drop = posediff.create_model("diffusion_regpose_tiny", ensemble="pool", ensemble_drop_last=True).eval()
+    drop.load_state_dict(pool.state_dict())
+    everything, but_last = (_head_outputs(m, images, mask, steps=3) for m in (pool, drop))
+    assert but_last[0].shape[1] == 20 and everything[0].shape[1] == 30
+    torch.testing.assert_close(but_last[2], everything[2][:, :20])  # the first two steps' candidates
+    assert _head_outputs(drop, images, mask, steps=1)[0].shape[1] == 10
+
+
 def _head_outputs(model, images, mask, steps, seed=0):
     with torch.no_grad():
         enc = model.encode(images, mask)

@@ -44,7 +44,7 @@ The diffusion-off control (``diffusion=False``): the same head, trained and samp
 noise at t = T - 1 at every step, so that only the image decides. Against it, the bench measures what diffusion
 adds beyond the extra parameters and the ensembling.
 
-The regression anchor (``anchor="regression"``, a posediff option, the CPU presets' before): proposal i belongs to
+The regression anchor (``anchor="regression"``, a posediff option, the ``quick`` preset's): proposal i belongs to
 person i, in that person's box enlarged by ``frame_scale``; ED-Pose's initial regression kp_0 of each person is a
 Gaussian prior N(kp_0, s² I) on x_0 (s = ``prior_std``); the decoder starts from the posterior mean E[x_0 | x_t]
 (kp_0 when s = 0) with ED-Pose's tokens, to which the denoiser's are added through a zero-initialised projection.
