@@ -46,7 +46,7 @@ def _batches(train_ds, cfg, count: int):
 def time_recipe(cfg, steps: int, warmup: int) -> dict:
     """Median and mean seconds per step (and the data wait) of ``cfg``'s model on ``cfg``'s training data."""
     from posediff.engine.train import _seed_all, build_model, optimization, train_step
-    from posediff.tasks.multiperson import build_datasets
+    from posediff.tasks.multiperson import MultipersonTask, build_datasets
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -61,7 +61,7 @@ def time_recipe(cfg, steps: int, warmup: int) -> dict:
     ready = time.perf_counter()
     for i, batch in enumerate(_batches(train_ds, cfg, warmup + steps)):
         got = time.perf_counter()
-        train_step(model, optimizer, schedule, batch, device, cfg.clip_grad, autocast, i)
+        train_step(model, optimizer, schedule, batch, device, cfg.clip_grad, MultipersonTask().losses, autocast, i)
         sync()
         done = time.perf_counter()
         if i >= warmup:

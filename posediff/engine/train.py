@@ -149,16 +149,12 @@ def epoch_loader(train_ds, cfg: TrainConfig, epoch: int, start: int = 0, count: 
     return len(batches), loader
 
 
-def train_step(net, optimizer, schedule, batch, device, clip_grad: float, autocast=None, step: int = 0,
-               forward=None) -> dict:
-    """One optimisation step on a collated ``batch``, its losses computed by ``forward(net, batch, device)`` (a
-    task's ``losses``; default: a one-stage batch (images (B, 3, H, W), mask (B, H, W), targets)), under
-    ``autocast`` when given; returns the detached losses. A non-finite loss is refused (naming ``step``) before
-    the weights change. ``train`` runs its steps with it, and ``benchmarks/train_speed.py`` times it."""
-    if forward is None:
-        from ..tasks.multiperson import MultipersonTask
-
-        forward = MultipersonTask().losses
+def train_step(net, optimizer, schedule, batch, device, clip_grad: float, forward, autocast=None,
+               step: int = 0) -> dict:
+    """One optimisation step on a collated ``batch``, its losses computed by ``forward(net, batch, device)`` (its
+    task's ``losses``), under ``autocast`` when given; returns the detached losses. A non-finite loss is refused
+    (naming ``step``) before the weights change. ``train`` runs its steps with it, and
+    ``benchmarks/train_speed.py`` times it."""
     net.train()
     with autocast if autocast is not None else contextlib.nullcontext():
         losses = forward(net, batch, device)
@@ -357,7 +353,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
     while step < cfg.max_steps:
         epoch_len, loader = epoch_loader(data.train, cfg, epoch, pos, cfg.max_steps - step, rank, world, task.collate)
         for batch in loader:
-            losses = train_step(net, optimizer, schedule, batch, device, cfg.clip_grad, autocast, step, task.losses)
+            losses = train_step(net, optimizer, schedule, batch, device, cfg.clip_grad, task.losses, autocast, step)
             if ema is not None:
                 ema.update_parameters(model)
             step += 1
