@@ -365,10 +365,10 @@ def summarise(records: list[dict]) -> dict:
             best = [r["test"]["P1_best"] / base[r["seed"]] for r in rs if r["seed"] in base]
             out[recipe]["P1_vs_baseline"] = _mean_std(ratios)
             out[recipe]["P1_best_vs_baseline"] = _mean_std(best)
-    if "diffpose" in by:  # the video recipes against the frame-based one, seed by seed
+    if "diffpose" in by:  # the video recipes and the diffusion-off control against the frame model, seed by seed
         frame = {r["seed"]: r["test"]["P1"] for r in by["diffpose"]}
         for recipe, rs in by.items():
-            if recipe.startswith("diffpose_video"):
+            if recipe.startswith("diffpose_video") or recipe == "diffpose_control":
                 out[recipe]["P1_vs_diffpose"] = _mean_std([r["test"]["P1"] / frame[r["seed"]] for r in rs
                                                            if r["seed"] in frame])
     return out
@@ -376,7 +376,8 @@ def summarise(records: list[dict]) -> dict:
 
 def _verdicts(summary: dict) -> list[str]:
     """The paper's comparisons, per seed then mean ± std over seeds: DiffPose's P1 and best-of-N against Baseline
-    A's (the paper: 0.96 for frames), the video model's P1 against the frame model's."""
+    A's (the paper: 0.96 for frames), the video model's P1 against the frame model's; and the diffusion-off
+    control's against DiffPose's (above 1: the reverse process helps)."""
     lines = []
     for recipe, s in summary.items():
         if recipe == "lifting_baseline" or s.get("P1_vs_baseline", {}).get("n", 0) == 0:

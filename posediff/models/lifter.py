@@ -26,6 +26,9 @@ DiffPose (Gong et al., CVPR 2023), :class:`GMMDiffusionHead`:
   beyond k = 20): on one fixed budget it scored P1 124 mm against 97 (docs/recipes.md).
 * **Sampling**: N hypotheses drawn from the fitted GMM, DDIM in ``steps`` steps through the shared loop, their
   mean is the estimate (Sec. 4.4).
+* **The diffusion-off control** (``diffusion=False``, recipe ``diffpose_control``): the same head, trained and
+  sampled with x_t replaced by a fresh draw of the fitted GMM at t = K − 1 at every step, so that the context and
+  H_K's mixture alone decide; against it the bench measures what the reverse process adds.
 
 Baseline A (Sec. 5.3), :class:`RegressionLiftingHead`: the same denoiser network run once, from the context
 encoder's pose at the last timestep, trained to output h_0 with the same loss.
@@ -140,7 +143,8 @@ class GMMDiffusionHead(nn.Module):
                  hypotheses: int = 5, steps: int = 5, sigma_2d: float = 0.005, depth_bins: int = 64,
                  depth_range: float = 1.2, stats_momentum: float = 0.01, state: str = "xyz", noise: str = "gmm",
                  train_timesteps: str = "uniform", test_start: str = "gmm", timesteps: tuple[int, ...] | None = None,
-                 context_input: bool = True, beta_start: float | None = None, beta_end: float | None = None):
+                 context_input: bool = True, beta_start: float | None = None, beta_end: float | None = None,
+                 diffusion: bool = True):
         super().__init__()
         for name, value, allowed in (("depth", depth, DEPTHS), ("covariance", covariance, COVARIANCES),
                                      ("loss", loss, LOSSES), ("state", state, STATES), ("noise", noise, NOISES),
@@ -155,6 +159,10 @@ class GMMDiffusionHead(nn.Module):
             raise ValueError(f"GMMDiffusionHead: noise={noise!r} with test_start={test_start!r}: a model trained on "
                              f"the zero-mean per-joint process samples from the H_K point (test_start='point'), one "
                              f"trained on Eq. 7 from draws of its GMM (test_start='gmm')")
+        if not diffusion and (noise != "gmm" or loss != "x0"):
+            raise ValueError(f"GMMDiffusionHead: the diffusion-off control (diffusion=False) replaces x_t by draws of "
+                             f"the fitted GMM and predicts x_0; it needs noise='gmm' and loss='x0', got "
+                             f"noise={noise!r}, loss={loss!r}")
         for name, value, least in (("num_components", num_components, 1), ("gmm_samples", gmm_samples, num_components),
                                    ("em_iterations", em_iterations, 1), ("hypotheses", hypotheses, 1),
                                    ("steps", steps, 1), ("num_train_timesteps", num_train_timesteps, 2)):
@@ -178,7 +186,7 @@ class GMMDiffusionHead(nn.Module):
         self.hypotheses, self.steps, self.sigma_2d = hypotheses, steps, sigma_2d
         self.state, self.noise, self.train_timesteps, self.test_start = state, noise, train_timesteps, test_start
         self.timesteps = tuple(int(t) for t in timesteps) if timesteps is not None else None
-        self.context_input = context_input
+        self.context_input, self.diffusion = context_input, bool(diffusion)
         self.dims = 5 if state == "uvxyz" else 3
         self.momentum = stats_momentum
         # training-set statistics, running averages updated in training (saved with the weights)
@@ -266,6 +274,8 @@ class GMMDiffusionHead(nn.Module):
             self._update_stats(xyz.detach(), target)
         b, j = target.shape[:2]
         t = self._timesteps(b, generator).to(target.device)                     # k - 1 ∈ [0, K)
+        if not self.diffusion:                                                   # the control: x_t a fresh GMM draw
+            t = torch.full_like(t, self.scheduler.config.num_train_timesteps - 1)
         abar = self.scheduler.alphas_cumprod.to(target.device, torch.float64)
         if self.noise == "per_joint":                                           # the released code's
             chosen = self._components(self._mixture(keypoints_2d, uncertainty, target), 1, generator)[:, 0]
@@ -278,9 +288,12 @@ class GMMDiffusionHead(nn.Module):
             x0 = self.state_point(keypoints_2d, uncertainty, target)
             gmm = self.fit_gmm(keypoints_2d, uncertainty, xyz, generator)
             process = GMMForwardProcess(gmm, self.scheduler)
-            comps = gmm.draw_components(b, generator)
-            eps = process.component_noise(comps, x0, generator)                 # ε^G (B, J, D)
-            h_t, _ = process.q_sample(x0, t, components=comps, noise=eps)        # Eq. 7
+            if self.diffusion:
+                comps = gmm.draw_components(b, generator)
+                eps = process.component_noise(comps, x0, generator)             # ε^G (B, J, D)
+                h_t, _ = process.q_sample(x0, t, components=comps, noise=eps)    # Eq. 7
+            else:                                                                # the control: x_0 unseen
+                h_t, _ = process.prior_sample(x0, generator)                      # a draw of the GMM
         pred = self.denoiser(h_t.to(features.dtype), t, self._context(features))  # (B, J, D)
         if self.loss_kind == "epsilon":                                          # summed over J × D, as released
             return {"pose": ((pred - eps) ** 2).sum((-1, -2)).mean()}
@@ -326,6 +339,13 @@ class GMMDiffusionHead(nn.Module):
             process = GMMForwardProcess(rep, self.scheduler)
             like = torch.zeros(b * h, j, self.dims, dtype=xyz.dtype, device=xyz.device)
             x_k, comps = process.prior_sample(like, generator)                   # draws of the GMM
+            if not self.diffusion:                                               # the control: fresh draws each step
+                t_last = self.scheduler.config.num_train_timesteps - 1
+
+                def model_fn(x_t, t):
+                    fresh, _ = process.prior_sample(like, generator)
+                    return _in_blocks(self.denoiser, fresh.to(x_t), torch.full_like(t, t_last), feats)
+
             if self.timesteps:
                 mu, _ = rep.component_params(comps)
                 x0 = self._ddim(model_fn, x_k, mu.to(x_k.dtype).reshape(x_k.shape))

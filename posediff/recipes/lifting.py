@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..registry import register_model, with_config
 
 __all__ = ["LiftingConfig", "RELEASED", "build_lifter", "lifting_context", "lifting_baseline", "diffpose",
-           "diffpose_released", "diffpose_video", "diffpose_video_tiny"]
+           "diffpose_control", "diffpose_released", "diffpose_video", "diffpose_video_tiny"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class LiftingConfig:
     context_input: bool = True  # False: the denoiser gets no context
     beta_start: float | None = None  # the scheduler's (linear schedules)
     beta_end: float | None = None
+    diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh draws of the GMM)
 
 
 def build_lifter(cfg: LiftingConfig):
@@ -91,7 +92,7 @@ def build_lifter(cfg: LiftingConfig):
                                 hypotheses=cfg.hypotheses, steps=cfg.steps, sigma_2d=cfg.sigma_2d, state=cfg.state,
                                 noise=cfg.noise, train_timesteps=cfg.train_timesteps, test_start=cfg.test_start,
                                 timesteps=cfg.timesteps, context_input=cfg.context_input, beta_start=cfg.beta_start,
-                                beta_end=cfg.beta_end)
+                                beta_end=cfg.beta_end, diffusion=cfg.diffusion)
     else:
         raise ValueError(f"config field head must be 'regression', 'diffpose' or 'none', got {cfg.head!r}")
     return LiftingModel(context, head, frames=cfg.frames, freeze_context=cfg.freeze_context,
@@ -137,6 +138,14 @@ def lifting_baseline(**overrides):
 def diffpose(**overrides):
     """DiffPose, frame-based (CVPR 2023): H_K, a per-pose GMM, Eq. 7, DDIM, N = 5 hypotheses averaged."""
     return build_lifter(diffpose.config(**overrides))
+
+
+@register_model
+@with_config(LiftingConfig(head="diffpose", diffusion=False), task="lifting")
+def diffpose_control(**overrides):
+    """DiffPose's diffusion-off control: the same head and budget, x_t replaced by a fresh draw of the fitted GMM at
+    t = K − 1 at every step (training and sampling), so that what the reverse process adds can be measured."""
+    return build_lifter(diffpose_control.config(**overrides))
 
 
 # the released frame-based code's behaviours (GONGJIA0208/Diffpose, its CPN configuration; docs/recipes.md)

@@ -22,8 +22,8 @@ def batch(b=4, frames=1, seed=0):
     return kp, unc, target - target[:, :1]
 
 
-@pytest.mark.parametrize("name", ["lifting_context", "lifting_baseline", "diffpose", "diffpose_released",
-                                  "diffpose_video", "diffpose_video_tiny"])
+@pytest.mark.parametrize("name", ["lifting_context", "lifting_baseline", "diffpose", "diffpose_control",
+                                  "diffpose_released", "diffpose_video", "diffpose_video_tiny"])
 def test_recipes_build(name):
     model = posediff.create_model(name, **({} if "video" in name else SMALL))
     assert name in posediff.list_models()
@@ -33,6 +33,7 @@ def test_recipes_build(name):
 @pytest.mark.parametrize("name, kw", [("lifting_baseline", {}), ("diffpose", {}), ("diffpose", {"loss": "x0"}),
                                       ("diffpose", {"covariance": "joint", "depth": "histogram"}),
                                       ("diffpose", {"freeze_context": False}), ("diffpose_released", {}),
+                                      ("diffpose_control", {}),
                                       ("diffpose", {"state": "uvxyz", "timesteps": (12, 0), "loss": "epsilon"})])
 def test_training_step_gives_finite_losses_and_gradients(name, kw):
     model = posediff.create_model(name, **SMALL, **kw)
@@ -176,6 +177,7 @@ def test_explicit_timesteps_match_the_loop_when_they_are_its_own():
     ({"hypotheses": 0}, "hypotheses=0, expected an integer >= 1"),
     ({"num_components": 0}, "num_components=0"),
     ({"steps": 60}, "steps=60 exceeds num_train_timesteps=50"),
+    ({"diffusion": False, "loss": "epsilon"}, "diffusion-off control .* needs noise='gmm' and loss='x0'"),
 ])
 def test_bad_head_settings_are_refused_by_name(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -211,3 +213,39 @@ def test_sampling_in_blocks_of_rows_gives_the_same_hypotheses(monkeypatch):
     monkeypatch.setattr(lifter, "CPU_ROWS", 5)  # 12 rows in blocks of 5, 5 and 2
     torch.testing.assert_close(model.lift(px, (1000, 1000), hypotheses=4, return_hypotheses=True), whole,
                                atol=1e-2, rtol=1e-4)  # mm
+
+
+def test_the_control_never_sees_x_t(monkeypatch):
+    """``diffpose_control`` reads the context and H_K's mixture alone: its training input is a draw of the GMM at
+    t = K − 1 whatever the target, and an x_t of NaNs at every sampling step leaves its poses finite, where
+    DiffPose's turn NaN."""
+    from posediff.diffusion import gmm as gmm_module
+
+    control = posediff.create_model("diffpose_control", **SMALL)
+    kp, unc, target = batch()
+    seen = []
+    monkeypatch.setattr(control.head, "denoiser", _Spy(control.head.denoiser, seen))
+    control.eval()  # the running training-set statistics (H_K's depth spread) held still
+    for shift in (0.0, 1.0):  # another target, the same input
+        control(kp, target + shift, unc, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(seen[0][0], seen[1][0])
+    assert (seen[0][1] == 49).all()
+    original = gmm_module._sample
+
+    def poisoned(model_fn, x, *args, **kwargs):  # the DDIM loop hands the head an x_t of NaNs at every step
+        return original(lambda u, t: model_fn(torch.full_like(u, float("nan")), t), x, *args, **kwargs)
+
+    monkeypatch.setattr(gmm_module, "_sample", poisoned)
+    assert torch.isfinite(control.predict(kp, unc, hypotheses=2, steps=2)).all()
+    diffpose = posediff.create_model("diffpose", **SMALL).eval()
+    assert not torch.isfinite(diffpose.predict(kp, unc, hypotheses=2, steps=2)).all()
+
+
+class _Spy(torch.nn.Module):
+    def __init__(self, net, seen):
+        super().__init__()
+        self.net, self.seen = net, seen
+
+    def forward(self, x, t, context):
+        self.seen.append((x.detach().clone(), t.clone()))
+        return self.net(x, t, context)
