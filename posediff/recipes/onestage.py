@@ -83,7 +83,8 @@ class OneStageConfig:
     # (benchmarks/overfit.py, docs/recipes.md)
     home_bias: float | None = 4.0
     # official-code behaviours (docs/recipes.md), off by default
-    train_timestep: str = "uniform"  # "zero": the official code fixes t = 0 in training
+    # "uniform" (DiffusionDet's), "sampling" (the sampler's own timesteps), "zero" (the official code's t = 0)
+    train_timestep: str = "uniform"
     time_split: str = "channels"  # "official": time embedding split along the token axis
     ensemble_drop_last: bool = False  # True: the official code drops the last step from its ensemble
 

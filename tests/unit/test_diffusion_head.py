@@ -125,6 +125,8 @@ def test_training_timesteps_follow_train_timestep():
     assert int(t.min()) >= 0 and int(t.max()) < 1000 and len(t.unique()) > 900  # U{0 .. T-1}
     zero = posediff.create_model("diffusion_regpose_tiny", train_timestep="zero").head
     assert (zero._timesteps(64, "cpu") == 0).all()  # the released code's t = 0
+    visited = posediff.create_model("diffusion_regpose_tiny", train_timestep="sampling").head
+    assert set(visited._timesteps(256, "cpu").tolist()) == {999, 749, 499, 249}  # the 4-step sampler's
 
 
 def test_pooling_can_leave_the_last_step_out(scenes):

@@ -63,13 +63,13 @@ import torch
 from torch import nn
 
 from ...diffusion import PADDING_STRATEGIES, SignalCodec, gaussian_posterior_mean, pad_poses, q_sample, sample
-from ...diffusion.schedulers import Scheduler, check_scheduler
+from ...diffusion.schedulers import Scheduler, check_scheduler, trailing_timesteps
 from ..keypoint_decoder import KeypointDecoder, PoseOutput
 from .common import HumanToKeypoint, InitialKeypoints
 
 __all__ = ["DiffusionKeypointHead", "TRAIN_TIMESTEPS", "ANCHORS", "ENSEMBLES"]
 
-TRAIN_TIMESTEPS = ("uniform", "zero")
+TRAIN_TIMESTEPS = ("uniform", "sampling", "zero")
 ANCHORS = ("paper", "regression")
 ENSEMBLES = ("trajectory", "pool", "last")
 PADDINGS = ("repeat_batch", *PADDING_STRATEGIES)
@@ -101,7 +101,9 @@ class DiffusionKeypointHead(nn.Module):
             among) or proposals, one per person (``anchor="regression"``).
         decoder: the keypoint decoder (Eq. 8); by default 6 layers of the denoiser's width.
         completion: train on prior-completed poses (``keypoints_completed`` of the targets) when present.
-        train_timestep: ``"uniform"`` (paper) or ``"zero"`` (official code).
+        train_timestep: ``"uniform"``: t ~ U{0 .. T−1} (DiffusionDet's; the paper names no distribution),
+            ``"sampling"``: one of the sampler's ``sampling_steps`` timesteps, uniformly (a posediff option), or
+            ``"zero"`` (official code).
         renewal, renewal_threshold: replace low-scoring candidates by noise between sampling steps.
         ensemble: ``"trajectory" | "pool" | "last"`` (module docstring); ``ensemble_drop_last`` leaves the last
             step out of a ``"pool"``.
@@ -217,12 +219,16 @@ class DiffusionKeypointHead(nn.Module):
         return persons._replace(prior=self.to_signal(kp0, persons))  # the prior mean, once for every step
 
     def _timesteps(self, b: int, device) -> torch.Tensor:
-        """(B,) training timesteps: uniform (paper), 0 (official code), or T - 1 for the diffusion-off control."""
+        """(B,) training timesteps: uniform, the sampler's, 0 (official code), or T - 1 for the diffusion-off
+        control."""
         num_train = self.scheduler.config.num_train_timesteps
         if not self.diffusion:
             return torch.full((b,), num_train - 1, dtype=torch.long, device=device)
         if self.train_timestep == "uniform":
             return torch.randint(0, num_train, (b,), device=device)
+        if self.train_timestep == "sampling":  # the timesteps the default sampler visits
+            visited = torch.tensor(trailing_timesteps(num_train - 1, self.sampling_steps), device=device)
+            return visited[torch.randint(0, len(visited), (b,), device=device)]
         return torch.zeros(b, dtype=torch.long, device=device)
 
     # -- training --------------------------------------------------------------------------------------
