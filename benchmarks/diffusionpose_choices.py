@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 from posediff.env import machine_info
-from posediff.io import save_result
+from posediff.io import save_result, write_json
 
 BASE = {"residual": False, "detach_features": False}
 VARIANTS = {
@@ -124,10 +125,20 @@ def main() -> None:
     ap.add_argument("--sampling-steps", nargs="+", type=int, default=[1, 2, 4])
     ap.add_argument("--runs", default="runs/diffusionpose_choices")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--rescore", action="store_true", help="score again the variants already scored at this setting")
     args = ap.parse_args()
     init = str(zoo_path("resnet18_synthcrowd_heatmaps.safetensors"))
     rows = {}
+    setting = dict(steps=args.steps, seed=args.seed, val_images=args.val_images, starts=args.starts,
+                   sampling_steps=args.sampling_steps)
     for name in args.variants:
+        cache = Path(args.runs) / f"{name}.row.json"  # a variant scored at this setting is not scored again
+        if cache.is_file() and not args.rescore:
+            kept = json.loads(cache.read_text())
+            if kept.get("setting") == setting:
+                rows[name] = kept["row"]
+                print(name, rows[name]["val"], "(kept)", flush=True)
+                continue
         run, infer = SCORED_FROM.get(name, (name, {}))
         recipe, model = VARIANTS[run]
         base = "diffusionpose_tiny" if recipe.startswith("diffusionpose") else recipe
@@ -157,6 +168,7 @@ def main() -> None:
             row["sampling"] = grid
         row["seconds"] = round(time.time() - t0, 1)
         rows[name] = row
+        write_json(dict(setting=setting, row=row), cache)
         print(name, row["val"], flush=True)
     print("\n| variant | AP | AP_H | median error (px) | PCK@4px | its coarse head: AP, median error |\n"
           "|---|---|---|---|---|---|")
