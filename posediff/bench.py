@@ -97,8 +97,8 @@ class Preset:
 # quick's diffusion head is anchored to ED-Pose's regression (docs/recipes.md): it starts from the zoo's edpose_tiny
 # and trains 100 steps. The paper's head scored 21.7 AP there (seed 0;
 # docs/results/bench/quick_synthcrowd/paper_head_seed0.json),
-# under the preset's target of 30 (likely: its fresh denoiser's tokens are added to ED-Pose's; not measured)
-# the regression head as quick measured it
+# under the preset's target of 30 (likely: its fresh denoiser's tokens are added to ED-Pose's; not measured).
+# The overrides are the regression head as quick measured it, its pose-NMS threshold included
 _ANCHORED = {"diffusion_regpose_tiny": {"anchor": "regression", "prior_std": 0.0, "ensemble": "pool",
                                         "renewal": True, "nms_threshold": 0.9}}
 _CPU_SIZES = dict(train_scales=(256, 288, 320), crop_scales=(224, 256), crop_size=(192, 288), max_size=512)
