@@ -5,7 +5,8 @@ The protocol of ``tests/integration/test_overfit.py``: AdamW lr 1e-3 (x0.1 at 70
 per ``--set`` (model overrides as JSON objects, e.g. '{"home_bias": null}').
 
 Run: ``python benchmarks/overfit.py --recipe diffusion_regpose_tiny --steps 1000 --set '{}' '{"home_bias": null}'
---out docs/results/overfit_home_bias.json``.
+--out docs/results/overfit_home_bias.json``. The ``--out`` file is written after each row, and a rerun keeps the
+rows it holds for the same recipe and steps.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shlex
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -65,17 +67,29 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="JSON file to write")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
-    rows = []
+    wanted = []
+    for item in args.set:
+        overrides = json.loads(item)
+        if not isinstance(overrides, dict):
+            raise ValueError(f"--set {item}: expected a JSON object of model overrides")
+        wanted.append(overrides)
+    rows = []  # rows of an --out file of this recipe and step count are kept: a rerun fits only the others
+    if args.out and Path(args.out).is_file():
+        rows = [r for r in json.loads(Path(args.out).read_text()).get("rows", [])
+                if r["recipe"] == args.recipe and r["curve"][-1]["step"] == args.steps and r["overrides"] in wanted]
+    def write() -> dict:
+        rows.sort(key=lambda r: wanted.index(r["overrides"]))
+        return save_result(dict(rows=rows, machine=machine_info(), date=time.strftime("%Y-%m-%d %H:%M"),
+                                command="python benchmarks/overfit.py " + shlex.join(argv)), args.out)
+
     with tempfile.TemporaryDirectory() as tmp:
         write_split(tmp, "train", 2, seed=3, config=SceneConfig(size=128), progress=False)
-        for item in args.set:
-            overrides = json.loads(item)
-            if not isinstance(overrides, dict):
-                raise ValueError(f"--set {item}: expected a JSON object of model overrides")
-            rows.append(dict(recipe=args.recipe, overrides=overrides,
-                             curve=fit(args.recipe, overrides, args.steps, args.every, tmp)))
-    return save_result(dict(rows=rows, machine=machine_info(), date=time.strftime("%Y-%m-%d %H:%M"),
-                            command="python benchmarks/overfit.py " + shlex.join(argv)), args.out)
+        for overrides in wanted:
+            if not any(r["overrides"] == overrides for r in rows):
+                rows.append(dict(recipe=args.recipe, overrides=overrides,
+                                 curve=fit(args.recipe, overrides, args.steps, args.every, tmp)))
+                write()
+    return write()
 
 
 if __name__ == "__main__":
