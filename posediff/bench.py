@@ -39,6 +39,7 @@ level (AP_E / AP_M / AP_H). The table shows the CrowdPose-format metrics, result
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -265,21 +266,27 @@ def plan_runs(preset: Preset, spec: BenchSpec) -> list[dict]:
 
 def finished_runs(runs: list[dict], out: Path) -> list[dict]:
     """The planned runs that finished training and have a record (``--report-only``); the others are listed."""
-    def finished(run: dict) -> bool:  # result.json's steps, or (a folder carried without it) bench.json's
+    def finished(run: dict) -> bool:
         folder = Path(run["config"].out)
-        steps = None
-        for name, key in (("result.json", "steps"), ("bench.json", "train_steps")):
-            try:
-                steps = steps or json.loads((folder / name).read_text()).get(key)
-            except (OSError, ValueError):
-                continue
-        return steps == run["config"].max_steps and (folder / "bench.json").is_file()
+        return _trained_steps(folder) == run["config"].max_steps and (folder / "bench.json").is_file()
 
     done, left = [], []
     for r in runs:
         (done if finished(r) else left).append(r)
     report_only_check(out, done, [f"{r['recipe']} seed {r['seed']}" for r in left])
     return done
+
+
+def _trained_steps(folder: Path) -> int | None:
+    """The steps a run folder was trained for: its result.json's, or (a folder carried without it) its record's."""
+    for name, key in (("result.json", "steps"), ("bench.json", "train_steps")):
+        try:
+            steps = json.loads((folder / name).read_text()).get(key)
+        except (OSError, ValueError):
+            continue
+        if steps:
+            return steps
+    return None
 
 
 def report_only_check(out: Path, done: list, left: list[str]) -> None:
@@ -380,9 +387,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     done = out / "result.json"
     result = json.loads(done.read_text()) if done.is_file() else None
-    # finished: result.json says so, or (a folder carried without it) the record does
-    finished = (result.get("steps") if result else record.get("train_steps")) == cfg.max_steps
-    if not finished:
+    if _trained_steps(out) != cfg.max_steps:
         log.info("training %s seed %d (%d steps) in %s", run["recipe"], run["seed"], cfg.max_steps, out)
         train(cfg, resume=latest_checkpoint(out) is not None, init=run["init"])
         result = json.loads(done.read_text())
@@ -521,16 +526,23 @@ def nms_sweep(model, cfg, preset: Preset, seed: int, device) -> dict:
     from .tasks.multiperson import build_datasets, evaluate
 
     _, val_ds, val_ann, metric = build_datasets(cfg)
-    kept = model.nms_threshold
     out = {}
-    try:
-        for threshold in preset.nms_thresholds:
-            model.nms_threshold = float(threshold)
+    for threshold in preset.nms_thresholds:
+        with _nms_at(model, threshold):
             out[f"{threshold:g}"] = evaluate(model, val_ds, val_ann, metric, batch_size=4, device=device)["AP"]
+    return dict(val_ap=out, images=len(val_ds), format=metric, model_threshold=model.nms_threshold,
+                best=max(out, key=lambda k: out[k]))
+
+
+@contextlib.contextmanager
+def _nms_at(model, threshold: float):
+    """The model's pose-NMS threshold set to ``threshold`` within the block, its own restored after it."""
+    kept = model.nms_threshold
+    model.nms_threshold = float(threshold)
+    try:
+        yield model
     finally:
         model.nms_threshold = kept
-    return dict(val_ap=out, images=len(val_ds), format=metric, model_threshold=kept,
-                best=max(out, key=lambda k: out[k]))
 
 
 def nms_chosen(model, test_ds, gts: dict, image_ids: list[int], threshold: float, steps: int | None, seed: int,
@@ -539,13 +551,9 @@ def nms_chosen(model, test_ds, gts: dict, image_ids: list[int], threshold: float
     (:func:`nms_sweep`); the model's own threshold is restored."""
     from .tasks.multiperson import predict_results_at_steps
 
-    kept = model.nms_threshold
-    model.nms_threshold = threshold
-    try:
+    with _nms_at(model, threshold):
         results = predict_results_at_steps(model, test_ds, [steps], batch_size=4, device=device, progress=True,
                                            seed=seed)[steps]
-    finally:
-        model.nms_threshold = kept
     return dict(threshold=threshold, steps=steps, metrics=score_results(results, gts, image_ids))
 
 

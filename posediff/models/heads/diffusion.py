@@ -165,6 +165,9 @@ class DiffusionKeypointHead(nn.Module):
         self.scheduler, self.signal, self.padding = scheduler, signal, padding
         self.sampling_steps, self.num_proposals = int(sampling_steps), int(num_proposals)
         self.completion, self.train_timestep = completion, train_timestep
+        # train_timestep="sampling": the timesteps the default sampler visits, drawn from in training
+        self.register_buffer("visited", torch.tensor(trailing_timesteps(
+            scheduler.config.num_train_timesteps - 1, sampling_steps)), persistent=False)
         self.renewal, self.renewal_threshold = renewal, renewal_threshold
         self.ensemble, self.ensemble_drop_last, self.eta = ensemble, ensemble_drop_last, eta
         self.expand = HumanToKeypoint(denoiser.dim, denoiser.num_keypoints)
@@ -226,9 +229,8 @@ class DiffusionKeypointHead(nn.Module):
             return torch.full((b,), num_train - 1, dtype=torch.long, device=device)
         if self.train_timestep == "uniform":
             return torch.randint(0, num_train, (b,), device=device)
-        if self.train_timestep == "sampling":  # the timesteps the default sampler visits
-            visited = torch.tensor(trailing_timesteps(num_train - 1, self.sampling_steps), device=device)
-            return visited[torch.randint(0, len(visited), (b,), device=device)]
+        if self.train_timestep == "sampling":
+            return self.visited[torch.randint(0, len(self.visited), (b,), device=device)].to(device)
         return torch.zeros(b, dtype=torch.long, device=device)
 
     # -- training --------------------------------------------------------------------------------------
