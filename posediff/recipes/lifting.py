@@ -4,7 +4,7 @@ All share the context encoder and the denoiser network; they differ in the head.
 (CVPR 2023): GraFormer-style graph networks (pose embedding J × 128 concatenated with a J × 128 context, width
 256, 3 GCN-attention blocks), a frozen pretrained context encoder, M = 5 GMM components with full covariances,
 K = 50 diffusion steps, N = 5 hypotheses averaged, 5 DDIM steps. ``diffpose_video`` reads T = 243 frames
-through a MixSTE-style encoder; ``diffpose_video_tiny`` T = 27 for CPU.
+through a MixSTE-style encoder; ``diffpose_video_tiny`` T = 9 frames, width 64, 2 layer pairs, for CPU.
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ def diffpose_video(**overrides):
 
 
 @register_model
-@with_config(LiftingConfig(head="diffpose", context="temporal", frames=27), task="lifting")
+@with_config(LiftingConfig(head="diffpose", context="temporal", frames=9, context_dim=64, context_depth=2),
+             task="lifting")
 def diffpose_video_tiny(**overrides):
-    """diffpose_video over T = 27 frames, for CPU."""
+    """diffpose_video over T = 9 frames with a smaller encoder (width 64, 2 layer pairs), for CPU."""
     return build_lifter(diffpose_video_tiny.config(**overrides))

@@ -90,9 +90,11 @@ def test_the_video_recipe_trains_on_its_own_context_and_lifts_sequences(tmp_path
     from posediff.engine.checkpoint import load_model
     from posediff.registry import get_config
 
-    frames = get_config("diffpose_video_tiny").frames
-    assert frames == 27
-    ctx = run(tmp_path, "lifting_context", "ctx", max_steps=3, context="temporal", frames=frames)
+    cfg = get_config("diffpose_video_tiny")
+    frames = cfg.frames
+    assert (cfg.context, frames) == ("temporal", 9)
+    ctx = run(tmp_path, "lifting_context", "ctx", max_steps=3, context="temporal", frames=frames,
+              context_depth=cfg.context_depth)
     assert ctx["metrics"]["P1"] > 0
     video = run(tmp_path, "diffpose_video_tiny", "video", max_steps=3,
                 context_weights=str(tmp_path / "ctx" / "step_0000003.safetensors"), gmm_samples=32, em_iterations=1,
@@ -101,5 +103,5 @@ def test_the_video_recipe_trains_on_its_own_context_and_lifts_sequences(tmp_path
     model = load_model(tmp_path / "video" / "step_0000003.safetensors", context_weights="").eval()
     seq = np.random.default_rng(0).uniform(300, 700, size=(2, frames, 17, 2))
     assert model.lift(seq, (1000, 1000)).shape == (2, 17, 3)
-    with pytest.raises(ValueError, match="this model reads 27 frames"):
+    with pytest.raises(ValueError, match=f"this model reads {frames} frames"):
         model.lift(seq[:, 0], (1000, 1000))
