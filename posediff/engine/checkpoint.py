@@ -7,7 +7,8 @@ A training run's folder holds
   the file alone;
 * ``step_<step, 7 digits>.state.pt``: optimizer, LR schedule, RNG states, data position (for ``--resume``);
 * ``last.json``: the name of the newest complete pair, written last, so an interrupted write never
-  becomes the checkpoint to resume from.
+  becomes the checkpoint to resume from;
+* with ``keep_best``, ``best.safetensors`` (weights as a step's) and ``best.json`` (its step and metric value).
 
 A checkpoint damaged after it was written (a truncated copy, a full disk) is named when ``--resume`` reads it,
 with the newest intact one to continue from instead (:func:`resume_hint`, ``--resume-from``).
@@ -23,12 +24,13 @@ import torch
 
 from ..io import atomic_path, read_safetensors, write_json
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model", "load_init_weights", "init_from",
-           "load_state", "is_intact", "newest_intact", "resume_hint", "checkpoint_step", "FORMAT", "RUN_FILES"]
+__all__ = ["save_checkpoint", "save_weights", "load_checkpoint", "latest_checkpoint", "load_model", "load_init_weights",
+           "init_from", "load_state", "is_intact", "newest_intact", "resume_hint", "checkpoint_step", "FORMAT",
+           "RUN_FILES"]
 
 FORMAT = "posediff.checkpoint/1"
 # what a training run writes in its folder besides its checkpoints (step_N.safetensors, step_N.state.pt)
-RUN_FILES = ("config.json", "history.jsonl", "result.json", "last.json")
+RUN_FILES = ("config.json", "history.jsonl", "result.json", "last.json", "best.json", "best.safetensors")
 
 
 def _unwrap(model):
@@ -40,30 +42,38 @@ def save_checkpoint(run_dir, step: int, model, recipe: str, overrides: dict, sta
     """Write the weights (+ EMA) and the training state of ``step``; returns the weights' path. With ``folder``
     (the run's :class:`~posediff.io.OutputFolder`) the files are claimed in its manifest before they are written,
     and only checkpoints it lists are pruned."""
-    from safetensors.torch import save_file
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:07d}"
     if folder is not None:
         folder.claim([f"{name}.safetensors"] + ([f"{name}.state.pt"] if state is not None else []))
-    tensors = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
-    if ema is not None:
-        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-    from ..registry import CONFIG_VERSION
-
-    meta = {"format": FORMAT, "recipe": recipe, "overrides": json.dumps(overrides, sort_keys=True),
-            "config_version": str(CONFIG_VERSION), "step": str(step), "ema": str(ema is not None)}
-    meta.update({k: json.dumps(v) for k, v in (extra_meta or {}).items()})
-    weights = run_dir / f"{name}.safetensors"
-    with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    weights = save_weights(run_dir / f"{name}.safetensors", step, model, recipe, overrides, ema, extra_meta)
     if state is not None:
         with atomic_path(run_dir / f"{name}.state.pt") as tmp:
             torch.save(state, tmp)
     write_json({"name": name, "step": step, "has_state": state is not None}, run_dir / "last.json")
     _prune(run_dir, keep, current=name, folder=folder)
     return weights
+
+
+def save_weights(path, step: int, model, recipe: str, overrides: dict, ema=None,
+                 extra_meta: dict | None = None) -> Path:
+    """Write ``model``'s weights (+ ``ema.`` weights) with the metadata :func:`load_model` rebuilds it from,
+    atomically; returns ``path``."""
+    from safetensors.torch import save_file
+
+    from ..registry import CONFIG_VERSION
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+    meta = {"format": FORMAT, "recipe": recipe, "overrides": json.dumps(overrides, sort_keys=True),
+            "config_version": str(CONFIG_VERSION), "step": str(step), "ema": str(ema is not None)}
+    meta.update({k: json.dumps(v) for k, v in (extra_meta or {}).items()})
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
 
 
 def _prune(run_dir: Path, keep: int, current: str, folder=None) -> None:

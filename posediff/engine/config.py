@@ -42,6 +42,10 @@ class TrainConfig:
     ckpt_every: int = 200
     log_every: int = 10
     keep_checkpoints: int = 2
+    # "min:METRIC" or "max:METRIC" (e.g. "min:P1", "max:AP"): also keep the weights of the evaluation (eval_every)
+    # with the best value of that metric of the task's evaluation, as best.safetensors (its step and value in
+    # best.json); "": off. The evaluation reads the data config's val split.
+    keep_best: str = ""
 
     def __post_init__(self):
         if isinstance(self.out, os.PathLike):  # a Path is the folder it names
@@ -64,6 +68,9 @@ class TrainConfig:
              "steps, integers >= 1"),
             ("clip_grad", _number(self.clip_grad) and self.clip_grad >= 0, "a finite number >= 0 (0: no clipping)"),
             ("ema_decay", _number(self.ema_decay) and 0 <= self.ema_decay < 1, "a number in [0, 1) (0: no EMA)"),
+            ("keep_best", isinstance(self.keep_best, str) and (self.keep_best == "" or (
+                self.keep_best.split(":")[0] in ("min", "max") and len(self.keep_best.split(":")) == 2
+                and bool(self.keep_best.split(":")[1]))), "'' (off), 'min:METRIC' or 'max:METRIC', e.g. 'min:P1'"),
             ("recipe", isinstance(self.recipe, str) and bool(self.recipe), "a recipe name"),
             ("out", isinstance(self.out, str) and bool(self.out.strip()), "a folder")])
         if bad:

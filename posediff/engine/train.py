@@ -37,6 +37,7 @@ from .checkpoint import (
     newest_intact,
     resume_hint,
     save_checkpoint,
+    save_weights,
 )
 from .config import TrainConfig, jsonable
 
@@ -369,6 +370,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
                 last_eval = task.evaluate(ema.module if ema is not None else model, data, cfg, device)
                 history[-1]["eval"] = last_eval
                 log.info("step %d: %s", step, last_eval)
+                if cfg.keep_best:
+                    _keep_best(cfg, out, step, model, ema, history, folder)
             if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
                 rngs = _gather_rng_states(world)
                 if rank == 0:
@@ -430,6 +433,26 @@ def _gather_rng_states(world: int) -> list[tuple]:
     states = [None] * world
     torch.distributed.all_gather_object(states, rng)
     return states
+
+
+def _keep_best(cfg, out, step, model, ema, history, folder=None) -> None:
+    """``keep_best="min:M"`` / ``"max:M"``: write best.safetensors and best.json when this step's evaluation is
+    the best of the run's so far (the history holds every evaluation, across resumes)."""
+    mode, metric = cfg.keep_best.split(":")
+    evals = [(h["step"], h["eval"]) for h in history if h.get("eval")]
+    if metric not in evals[-1][1]:
+        raise ValueError(f"config field keep_best={cfg.keep_best!r}: the evaluation gives {sorted(evals[-1][1])}, "
+                         f"not {metric!r}")
+    value = float(evals[-1][1][metric])
+    earlier = [float(e[metric]) for s, e in evals[:-1] if metric in e]
+    if earlier and not (value < min(earlier) if mode == "min" else value > max(earlier)):
+        return
+    if folder is not None:
+        folder.claim(["best.safetensors", "best.json"])
+    save_weights(out / "best.safetensors", step, model, cfg.recipe, cfg.model,
+                 ema=ema.module if ema is not None else None,
+                 extra_meta={"config": jsonable(cfg), **get_task(cfg.recipe).checkpoint_meta(cfg)})
+    write_json({"step": step, "metric": metric, "mode": mode, "value": value}, out / "best.json")
 
 
 def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs, seconds, folder=None):

@@ -129,10 +129,12 @@ class GMMDiffusionHead(nn.Module):
     component drawn by π as x_0's uv, its σ scaling N(0, 1) on uv, unit N(0, 1) on xyz (no μ^G, no fitted
     GMM; needs ``state="uvxyz"``); ``loss="epsilon"`` predicts e with the squared error summed over joints and
     coordinates; ``train_timesteps="antithetic"`` draws t and K−1−t in pairs; ``test_start="point"`` starts
-    sampling from the H_K point itself (the observed 2D and the context's xyz, no noise, so every hypothesis is
-    the same); ``timesteps=(12, 0)`` evaluates those timesteps; ``context_input=False`` gives the denoiser no
-    context (the released code passes 0). Its schedule (linear β 1e-4 → 1e-3 over 51 steps) is a scheduler
-    setting (``beta_schedule``, ``beta_start``, ``beta_end``, ``num_train_timesteps``).
+    sampling from an H_K point without noise: per joint the μ of one component drawn by π (which the context
+    encoder reads too, ``LiftingModel.predict``) and the context's xyz, so hypotheses differ only where a
+    mixture has several weighted components; ``timesteps=(12, 0)`` evaluates those timesteps;
+    ``context_input=False`` gives the denoiser no context (the released code passes 0). Its schedule (linear β
+    1e-4 → 1e-3 over 51 steps) is a scheduler setting (``beta_schedule``, ``beta_start``, ``beta_end``,
+    ``num_train_timesteps``); its denoiser is the recipe's ``denoiser="released"``.
     """
 
     deterministic = False
@@ -220,6 +222,15 @@ class GMMDiffusionHead(nn.Module):
         comp = comp.permute(0, 2, 1)                                             # (B, S, J)
         return torch.gather(mix[:, None].expand(b, count, j, k, 5), 3,
                             comp[..., None, None].expand(b, count, j, 1, 5))[..., 0, :]
+
+    def drawn_observations(self, keypoints_2d, uncertainty, count: int, generator=None) -> torch.Tensor:
+        """``test_start="point"``'s 2D, as the released code sees it at test: per joint the μ of one component of
+        the mixture drawn by π, ``count`` draws per pose: (B·count, T, J, 2), the centre frame replaced."""
+        mix = self._mixture(keypoints_2d, uncertainty, keypoints_2d)             # (B, J, K, 5)
+        chosen = self._components(mix, count, generator)                         # (B, S, J, 5)
+        kp = keypoints_2d.repeat_interleave(count, 0).clone()                    # (B·S, T, J, 2)
+        kp[:, kp.shape[1] // 2] = chosen[..., 1:3].reshape(-1, chosen.shape[2], 2)
+        return kp
 
     def h_k_samples(self, keypoints_2d, uncertainty, xyz, count: int, generator=None) -> torch.Tensor:
         """``count`` draws of H_K per pose: (B, count, J, 3) metres (J × 5 with the 2D for ``state="uvxyz"``)."""
@@ -426,7 +437,6 @@ class LiftingModel(nn.Module):
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, H, J, 3) root-relative metres: the head's hypotheses (H = 1 for a deterministic head)."""
         self.check_inputs(keypoints_2d, uncertainty)
-        features, xyz = self.encode(keypoints_2d)
         if hypotheses is not None and int(hypotheses) < 1:
             raise ValueError(f"LiftingModel: hypotheses={hypotheses}, expected an integer >= 1")
         if steps is not None:
@@ -438,6 +448,16 @@ class LiftingModel(nn.Module):
             if self.head.timesteps is not None:
                 raise ValueError(f"LiftingModel: steps={steps}, but this model samples at its explicit timesteps "
                                  f"{self.head.timesteps} (model.timesteps); give one or the other")
+        if getattr(self.head, "test_start", None) == "point" and uncertainty is not None:
+            # the released code: each hypothesis reads one component per joint drawn by π, in the context encoder
+            # and as the start's 2D
+            b, h = keypoints_2d.shape[0], int(hypotheses or self.head.hypotheses)
+            drawn = self.head.drawn_observations(keypoints_2d, uncertainty, h, generator)  # (B·H, T, J, 2)
+            features, xyz = self.encode(drawn)
+            poses = self.head.sample(features, xyz, drawn, None, 1, steps, generator)     # (B·H, 1, J, 3)
+            poses = poses.reshape(b, h, *poses.shape[2:])
+            return poses - poses[..., :1, :]
+        features, xyz = self.encode(keypoints_2d)
         if self.head is None:
             return xyz[:, None]                                                  # (B, 1, J, 3)
         poses = self.head.sample(features, xyz, keypoints_2d, uncertainty, hypotheses, steps, generator)

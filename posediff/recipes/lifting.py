@@ -59,10 +59,13 @@ class LiftingConfig:
     beta_start: float | None = None  # the scheduler's (linear schedules)
     beta_end: float | None = None
     diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh draws of the GMM)
+    # "graph": posediff's GraFormer-style denoiser (the paper's description); "released": the released code's
+    # (ChebConv, a learnt-adjacency GCN beside the attention, no context; width ``dim``, ``blocks`` blocks)
+    denoiser: str = "graph"
 
 
 def build_lifter(cfg: LiftingConfig):
-    from ..models.denoisers.graph import GraphDenoiser, GraphLifter
+    from ..models.denoisers.graph import GraphDenoiser, GraphLifter, ReleasedGraphDenoiser
     from ..models.lifter import GMMDiffusionHead, LiftingModel, RegressionLiftingHead
     from ..models.temporal import TemporalLifter
 
@@ -76,8 +79,13 @@ def build_lifter(cfg: LiftingConfig):
     if cfg.context == "graph" and cfg.frames != 1:
         raise ValueError(f"config: context='graph' reads one frame, got frames={cfg.frames}")
     dims = 5 if cfg.state == "uvxyz" else 3
-    denoiser = GraphDenoiser(dim=cfg.dim, context_dim=cfg.context_dim, blocks=cfg.blocks, heads=cfg.heads,
-                             dropout=cfg.dropout, in_dim=dims, out_dim=dims)
+    if cfg.denoiser == "graph":
+        denoiser = GraphDenoiser(dim=cfg.dim, context_dim=cfg.context_dim, blocks=cfg.blocks, heads=cfg.heads,
+                                 dropout=cfg.dropout, in_dim=dims, out_dim=dims)
+    elif cfg.denoiser == "released":
+        denoiser = ReleasedGraphDenoiser(dim=cfg.dim, blocks=cfg.blocks, heads=cfg.heads, in_dim=dims, out_dim=dims)
+    else:
+        raise ValueError(f"config field denoiser must be 'graph' or 'released', got {cfg.denoiser!r}")
     if cfg.context_weights:
         _load_context(context, cfg.context_weights)
     if cfg.head == "none":
@@ -151,14 +159,15 @@ def diffpose_control(**overrides):
 # the released frame-based code's behaviours (GONGJIA0208/Diffpose, its CPN configuration; docs/recipes.md)
 RELEASED = dict(state="uvxyz", noise="per_joint", loss="epsilon", num_train_timesteps=51, beta_schedule="linear",
                 beta_start=1e-4, beta_end=1e-3, train_timesteps="antithetic", test_start="point", timesteps=(12, 0),
-                context_input=False, hypotheses=1)
+                context_input=False, hypotheses=1, denoiser="released", dim=96, blocks=5)
 
 
 @register_model
 @with_config(LiftingConfig(head="diffpose", **RELEASED), task="lifting")
 def diffpose_released(**overrides):
     """DiffPose as its released code trains and samples it (uvxyz state, zero-mean per-joint 2D noise, ε loss,
-    linear β over 51 steps, start at the H_K point, timesteps 12 and 0, no context, one hypothesis)."""
+    linear β over 51 steps, start at an H_K point, timesteps 12 and 0, no context, one hypothesis, its ChebConv
+    denoiser of width 96 and 5 blocks)."""
     return build_lifter(diffpose_released.config(**overrides))
 
 

@@ -139,8 +139,8 @@ def test_batched_em_matches_scikit_learn(block):
 
 
 def test_released_code_behaviours():
-    """diffpose_released: uvxyz state, zero-mean per-joint noise, ε loss, the H_K point as start (so its
-    hypotheses are all the same), timesteps (12, 0), no context."""
+    """diffpose_released: uvxyz state, zero-mean per-joint noise, ε loss, an H_K point as start (no test-time
+    noise), timesteps (12, 0), no context."""
     model = posediff.create_model("diffpose_released", **SMALL).eval()
     head = model.head
     assert (head.state, head.noise, head.loss_kind, head.test_start, head.timesteps, head.context_input) == (
@@ -148,9 +148,19 @@ def test_released_code_behaviours():
     assert head.scheduler.config.num_train_timesteps == 51 and head.scheduler.config.prediction_type == "epsilon"
     torch.testing.assert_close(head.scheduler.betas[[0, -1]], torch.tensor([1e-4, 1e-3]))
     kp, unc, _ = batch()
-    out = model.predict(kp, unc, hypotheses=3, generator=torch.Generator().manual_seed(0))
+    one = unc.clone()
+    one[..., 0, 0], one[..., 1, 0] = 1.0, 0.0
+    out = model.predict(kp, one, hypotheses=3, generator=torch.Generator().manual_seed(0))
     assert out.shape == (4, 3, 17, 3)
-    torch.testing.assert_close(out[:, 0], out[:, 2])  # no test-time noise: one hypothesis, repeated
+    torch.testing.assert_close(out[:, 0], out[:, 2])  # no test-time noise: one component, one pose, repeated
+    seen = []
+    model.context.register_forward_hook(lambda m, args, res: seen.append(args[0][:, 0]))
+    out = model.predict(kp, unc, hypotheses=3, generator=torch.Generator().manual_seed(0))
+    read = seen[-1].reshape(4, 3, 17, 2)  # each hypothesis's 2D, as its context encoder read it
+    first = (read - kp[:, None, 0]).abs().amax(-1) < 1e-6
+    second = (read - (kp[:, None, 0] + 0.02)).abs().amax(-1) < 1e-6
+    assert (first | second).all() and first.any() and second.any()  # per joint one component's μ, drawn by π
+    assert first.float().mean() > 0.7
     calls = []
     head.denoiser.register_forward_hook(lambda m, args, res: calls.append((int(args[1][0]), args[2].abs().max())))
     model.predict(kp, unc, hypotheses=1)
@@ -249,3 +259,32 @@ class _Spy(torch.nn.Module):
     def forward(self, x, t, context):
         self.seen.append((x.detach().clone(), t.clone()))
         return self.net(x, t, context)
+
+
+def test_the_released_denoiser():
+    """denoiser="released": ChebConv over the Chebyshev basis of the released code's graph (T_0 = I, T_1 the
+    Laplacian of the row-normalised adjacency with self loops, T_2 = 2 L T_1 − I), width 96, 5 blocks, a 384-wide
+    time embedding, no context read."""
+    from posediff.models.denoisers.graph import ChebConv, ReleasedGraphDenoiser, chebyshev_basis, skeleton_adjacency
+
+    adj = skeleton_adjacency("h36m17")
+    basis = chebyshev_basis(adj, 2)
+    a = (adj + torch.eye(17)) / (adj + torch.eye(17)).sum(-1, keepdim=True)
+    lap = torch.eye(17) - a  # rows of Â sum to 1, so D = I
+    torch.testing.assert_close(basis, torch.stack([torch.eye(17), lap, 2 * lap @ lap - torch.eye(17)]))
+    conv = ChebConv(3, 4, adj)
+    x = torch.randn(2, 17, 3)
+    want = sum(basis[k] @ x @ conv.weight[k] for k in range(3)) + conv.bias
+    torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-5)
+
+    model = posediff.create_model("diffpose_released", context_blocks=1, context_dim=32)
+    den = model.head.denoiser
+    assert isinstance(den, ReleasedGraphDenoiser) and (den.dim, len(den.blocks)) == (96, 5)
+    assert den.time[-1].out_features == 384
+    den.eval()
+    h, t = torch.randn(3, 17, 5), torch.tensor([0, 12, 50])
+    out = den(h, t, torch.randn(3, 17, 32))
+    assert out.shape == (3, 17, 5)
+    torch.testing.assert_close(out, den(h, t, torch.zeros(3, 17, 32)))  # the context is never read
+    with pytest.raises(ValueError, match="denoiser must be 'graph' or 'released'"):
+        posediff.create_model("diffpose", denoiser="chebnet", **SMALL)
