@@ -34,7 +34,7 @@ FRAMES = {"image": None, "person": 1.25}
 
 
 def persons(num_images: int, seed: int, size: int):
-    """Labelled SynthCrowd train persons: keypoints (P, 17, 3) pixels, their frames' origin and span (P, 2), area (P,)."""
+    """Labelled SynthCrowd train persons: keypoints (P, 17, 3) pixels, boxes (P, 4) xywh, areas (P,)."""
     bank = PoseBank.shipped()
     config = SceneConfig(size=size)
     coco, _ = split_annotations((make_scene(seed, "train", i, config, bank) for i in range(num_images)), "train",
