@@ -191,6 +191,7 @@ def load_positions_2d(path) -> tuple[dict[str, dict[str, list[np.ndarray]]], dic
     """``data_2d_h36m_<name>.npz`` → (``{subject: {action: [4 × (F, 17, 2) or (F, 17, K, 5)]}}``, metadata)."""
     data, z = _load_dict(path, "positions_2d")
     meta = z["metadata"].item() if "metadata" in z.files else {}
+    _check_metadata(meta, path)
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     for subject, actions in data.items():
         out[subject] = {}
@@ -207,6 +208,28 @@ def load_positions_2d(path) -> tuple[dict[str, dict[str, list[np.ndarray]]], dic
                 arrays.append(_check_array(a, path, where, tail, what).astype(np.float64))
             out[subject][action] = arrays
     return out, meta
+
+
+def _check_metadata(meta, path) -> None:
+    """VideoPose3D's ``metadata``: ``num_joints`` 17 and ``keypoints_symmetry`` [left, right] naming H36M-17's own
+    left / right joints (the flips and the left / right swaps read them from the skeleton), when given."""
+    from ..skeletons import H36M17
+
+    if not isinstance(meta, dict):
+        raise H36MError(f"{path}: metadata is a {type(meta).__name__}, expected a dict (num_joints, "
+                        f"keypoints_symmetry)")
+    if "num_joints" in meta and int(meta["num_joints"]) != 17:
+        raise H36MError(f"{path}: metadata['num_joints'] is {meta['num_joints']}, expected 17 (H36M-17)")
+    if "keypoints_symmetry" in meta:
+        try:
+            left, right = (list(map(int, side)) for side in meta["keypoints_symmetry"])
+        except (TypeError, ValueError):
+            left, right = [], [None]
+        pairs = {frozenset(p) for p in zip(left, right)} if len(left) == len(right) else None
+        if pairs != {frozenset(p) for p in H36M17.flip_pairs}:
+            want = [[a for a, _ in H36M17.flip_pairs], [b for _, b in H36M17.flip_pairs]]
+            raise H36MError(f"{path}: metadata['keypoints_symmetry'] is {meta['keypoints_symmetry']!r}, expected "
+                            f"H36M-17's left and right joints {want} (in either order)")
 
 
 def mixture_mean(gmm: np.ndarray) -> np.ndarray:

@@ -108,6 +108,8 @@ def write(path, **fields):
     ("gmm_fields", r"positions_2d\['S1'\]\['Walking'\]\[0\] has shape \(2, 17, 3, 4\), expected \(F, 17, K, 5\) "
                    r"\[π, μu, μv, σu, σv\]"),
     ("nan_gmm", r"positions_2d\['S1'\]\['Walking'\]\[0\] holds a non-finite value at frame 1"),
+    ("symmetry", r"metadata\['keypoints_symmetry'\] is .*, expected H36M-17's left and right joints"),
+    ("num_joints", r"metadata\['num_joints'\] is 32, expected 17"),
 ])
 def test_bad_files_are_named(tmp_path, case, message):
     good = np.zeros((2, 17, 3), np.float32)
@@ -129,7 +131,13 @@ def test_bad_files_are_named(tmp_path, case, message):
     if case in bad_2d:
         two_d = {"S1": {"Walking": [bad_2d[case]] + two_d["S1"]["Walking"][1:]}}
     f3 = write(tmp_path / "p3d.npz", **({"other": 1} if case == "missing_key" else {"positions_3d": p3d}))
-    f2 = write(tmp_path / "p2d.npz", positions_2d=two_d)
+    meta = {"layout_name": "h36m", "num_joints": 17,
+            "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]]}
+    if case == "symmetry":
+        meta["keypoints_symmetry"] = [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 16, 15]]
+    if case == "num_joints":
+        meta["num_joints"] = 32
+    f2 = write(tmp_path / "p2d.npz", positions_2d=two_d, metadata=meta)
     with pytest.raises(H36MError, match=message) as err:
         H36MLifting(f3, f2, subjects=("S9",) if case == "subject" else ("S1",))
     assert str(f3 if case in ("missing_key", "joints", "nan", "subject") else f2) in str(err.value)
