@@ -16,7 +16,7 @@ import torch
 
 from .base import Task, TaskData, _int, _number, _refused
 
-__all__ = ["LiftingData", "LiftingTask", "collate_lifting", "predict_poses", "score_poses"]
+__all__ = ["LiftingData", "LiftingTask", "collate_lifting", "predict_poses", "score_on_mocaplift_test", "score_poses"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,17 @@ def score_poses(hypotheses: np.ndarray, targets: np.ndarray, actions: list[str])
     return out
 
 
+def score_on_mocaplift_test(model, seed: int = 0, size: int | None = None, progress: bool = False) -> dict:
+    """P1 / P2 (mean hypothesis, per action then mean), best-of-N and spread of a lifting ``model`` on MocapLift's
+    test split (``seed``: its placement and 2D draws; ``size``: the first poses only), in mm."""
+    from ..data.mocaplift import MocapLift
+
+    ds = MocapLift("test", seed=seed, frames=model.frames, size=size)
+    pred = predict_poses(model, ds, batch_size=256, progress=progress)
+    scores = score_poses(pred["hypotheses"], pred["targets"], pred["actions"])
+    return dict(scores, test_split=dict(dataset="mocaplift", split="test", seed=seed, poses=len(ds)))
+
+
 class LiftingTask(Task):
     """2D → 3D: MocapLift or Human3.6M, scored by MPJPE."""
 
@@ -189,3 +200,11 @@ class LiftingTask(Task):
         pred = predict_poses(model, data.val, batch_size=max(cfg.batch_size, 64), device=device, progress=progress)
         scores = score_poses(pred["hypotheses"], pred["targets"], pred["actions"])
         return {k: v for k, v in scores.items() if not isinstance(v, dict)}
+
+    def check_zoo_run(self, meta: dict, data: dict, checkpoint) -> None:
+        if data.get("kind") != "mocaplift":
+            raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records lifting "
+                             f"metrics on MocapLift's test split, so it takes runs trained on MocapLift")
+
+    def zoo_metrics(self, model, data: dict, data_root=None, eval_size: int | None = None) -> dict:
+        return score_on_mocaplift_test(model, seed=int(data.get("seed", 0)))

@@ -23,8 +23,8 @@ from .base import Task, TaskData, _int, _number, _refused, _sizes
 
 __all__ = ["DataConfig", "MultipersonTask", "REAL_SIZES", "SPLIT_FRACTIONS", "build_datasets", "check_synthcrowd_meta",
            "coco_data", "crowdpose_data", "data_files", "detect_persons", "evaluate", "ground_truth", "predict_results",
-           "predict_results_at_steps", "render_synthcrowd", "score_results", "split_size", "synthcrowd_folder",
-           "synthcrowd_meta"]
+           "predict_results_at_steps", "render_synthcrowd", "score_on_synthcrowd_test", "score_results", "split_size",
+           "synthcrowd_folder", "synthcrowd_meta", "synthcrowd_test_split"]
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +377,56 @@ def score_results(results: list[dict], gts: dict, image_ids: list[int]) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def synthcrowd_test_split(root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
+                          progress: bool = False):
+    """The folder of a SynthCrowd test split (``root`` holding ``test/`` as ``posediff train`` writes it, checked
+    to be the split asked for; without one, the split's ``num_images`` scenes of ``size`` pixels and
+    ``scene_seed`` rendered into a temporary folder: scenes are deterministic, so this is the same split for
+    the same renderer version) and its ground truth ``{"coco": path, "crowdpose": path}``."""
+    import tempfile
+
+    from ..data.synthcrowd import SceneConfig, check_renderer, write_split
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if root is None:
+            root = tmp
+            write_split(root, "test", num_images, seed=scene_seed, config=SceneConfig(size=size), progress=progress)
+        gts = {"coco": str(Path(root) / "test" / "coco.json"), "crowdpose": str(Path(root) / "test" / "crowdpose.json")}
+        gt = ground_truth(gts["crowdpose"])
+        check_renderer(gts["crowdpose"], gt)
+        info = gt["info"]  # check_renderer has read it: a dict
+        have = dict(num_images=info.get("num_images"), size=info.get("config", {}).get("size"), seed=info.get("seed"))
+        asked = dict(num_images=num_images, size=size, seed=scene_seed)
+        wrong = [f"{k} {have[k]} (wanted {v})" for k, v in asked.items() if have[k] != v]
+        if wrong:  # the metrics record the split they were scored on: it must be the one asked for
+            raise ValueError(f"{gts['crowdpose']}: field info holds another test split: {', '.join(wrong)}")
+        yield Path(root), gts
+
+
+def score_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
+                             eval_size: int | None = None, max_size: int = 400, steps: int | None = None,
+                             progress: bool = False) -> dict:
+    """COCO-17 and CrowdPose-14 metrics of ``model`` on a SynthCrowd test split (:func:`synthcrowd_test_split`),
+    evaluated at ``eval_size`` (default, for scenes of :class:`~posediff.engine.DataConfig`'s size: its
+    evaluation size, the largest training scale; other scene sizes must say theirs)."""
+    from ..data.synthcrowd import RENDERER_VERSION, synthcrowd_split
+    from ..data.transforms import eval_transforms
+
+    if eval_size is None:
+        default = DataConfig()
+        if size != default.size:
+            raise ValueError(f"score_on_synthcrowd_test: scenes of {size} px need an eval_size (the default, "
+                             f"{default.eval_scale}, is for {default.size} px scenes)")
+        eval_size = default.eval_scale
+    with synthcrowd_test_split(root, num_images, size, scene_seed, progress) as (root, gts):
+        ds = synthcrowd_split(root, "test", transforms=eval_transforms(eval_size, max_size))
+        results = predict_results(model, ds, batch_size=4, steps=steps, progress=progress)
+        metrics = score_results(results, gts, [int(i) for i in ds.ids])
+    return dict(metrics, test_split=dict(images=len(ds), size=size, scene_seed=scene_seed, eval_size=eval_size,
+                                         max_size=max_size, renderer=RENDERER_VERSION))
+
+
 class MultipersonTask(Task):
     """Images in, every person's keypoints out, scored by COCO / CrowdPose keypoint AP."""
 
@@ -416,6 +466,18 @@ class MultipersonTask(Task):
     def evaluate(self, model, data: TaskData, cfg, device, progress: bool = False) -> dict:
         return evaluate(model, data.val, data.info["ann_file"], data.info["metric"], cfg.batch_size, device,
                         progress=progress)
+
+    def check_zoo_run(self, meta: dict, data: dict, checkpoint) -> None:
+        if data.get("kind") != "synthcrowd":
+            raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
+                             f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
+        check_synthcrowd_meta(meta, checkpoint, "score and export")
+
+    def zoo_metrics(self, model, data: dict, data_root=None, eval_size: int | None = None) -> dict:
+        d = DataConfig.from_saved(data)  # the run's data, fields it did not record at their defaults
+        return score_on_synthcrowd_test(model, root=data_root or d.root, num_images=split_size(d.num_images, "test"),
+                                        size=d.size, scene_seed=d.scene_seed, max_size=d.max_size,
+                                        eval_size=eval_size if eval_size is not None else d.eval_scale)
 
     def checkpoint_meta(self, cfg) -> dict:
         return synthcrowd_meta(cfg.data)

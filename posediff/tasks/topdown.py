@@ -11,14 +11,23 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .base import Task, TaskData, _number, _refused
-from .multiperson import DataConfig, check_synthcrowd_meta, synthcrowd_meta
+from .multiperson import (
+    DataConfig,
+    check_synthcrowd_meta,
+    score_results,
+    split_size,
+    synthcrowd_meta,
+    synthcrowd_test_split,
+)
 
-__all__ = ["TopDownData", "TopDownTask", "crop_datasets", "predict_crop_results", "rescore"]
+__all__ = ["TopDownData", "TopDownTask", "crop_datasets", "predict_crop_results", "rescore",
+           "score_topdown_on_synthcrowd_test"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,31 @@ def predict_crop_results(model, dataset, steps: Sequence[int | None] = (None,), 
     return out
 
 
+def score_topdown_on_synthcrowd_test(model, root=None, num_images: int = 400, size: int = 256, scene_seed: int = 0,
+                                     boxes: str = "gt", det_min_score: float = 0.0, nms: float = 0.9,
+                                     steps: int | None = None, progress: bool = False) -> dict:
+    """COCO-17 and CrowdPose-14 metrics of a top-down ``model`` on a SynthCrowd test split
+    (:func:`synthcrowd_test_split`), its persons from the ground-truth boxes (``boxes="gt"``) or a detection
+    results file (boxes scoring at least ``det_min_score``); ``nms``: the per-image OKS-NMS threshold."""
+    from ..data import CocoKeypointDataset
+    from ..data.synthcrowd import RENDERER_VERSION
+    from ..data.topdown import PersonCrops, gt_instances, image_sizes, load_detections
+
+    with synthcrowd_test_split(root, num_images, size, scene_seed, progress) as (root, gts):
+        src = CocoKeypointDataset(str(root / "test" / "images"), gts["crowdpose" if model.num_keypoints == 14
+                                                                      else "coco"], skeleton=model.skeleton)
+        k = model.num_keypoints
+        inst = (gt_instances(src.coco, src.ids, k) if boxes == "gt"
+                else load_detections(boxes, image_sizes(src.coco), det_min_score))
+        crops = PersonCrops(src, inst, model.codec, padding=model.padding)
+        results = predict_crop_results(model, crops, (steps,), device=next(model.parameters()).device, nms=nms,
+                                       progress=progress)[steps]
+        metrics = score_results(results, gts, [int(i) for i in src.ids])
+    return dict(metrics, test_split=dict(images=len(src.ids), size=size, scene_seed=scene_seed, persons=len(inst),
+                                         boxes="ground truth" if boxes == "gt" else Path(boxes).name, nms=nms,
+                                         renderer=RENDERER_VERSION))
+
+
 class TopDownTask(Task):
     """Person crops in, their keypoints out, scored by COCO / CrowdPose keypoint AP over the images."""
 
@@ -205,6 +239,18 @@ class TopDownTask(Task):
                                        nms=cfg.data.nms, progress=progress)[None]
         return evaluate_keypoints(data.info["ann_file"], results, dataset=data.info["metric"],
                                   image_ids=data.info["image_ids"])
+
+    def check_zoo_run(self, meta: dict, data: dict, checkpoint) -> None:
+        if data.get("kind") != "synthcrowd":
+            raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
+                             f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
+        check_synthcrowd_meta(meta, checkpoint, "score and export")
+
+    def zoo_metrics(self, model, data: dict, data_root=None, eval_size: int | None = None) -> dict:
+        td = TopDownData.from_saved(data)
+        return score_topdown_on_synthcrowd_test(model, root=data_root or td.root,
+                                                num_images=split_size(td.num_images, "test"), size=td.size,
+                                                scene_seed=td.scene_seed, nms=td.nms)
 
     def checkpoint_meta(self, cfg) -> dict:
         return synthcrowd_meta(cfg.data)

@@ -225,7 +225,7 @@ def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path)
     assert summary["from_base"] > 0 and not any(k.startswith("backbone.") for k in shipped)
     assert any(k.startswith("backbone.") for k in read_zoo_file(tmp_path / "dp.safetensors"))
     from posediff import create_model
-    from posediff.engine.zoo_export import score_topdown_on_synthcrowd_test
+    from posediff.tasks.topdown import score_topdown_on_synthcrowd_test
 
     split = meta["metrics"]["test_split"]  # as the zoo test scores a shipped file: the split rendered afresh
     model = create_model("diffusionpose_tiny", **meta["overrides"])

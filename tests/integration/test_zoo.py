@@ -7,7 +7,8 @@ from posediff import create_model
 from posediff.data.synthcrowd import RENDERER_VERSION
 from posediff.engine import zoo_export
 from posediff.engine.checkpoint import init_from, save_checkpoint
-from posediff.engine.zoo_export import export_zoo, score_on_synthcrowd_test
+from posediff.engine.zoo_export import export_zoo
+from posediff.tasks.multiperson import score_on_synthcrowd_test
 from posediff.zoo import PRETRAINED, ZOO_DIR, read_zoo_file, zoo_metadata, zoo_path
 
 BACKBONE = "resnet18_synthcrowd_heatmaps.safetensors"
@@ -38,7 +39,7 @@ TOPDOWN = sorted(r for r, tag in PRETRAINED
 def test_shipped_topdown_models_score_their_recorded_ap(recipe):
     """Each shipped top-down model, loaded as users load it, scores its recorded AP on the persons of the
     SynthCrowd test split (ground-truth boxes), rendered afresh."""
-    from posediff.engine.zoo_export import score_topdown_on_synthcrowd_test
+    from posediff.tasks.topdown import score_topdown_on_synthcrowd_test
 
     model = create_model(recipe, pretrained="synthcrowd")
     recorded = zoo_metadata(zoo_path(PRETRAINED[(recipe, "synthcrowd")]))["metrics"]
@@ -90,7 +91,7 @@ def test_the_public_lift_of_a_shipped_model_lands_in_millimetres(recipe):
 @pytest.mark.parametrize("recipe", sorted(r for r, tag in PRETRAINED if tag == "mocaplift"))
 def test_shipped_lifting_models_score_their_recorded_mpjpe(recipe):
     """Each shipped lifting model, loaded as users load it, scores its recorded P1 / P2 on MocapLift's test split."""
-    from posediff.engine.zoo_export import score_on_mocaplift_test
+    from posediff.tasks.lifting import score_on_mocaplift_test
 
     model = create_model(recipe, pretrained="mocaplift")
     recorded = zoo_metadata(zoo_path(PRETRAINED[(recipe, "mocaplift")]))["metrics"]
@@ -180,7 +181,9 @@ def test_export_refuses_a_run_trained_on_another_synthcrowd_renderer(tmp_path):
 
 def test_export_scores_at_the_runs_evaluation_size_or_the_asked_one(tmp_path, monkeypatch):
     asked = []
-    monkeypatch.setattr(zoo_export, "score_on_synthcrowd_test", lambda model, **kw: asked.append(kw) or {})
+    from posediff.tasks import multiperson
+
+    monkeypatch.setattr(multiperson, "score_on_synthcrowd_test", lambda model, **kw: asked.append(kw) or {})
     data = {"kind": "synthcrowd", "num_images": 30, "size": 96, "train_scales": [80, 96], "eval_size": None}
     ckpt = save_checkpoint(tmp_path / "run", 1, create_model("edpose_tiny"), "edpose_tiny", {},
                            extra_meta={"config": {"data": data}, "synthcrowd_renderer": RENDERER_VERSION})
