@@ -22,8 +22,8 @@ from ..io import write_json
 from .base import Task, TaskData, _int, _number, _refused, _sizes
 
 __all__ = ["DataConfig", "MultipersonTask", "REAL_SIZES", "SPLIT_FRACTIONS", "build_datasets", "check_synthcrowd_meta",
-           "coco_data", "crowdpose_data", "data_files", "detect_persons", "evaluate", "ground_truth", "predict_results",
-           "predict_results_at_steps", "render_synthcrowd", "score_on_synthcrowd_test", "score_results", "split_size",
+           "check_synthcrowd_zoo_run", "coco_data", "crowdpose_data", "data_files", "detect_persons", "evaluate",
+           "ground_truth", "predict_results", "predict_results_at_steps", "render_synthcrowd", "score_on_synthcrowd_test", "score_results", "split_size",
            "synthcrowd_folder", "synthcrowd_meta", "synthcrowd_test_split"]
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,14 @@ def check_synthcrowd_meta(meta: dict, checkpoint, action: str) -> None:
 
 
 @torch.no_grad()
+def check_synthcrowd_zoo_run(meta: dict, data: dict, checkpoint) -> None:
+    """A run the zoo scores on the SynthCrowd test split: trained on SynthCrowd, by this renderer version."""
+    if data.get("kind") != "synthcrowd":
+        raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics on "
+                         f"the SynthCrowd test split, so it takes runs trained on SynthCrowd")
+    check_synthcrowd_meta(meta, checkpoint, "score and export")
+
+
 def predict_results(model, dataset, batch_size: int = 4, device="cpu", steps: int | None = None,
                     progress: bool = False, seed: int = 0) -> list[dict]:
     """COCO keypoint results (original image pixels) for every image of ``dataset``, in batches.
@@ -468,10 +476,7 @@ class MultipersonTask(Task):
                         progress=progress)
 
     def check_zoo_run(self, meta: dict, data: dict, checkpoint) -> None:
-        if data.get("kind") != "synthcrowd":
-            raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
-                             f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
-        check_synthcrowd_meta(meta, checkpoint, "score and export")
+        check_synthcrowd_zoo_run(meta, data, checkpoint)
 
     def zoo_metrics(self, model, data: dict, data_root=None, eval_size: int | None = None) -> dict:
         d = DataConfig.from_saved(data)  # the run's data, fields it did not record at their defaults

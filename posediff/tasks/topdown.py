@@ -20,6 +20,7 @@ from .base import Task, TaskData, _number, _refused
 from .multiperson import (
     DataConfig,
     check_synthcrowd_meta,
+    check_synthcrowd_zoo_run,
     score_results,
     split_size,
     synthcrowd_meta,
@@ -241,10 +242,7 @@ class TopDownTask(Task):
                                   image_ids=data.info["image_ids"])
 
     def check_zoo_run(self, meta: dict, data: dict, checkpoint) -> None:
-        if data.get("kind") != "synthcrowd":
-            raise ValueError(f"{checkpoint}: config field data.kind is {data.get('kind')!r}; the zoo records metrics "
-                             f"on the SynthCrowd test split, so it takes runs trained on SynthCrowd")
-        check_synthcrowd_meta(meta, checkpoint, "score and export")
+        check_synthcrowd_zoo_run(meta, data, checkpoint)
 
     def zoo_metrics(self, model, data: dict, data_root=None, eval_size: int | None = None) -> dict:
         td = TopDownData.from_saved(data)
