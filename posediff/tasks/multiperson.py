@@ -21,10 +21,11 @@ import torch
 from ..io import write_json
 from .base import Task, TaskData, _int, _number, _refused, _sizes
 
-__all__ = ["DataConfig", "MultipersonTask", "REAL_SIZES", "SPLIT_FRACTIONS", "build_datasets", "check_synthcrowd_meta",
-           "check_synthcrowd_zoo_run", "coco_data", "crowdpose_data", "data_files", "detect_persons", "evaluate",
-           "ground_truth", "predict_results", "predict_results_at_steps", "render_synthcrowd", "score_on_synthcrowd_test", "score_results", "split_size",
-           "synthcrowd_folder", "synthcrowd_meta", "synthcrowd_test_split"]
+__all__ = ["DataConfig", "MultipersonTask", "REAL_SIZES", "SPLIT_FRACTIONS", "build_datasets",
+           "check_synthcrowd_meta", "check_synthcrowd_zoo_run", "coco_data", "crowdpose_data", "data_files",
+           "detect_persons", "evaluate", "ground_truth", "predict_results", "predict_results_at_steps",
+           "render_synthcrowd", "score_on_synthcrowd_test", "score_results", "split_size", "synthcrowd_folder",
+           "synthcrowd_meta", "synthcrowd_test_split"]
 
 log = logging.getLogger(__name__)
 
