@@ -20,6 +20,10 @@ DEFAULT_CHANGES: list[tuple[int, tuple[str, ...], dict]] = [
      {"residual": False, "detach_features": False}),
     # the diffusion heads' pose-NMS threshold, chosen on val (before: 0.9)
     (2, ("diffusion_regpose", "diffusion_regpose_tiny", "diffusion_regpose_tiny_control"), {"nms_threshold": 0.9}),
+    # diffpose_released with the released code's own denoiser (before: posediff's graph denoiser)
+    (3, ("diffpose_released",), {"denoiser": "graph", "dim": 128, "blocks": 3}),
+    # diffpose_video_tiny sized for CPU (before: T = 27, width 128, 4 layer pairs)
+    (3, ("diffpose_video_tiny",), {"frames": 27, "context_dim": 128, "context_depth": 4}),
 ]
 CONFIG_VERSION = max(v for v, _, _ in DEFAULT_CHANGES)
 

@@ -42,9 +42,9 @@ class TrainConfig:
     ckpt_every: int = 200
     log_every: int = 10
     keep_checkpoints: int = 2
-    # "min:METRIC" or "max:METRIC" (e.g. "min:P1", "max:AP"): also keep the weights of the evaluation (eval_every)
-    # with the best value of that metric of the task's evaluation, as best.safetensors (its step and value in
-    # best.json); "": off. The evaluation reads the data config's val split.
+    # "min:METRIC" or "max:METRIC" (e.g. "min:P1", "max:AP"): also keep the weights of the evaluation (every
+    # eval_every steps, which it needs) with the best value of that metric of the task's evaluation, as
+    # best.safetensors (its step and value in best.json); "": off. The evaluation reads the data config's val split.
     keep_best: str = ""
 
     def __post_init__(self):
@@ -75,6 +75,9 @@ class TrainConfig:
             ("out", isinstance(self.out, str) and bool(self.out.strip()), "a folder")])
         if bad:
             raise ValueError(bad)
+        if self.keep_best and not self.eval_every:
+            raise ValueError(f"config field keep_best={self.keep_best!r} keeps the best of the evaluations made every "
+                             f"eval_every steps; give eval_every > 0")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -340,6 +340,8 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
             seconds_before = float(state.get("seconds", 0.0))  # training time of the earlier calls
             if resume_from is not None and rank == 0:
                 _drop_later_checkpoints(out, folder, step)
+            if rank == 0:
+                _drop_later_best(out, folder, step)
             log.info("resumed %s at step %d", out, step)
     if rank == 0:  # after the checks above: a refused --resume leaves the run's record as it was
         write_json(dict(config=jsonable(cfg), **task.run_info(cfg), machine=machine_info(), world_size=world),
@@ -371,7 +373,7 @@ def train(cfg: TrainConfig, resume: bool = False, init: str | None = None, progr
                 history[-1]["eval"] = last_eval
                 log.info("step %d: %s", step, last_eval)
                 if cfg.keep_best:
-                    _keep_best(cfg, out, step, model, ema, history, folder)
+                    _keep_best(cfg, out, step, model, ema, last_eval, folder)
             if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
                 rngs = _gather_rng_states(world)
                 if rank == 0:
@@ -435,24 +437,39 @@ def _gather_rng_states(world: int) -> list[tuple]:
     return states
 
 
-def _keep_best(cfg, out, step, model, ema, history, folder=None) -> None:
-    """``keep_best="min:M"`` / ``"max:M"``: write best.safetensors and best.json when this step's evaluation is
-    the best of the run's so far (the history holds every evaluation, across resumes)."""
+def _keep_best(cfg, out, step, model, ema, evaluation: dict, folder=None) -> None:
+    """``keep_best="min:M"`` / ``"max:M"``: write best.safetensors and best.json when this step's ``evaluation``
+    beats the value best.json holds (none yet: it does); a value that is not finite is never the best."""
     mode, metric = cfg.keep_best.split(":")
-    evals = [(h["step"], h["eval"]) for h in history if h.get("eval")]
-    if metric not in evals[-1][1]:
-        raise ValueError(f"config field keep_best={cfg.keep_best!r}: the evaluation gives {sorted(evals[-1][1])}, "
+    if metric not in evaluation:
+        raise ValueError(f"config field keep_best={cfg.keep_best!r}: the evaluation gives {sorted(evaluation)}, "
                          f"not {metric!r}")
-    value = float(evals[-1][1][metric])
-    earlier = [float(e[metric]) for s, e in evals[:-1] if metric in e]
-    if earlier and not (value < min(earlier) if mode == "min" else value > max(earlier)):
+    value = float(evaluation[metric])
+    if not math.isfinite(value):
+        log.warning("%s: step %d's %s is %s; best.safetensors stays as it is", out, step, metric, value)
         return
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        best = float(json.loads((out / "best.json").read_text())["value"])
+        if not (value < best if mode == "min" else value > best):
+            return
     if folder is not None:
         folder.claim(["best.safetensors", "best.json"])
     save_weights(out / "best.safetensors", step, model, cfg.recipe, cfg.model,
                  ema=ema.module if ema is not None else None,
                  extra_meta={"config": jsonable(cfg), **get_task(cfg.recipe).checkpoint_meta(cfg)})
     write_json({"step": step, "metric": metric, "mode": mode, "value": value}, out / "best.json")
+
+
+def _drop_later_best(out: Path, folder, step: int) -> None:
+    """On resume at ``step``: a best.json of a later step belongs to steps this run takes again, so it and its
+    weights go; the run keeps its best from its next evaluation on."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        later = int(json.loads((out / "best.json").read_text())["step"])
+        if later > step:
+            for name in ("best.safetensors", "best.json"):
+                folder.remove(name)
+            log.warning("%s: removed best.safetensors (step %d, after step %d, where this run continues); the best "
+                        "is kept again from the next evaluation", out, later, step)
 
 
 def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, history, rngs, seconds, folder=None):

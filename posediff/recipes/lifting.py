@@ -60,7 +60,8 @@ class LiftingConfig:
     beta_end: float | None = None
     diffusion: bool = True  # False: the diffusion-off control (x_t replaced by fresh draws of the GMM)
     # "graph": posediff's GraFormer-style denoiser (the paper's description); "released": the released code's
-    # (ChebConv, a learnt-adjacency GCN beside the attention, no context; width ``dim``, ``blocks`` blocks)
+    # (ChebConv, a learnt-adjacency GCN beside the attention; width ``dim``, ``blocks`` blocks, its configs' dropout
+    # 0.25 / 0.1 in place of ``dropout``; it reads no context, so it needs context_input=False)
     denoiser: str = "graph"
 
 
@@ -83,6 +84,9 @@ def build_lifter(cfg: LiftingConfig):
         denoiser = GraphDenoiser(dim=cfg.dim, context_dim=cfg.context_dim, blocks=cfg.blocks, heads=cfg.heads,
                                  dropout=cfg.dropout, in_dim=dims, out_dim=dims)
     elif cfg.denoiser == "released":
+        if cfg.context_input:
+            raise ValueError("config: denoiser='released' reads no context (the released code's); give "
+                             "context_input=False")
         denoiser = ReleasedGraphDenoiser(dim=cfg.dim, blocks=cfg.blocks, heads=cfg.heads, in_dim=dims, out_dim=dims)
     else:
         raise ValueError(f"config field denoiser must be 'graph' or 'released', got {cfg.denoiser!r}")

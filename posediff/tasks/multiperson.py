@@ -278,7 +278,6 @@ def check_synthcrowd_meta(meta: dict, checkpoint, action: str) -> None:
                           f"it cannot {action} a model trained on other pictures; train it again on this version")
 
 
-@torch.no_grad()
 def check_synthcrowd_zoo_run(meta: dict, data: dict, checkpoint) -> None:
     """A run the zoo scores on the SynthCrowd test split: trained on SynthCrowd, by this renderer version."""
     if data.get("kind") != "synthcrowd":
@@ -287,6 +286,7 @@ def check_synthcrowd_zoo_run(meta: dict, data: dict, checkpoint) -> None:
     check_synthcrowd_meta(meta, checkpoint, "score and export")
 
 
+@torch.no_grad()
 def predict_results(model, dataset, batch_size: int = 4, device="cpu", steps: int | None = None,
                     progress: bool = False, seed: int = 0) -> list[dict]:
     """COCO keypoint results (original image pixels) for every image of ``dataset``, in batches.

@@ -109,30 +109,43 @@ def test_the_video_recipe_trains_on_its_own_context_and_lifts_sequences(tmp_path
 
 def test_keep_best_keeps_the_best_evaluation(tmp_path):
     """keep_best="min:P1": best.safetensors holds the weights of the evaluation with the lowest P1 so far (its step
-    and value in best.json), which load and score that value; a metric the evaluation lacks is named."""
-    from posediff.engine.checkpoint import load_model
+    and value in best.json), which load and score that value; a worse or non-finite later value leaves it; a resume
+    before its step drops it; a metric the evaluation lacks, or no evaluations, are named."""
+    import math
 
-    cfg = TrainConfig(recipe="lifting_context", data=DATA, out=str(tmp_path / "ctx"), batch_size=32, lr=1e-2,
+    from posediff.engine.checkpoint import load_model
+    from posediff.engine.train import _keep_best
+
+    out = tmp_path / "ctx"
+    cfg = TrainConfig(recipe="lifting_context", data=DATA, out=str(out), batch_size=32, lr=1e-2,
                       max_steps=8, ckpt_every=4, eval_every=2, keep_best="min:P1", model=SMALL)
     train(cfg, progress=False)
-    evals = [json.loads(line) for line in (tmp_path / "ctx" / "history.jsonl").read_text().splitlines()]
+    evals = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     evals = [(h["step"], h["eval"]["P1"]) for h in evals if "eval" in h]
     assert [s for s, _ in evals] == [2, 4, 6, 8]
-    best = json.loads((tmp_path / "ctx" / "best.json").read_text())
+    best = json.loads((out / "best.json").read_text())
     step, value = min(evals, key=lambda e: e[1])
     assert (best["step"], best["metric"], best["mode"]) == (step, "P1", "min")
     assert best["value"] == pytest.approx(value)
-    model = load_model(tmp_path / "ctx" / "best.safetensors").eval()
+    model = load_model(out / "best.safetensors").eval()
     task = get_task("lifting_context")
     assert task.evaluate(model, task.build(cfg), cfg, torch.device("cpu"))["P1"] == pytest.approx(value)
-    from posediff.engine.train import _keep_best
 
-    history = [{"step": s, "eval": {"P1": v}} for s, v in evals]
-    _keep_best(cfg, tmp_path / "ctx", 10, model, None, history + [{"step": 10, "eval": {"P1": value + 1}}])
-    assert json.loads((tmp_path / "ctx" / "best.json").read_text())["step"] == step  # a worse one is not kept
-    _keep_best(cfg, tmp_path / "ctx", 10, model, None, history + [{"step": 10, "eval": {"P1": value - 1}}])
-    assert json.loads((tmp_path / "ctx" / "best.json").read_text())["step"] == 10
+    for later in (value + 1, math.nan):  # not better: best stays
+        _keep_best(cfg, out, 10, model, None, {"P1": later})
+        assert json.loads((out / "best.json").read_text())["step"] == step
+    _keep_best(cfg, out, 10, model, None, {"P1": value - 1})
+    assert json.loads((out / "best.json").read_text())["step"] == 10
+
+    # --resume at step 8: the best of step 10 belongs to a step the run takes again; it goes, and the continued
+    # run's own step 10 writes it
+    again = train(apply_overrides(cfg, ["max_steps=10"]), resume=True, progress=False)
+    best = json.loads((out / "best.json").read_text())
+    assert best["step"] == 10 and best["value"] == pytest.approx(again["history"][-1]["eval"]["P1"])
+
     with pytest.raises(ValueError, match="keep_best='max:AP': the evaluation gives"):
         train(apply_overrides(cfg, ["out=" + str(tmp_path / "ap"), "keep_best=max:AP"]), progress=False)
     with pytest.raises(ValueError, match="keep_best"):
         TrainConfig(keep_best="P1")
+    with pytest.raises(ValueError, match="give eval_every > 0"):
+        TrainConfig(keep_best="min:P1")

@@ -288,3 +288,12 @@ def test_the_released_denoiser():
     torch.testing.assert_close(out, den(h, t, torch.zeros(3, 17, 32)))  # the context is never read
     with pytest.raises(ValueError, match="denoiser must be 'graph' or 'released'"):
         posediff.create_model("diffpose", denoiser="chebnet", **SMALL)
+    with pytest.raises(ValueError, match="reads no context"):
+        posediff.create_model("diffpose", denoiser="released", **SMALL)
+    w = ChebConv(96, 96, adj).weight  # the released init's spread: √(2 / ((K + 2)·in·out))
+    assert abs(w.std().item() / (2 / (4 * 96 * 96)) ** 0.5 - 1) < 0.05
+    # files made before version 3 rebuild as they were trained
+    from posediff.registry import as_trained
+
+    assert as_trained("diffpose_released", {}, 2) == {"denoiser": "graph", "dim": 128, "blocks": 3}
+    assert as_trained("diffpose_video_tiny", {"frames": 9}, 2)["frames"] == 9

@@ -156,7 +156,8 @@ class ChebConv(nn.Module):
         super().__init__()
         self.register_buffer("basis", chebyshev_basis(adjacency, order), persistent=False)
         self.weight = nn.Parameter(torch.empty(order + 1, in_dim, out_dim))
-        nn.init.xavier_normal_(self.weight)
+        # the released code's Xavier-normal init of a (K + 1, 1, in, out) tensor: std √(2 / ((K + 2)·in·out))
+        nn.init.normal_(self.weight, std=(2.0 / ((order + 2) * in_dim * out_dim)) ** 0.5)
         self.bias = nn.Parameter(torch.zeros(out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
