@@ -455,12 +455,12 @@ class LiftingModel(nn.Module):
             drawn = self.head.drawn_observations(keypoints_2d, uncertainty, h, generator)  # (B·H, T, J, 2)
             features, xyz = self.encode(drawn)
             poses = self.head.sample(features, xyz, drawn, None, 1, steps, generator)     # (B·H, 1, J, 3)
-            poses = poses.reshape(b, h, *poses.shape[2:])
-            return poses - poses[..., :1, :]
-        features, xyz = self.encode(keypoints_2d)
-        if self.head is None:
-            return xyz[:, None]                                                  # (B, 1, J, 3)
-        poses = self.head.sample(features, xyz, keypoints_2d, uncertainty, hypotheses, steps, generator)
+            poses = poses.reshape(b, h, *poses.shape[2:])                                  # (B, H, J, 3)
+        else:
+            features, xyz = self.encode(keypoints_2d)
+            if self.head is None:
+                return xyz[:, None]                                              # (B, 1, J, 3)
+            poses = self.head.sample(features, xyz, keypoints_2d, uncertainty, hypotheses, steps, generator)
         return poses - poses[..., :1, :]
 
     def lift(self, keypoints_2d, image_size, uncertainty=None, hypotheses: int | None = None,

@@ -74,15 +74,15 @@ class Task(ABC):
     def evaluate(self, model, data: TaskData, cfg, device, progress: bool = False) -> dict:
         """The validation metrics of ``model`` on ``data.val``."""
 
+    @abstractmethod
     def check_zoo_run(self, meta: dict, data: dict, checkpoint) -> None:
         """Refuse, naming the field, a run whose zoo metrics this task cannot record (``meta``: the checkpoint's
         metadata, ``data``: its saved data config)."""
-        raise ValueError(f"{checkpoint}: the zoo records no metrics for recipes of the {self.name!r} task")
 
+    @abstractmethod
     def zoo_metrics(self, model, data: dict, data_root=None, eval_size: int | None = None) -> dict:
         """The test metrics the zoo records for ``model``, trained on the saved data config ``data``
         (``posediff zoo export``)."""
-        raise NotImplementedError(f"the {self.name!r} task records no zoo metrics")
 
     def checkpoint_meta(self, cfg) -> dict:
         """Metadata a checkpoint of this run carries besides its config."""
