@@ -52,8 +52,8 @@ class OneStageConfig:
     # diffusion head
     num_proposals: int = 100
     # candidates sampled at inference (None: all N; anchor="regression": one for each of this many best persons).
-    # COCO's keypoint AP keeps at most 20 persons per image (30 of 100 met the speed targets with the earlier
-    # person-bound head, docs/benchmarks.md; the paper's head is not timed there)
+    # COCO's keypoint AP keeps at most 20 persons per image (the ResNet-50 recipe's 30 of 100 are timed in
+    # docs/benchmarks.md, "Inference speed")
     inference_proposals: int | None = 30
     signal_scale: float = 5.0
     # None: the anchor's own, "repeat_batch" (paper form: copies of the batch's ground-truth poses, so that x_t cannot
