@@ -290,6 +290,24 @@ def test_verdict_reads_the_seed_spread():
                                "diffusion_regpose_tiny_control = +3.0 AP (better; seed std up to 1.0)")
 
 
+def test_steps_gain_line_is_seed_by_seed():
+    from posediff.bench import _steps_gain
+
+    def run(recipe, seed, aps, boxes=None):
+        return dict(recipe=recipe, seed=seed, boxes=boxes,
+                    per_sampling_steps={str(s): {"AP": ap} for s, ap in zip((1, 2, 4, 8), aps)})
+
+    runs = [run("diffusion_regpose_tiny", 0, (0.134, 0.135, 0.134, 0.134)),
+            run("diffusion_regpose_tiny", 1, (0.118, 0.119, 0.120, 0.122)),
+            run("edpose_tiny", 0, ()),  # one pass: no steps
+            run("diffusionpose_tiny", 0, (0.30, 0.29, 0.28, 0.27), boxes="edpose_tiny_test.json")]
+    (line, _) = _steps_gain(dict(runs=runs))
+    assert "diffusion_regpose_tiny, 8 steps against 1: +0.0 / +0.4 (seeds 0, 1; mean +0.2 ± 0.3)" in line
+    assert "diffusionpose_tiny (edpose_tiny_test.json boxes), 8 steps against 1: −3.0 (seeds 0; mean −3.0)" in line
+    assert "edpose_tiny," not in line
+    assert _steps_gain(dict(runs=runs[2:3])) == []
+
+
 def test_verdicts_pair_each_diffusion_recipe_with_its_own_baseline():
     from posediff.bench import _verdict
 
