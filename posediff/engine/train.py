@@ -437,6 +437,11 @@ def _gather_rng_states(world: int) -> list[tuple]:
     return states
 
 
+def _weights_meta(cfg) -> dict:
+    """What every weights file of a run records beside its tensors: the training config and the task's own."""
+    return {"config": jsonable(cfg), **get_task(cfg.recipe).checkpoint_meta(cfg)}
+
+
 def _keep_best(cfg, out, step, model, ema, evaluation: dict, folder=None) -> None:
     """``keep_best="min:M"`` / ``"max:M"``: write best.safetensors and best.json when this step's ``evaluation``
     beats the value best.json holds (none yet: it does); a value that is not finite is never the best."""
@@ -455,8 +460,7 @@ def _keep_best(cfg, out, step, model, ema, evaluation: dict, folder=None) -> Non
     if folder is not None:
         folder.claim(["best.safetensors", "best.json"])
     save_weights(out / "best.safetensors", step, model, cfg.recipe, cfg.model,
-                 ema=ema.module if ema is not None else None,
-                 extra_meta={"config": jsonable(cfg), **get_task(cfg.recipe).checkpoint_meta(cfg)})
+                 ema=ema.module if ema is not None else None, extra_meta=_weights_meta(cfg))
     write_json({"step": step, "metric": metric, "mode": mode, "value": value}, out / "best.json")
 
 
@@ -478,8 +482,6 @@ def _checkpoint(cfg, out, step, epoch, pos, model, ema, optimizer, schedule, his
                  numpy_rng=np.random.get_state(), python_rng=random.getstate(), history=history,
                  ema_updates=int(ema.n_averaged) if ema is not None else None)
     save_checkpoint(out, step, model, cfg.recipe, cfg.model, state=state, ema=ema.module if ema is not None else None,
-                    extra_meta={"config": jsonable(cfg), **get_task(cfg.recipe).checkpoint_meta(cfg)},
-                    keep=cfg.keep_checkpoints,
-                    folder=folder)
+                    extra_meta=_weights_meta(cfg), keep=cfg.keep_checkpoints, folder=folder)
     _write_history(out, history)
 
