@@ -1027,10 +1027,9 @@ def _steps_gain(results: dict) -> list[str]:
     parts = []
     for name, g in gains.items():
         each = " / ".join(f"{d:+.1f}" for _, _, d in g).replace("-", "−")
-        spread = _mean_std([d for _, _, d in g], least=None)
-        mean = f"{spread['mean']:+.1f}" + (f" ± {spread['std']:.1f}" if spread["std"] is not None else "")
+        mean = _pm(_mean_std([d for _, _, d in g], least=None), scale=1.0, signed=True).replace("-", "−")
         parts.append(f"{name}, {g[0][1]} steps against 1: {each} (seeds {', '.join(str(s) for s, _, _ in g)}; mean "
-                     f"{mean.replace('-', '−')})")
+                     f"{mean})")
     return ["**More sampling steps against one**, AP difference ×100 seed by seed: " + "; ".join(parts) + ".", ""]
 
 
