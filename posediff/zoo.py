@@ -33,6 +33,7 @@ PRETRAINED: dict[tuple[str, str], str] = {
     ("edpose_tiny", "synthcrowd"): "edpose_tiny_synthcrowd.safetensors",
     ("diffusion_regpose_tiny", "synthcrowd"): "diffusion_regpose_tiny_synthcrowd.safetensors",
     ("simplebaseline_tiny", "synthcrowd"): "simplebaseline_tiny_synthcrowd.safetensors",
+    ("diffusionpose_tiny", "synthcrowd"): "diffusionpose_tiny_synthcrowd.safetensors",
     ("lifting_context", "mocaplift"): "lifting_context_mocaplift.safetensors",
     ("lifting_baseline", "mocaplift"): "lifting_baseline_mocaplift.safetensors",
     ("diffpose", "mocaplift"): "diffpose_mocaplift.safetensors",
