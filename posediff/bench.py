@@ -1012,24 +1012,24 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
 
 
 def _steps_gain(results: dict) -> list[str]:
-    """Does sampling longer cost AP? Per diffusion recipe (and boxes), seed by seed: AP at its most sampling steps
-    minus AP at one step, ×100."""
+    """Does sampling longer cost AP? Per diffusion recipe (a detector-box row is its own, named so), seed by seed:
+    AP at its most sampling steps minus AP at one step, ×100."""
     gains: dict[str, list] = {}
     for r in results["runs"]:
         per = r["per_sampling_steps"]
         steps = sorted(int(s) for s in per)
         if len(steps) < 2 or steps[0] != 1 or per["1"].get("AP") is None or per[str(steps[-1])].get("AP") is None:
             continue
-        name = r["recipe"] + (f" ({r['boxes']} boxes)" if r.get("boxes") not in (None, "ground truth") else "")
-        gains.setdefault(name, []).append((r["seed"], steps[-1], 100 * (per[str(steps[-1])]["AP"] - per["1"]["AP"])))
+        gain = 100 * (per[str(steps[-1])]["AP"] - per["1"]["AP"])
+        gains.setdefault(r["recipe"], []).append((r["seed"], steps[-1], gain))
     if not gains:
         return []
     parts = []
     for name, g in gains.items():
         each = " / ".join(f"{d:+.1f}" for _, _, d in g).replace("-", "−")
         mean = _pm(_mean_std([d for _, _, d in g], least=None), scale=1.0, signed=True).replace("-", "−")
-        parts.append(f"{name}, {g[0][1]} steps against 1: {each} (seeds {', '.join(str(s) for s, _, _ in g)}; mean "
-                     f"{mean})")
+        seeds = f"seeds {', '.join(str(s) for s, _, _ in g)}; mean {mean}" if len(g) > 1 else f"seed {g[0][0]}"
+        parts.append(f"{name}, {g[0][1]} steps against 1: {each} ({seeds})")
     return ["**More sampling steps against one**, AP difference ×100 seed by seed: " + "; ".join(parts) + ".", ""]
 
 

@@ -300,10 +300,10 @@ def test_steps_gain_line_is_seed_by_seed():
     runs = [run("diffusion_regpose_tiny", 0, (0.134, 0.135, 0.134, 0.134)),
             run("diffusion_regpose_tiny", 1, (0.118, 0.119, 0.120, 0.122)),
             run("edpose_tiny", 0, ()),  # one pass: no steps
-            run("diffusionpose_tiny", 0, (0.30, 0.29, 0.28, 0.27), boxes="edpose_tiny_test.json")]
+            run("diffusionpose_tiny (edpose_tiny boxes)", 0, (0.30, 0.29, 0.28, 0.27), boxes="edpose_tiny_test.json")]
     (line, _) = _steps_gain(dict(runs=runs))
     assert "diffusion_regpose_tiny, 8 steps against 1: +0.0 / +0.4 (seeds 0, 1; mean +0.2 ± 0.3)" in line
-    assert "diffusionpose_tiny (edpose_tiny_test.json boxes), 8 steps against 1: −3.0 (seeds 0; mean −3.0)" in line
+    assert "diffusionpose_tiny (edpose_tiny boxes), 8 steps against 1: −3.0 (seed 0)" in line  # named once
     assert "edpose_tiny," not in line
     assert _steps_gain(dict(runs=runs[2:3])) == []
 
