@@ -29,6 +29,7 @@ docs/results/diffusionpose_choices.json``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import time
@@ -89,21 +90,28 @@ def localisation(model, dataset) -> dict:
             "pck_4px": round(float((e < 4).float().mean()), 4), "pck_8px": round(float((e < 8).float().mean()), 4)}
 
 
+@contextlib.contextmanager
+def head_options(model, **head):
+    """``model``'s head with its attributes set to ``head`` inside the block, as they were after it."""
+    kept = {k: getattr(model.head, k) for k in head}
+    try:
+        for k, v in head.items():
+            setattr(model.head, k, v)
+        yield model
+    finally:
+        for k, v in kept.items():
+            setattr(model.head, k, v)
+
+
 def score(model, data, cfg, **head) -> dict:
     """Val AP (CrowdPose format) and localisation of ``model`` with its head's attributes set to ``head`` for
     this call."""
     from posediff.tasks.multiperson import score_results
     from posediff.tasks.topdown import predict_crop_results
 
-    kept = {k: getattr(model.head, k) for k in head}
-    try:
-        for k, v in head.items():
-            setattr(model.head, k, v)
+    with head_options(model, **head):
         results = predict_crop_results(model, data.val, batch_size=64, nms=cfg.data.nms)[None]
         where = localisation(model, data.val)
-    finally:
-        for k, v in kept.items():
-            setattr(model.head, k, v)
     gts = {"coco": data.info["ann_file"], "crowdpose": str(Path(data.info["ann_file"]).with_name("crowdpose.json"))}
     m = score_results(results, gts, data.info["image_ids"])["crowdpose"]
     return {**{k: m[k] for k in ("AP", "AP50", "AP75", "AR", "AP_E", "AP_M", "AP_H")}, **where}

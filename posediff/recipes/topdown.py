@@ -39,7 +39,8 @@ class TopDownConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     steps: int = 1  # DDIM steps at inference (measured best of 1, 2, 4: docs/recipes.md)
-    start: str = "coarse"  # "coarse": the coarse estimate noised to start_timestep | "noise"
+    # "coarse": the coarse estimate noised to start_timestep | "coarse_clean": un-noised | "noise": pure, at T - 1
+    start: str = "coarse"
     start_timestep: int = 500
     mask_sigma: float = 2.0  # the keypoint mask (cells)
     limb_width: float = 1.0  # the limb mask (cells)

@@ -164,6 +164,31 @@ def test_diffusion_heatmap_head_options():
     assert posediff.get_config("diffusionpose").backbone == "hrnet_w32"
 
 
+@pytest.mark.parametrize("start", ["coarse", "coarse_clean", "noise"])
+def test_each_sampling_start_gives_the_denoiser_its_own_first_x_t(start):
+    torch.manual_seed(0)
+    m = posediff.create_model("diffusionpose_tiny", start=start, start_timestep=500).eval()
+    head = m.head
+    seen = []
+    denoise = head.denoise
+    head.denoise = lambda feats, coarse, x_t, t: seen.append((x_t.clone(), int(t[0]))) or denoise(feats, coarse, x_t, t)
+    x = m.backbone(torch.randn(2, 3, 128, 96))[-1]
+    with torch.no_grad():
+        x0 = head._x0(head.prepare(x)[1])  # (2, 17, 2) the coarse estimate as a signal
+        outs = [head.predict(x, steps=1, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    (a, ta), (b, _) = seen
+    assert ta == (999 if start == "noise" else 500)
+    if start == "coarse_clean":  # the coarse estimate itself, whatever the generator
+        assert torch.equal(a, x0) and torch.equal(b, x0) and torch.equal(outs[0], outs[1])
+    else:  # noise drawn from the generator; "coarse" keeps √ᾱ_500 x_0 of the estimate in it
+        assert not torch.equal(a, b) and not torch.allclose(a, x0, atol=0.1)
+        ab = head.scheduler.alphas_cumprod[500]
+        resid = (a - ab.sqrt() * x0) / (1 - ab).sqrt()  # ε if x_t = √ᾱ x_0 + √(1-ᾱ) ε
+        assert (resid.std() - 1).abs() < 0.3 if start == "coarse" else (a.std() - 1).abs() < 0.3
+    with pytest.raises(ValueError, match="start"):
+        posediff.create_model("diffusionpose_tiny", start="truth")
+
+
 @pytest.mark.parametrize("recipe", ["simplebaseline_tiny", "diffusionpose_tiny"])
 def test_several_step_counts_share_one_backbone_pass_and_equal_one_count_at_a_time(recipe):
     torch.manual_seed(0)

@@ -38,7 +38,7 @@ from .heatmap import HeatmapHead, heatmap_mse
 __all__ = ["DiffusionHeatmapHead", "StructureGuidance", "HeatmapUNet", "render_gaussians", "render_limbs"]
 
 SPACES = ("coordinates", "pixels")
-STARTS = ("coarse", "noise")
+STARTS = ("coarse", "coarse_clean", "noise")
 
 
 def render_gaussians(points: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
@@ -201,7 +201,9 @@ class DiffusionHeatmapHead(nn.Module):
         space: ``"coordinates"`` (the paper: keypoints diffused, rendered) or ``"pixels"`` (the heatmap diffused).
         signal_scale: ζ. num_train_timesteps: T. beta_schedule: the schedule of ᾱ_t.
         steps: DDIM steps at inference. start: ``"coarse"``: sampling starts from the coarse estimate noised to
-            ``start_timestep``; ``"noise"``: from pure noise at T - 1.
+            ``start_timestep``; ``"coarse_clean"``: from the coarse estimate itself, without noise, read as x_t at
+            ``start_timestep`` (a public review's reading of the paper, ``docs/recipes.md``); ``"noise"``: from
+            pure noise at T - 1.
         mask_sigma: the keypoint mask's Gaussian (cells). limb_width: the limb mask's half-width (cells).
         guidance: False drops the structure guidance (the condition is F alone): an ablation.
         train_start: ``"truth"`` (diffusion: x_t from the ground truth x_0) or ``"coarse"`` (a posediff option, not
@@ -245,7 +247,7 @@ class DiffusionHeatmapHead(nn.Module):
         self.coarse, self.skeleton = coarse, skeleton
         self.heatmap_size, self.stride, self.sigma = tuple(heatmap_size), int(stride), float(sigma)
         self.space, self.signal_scale, self.sampling_steps, self.start = space, float(signal_scale), int(steps), start
-        self.start_timestep = int(start_timestep) if start == "coarse" else num_train_timesteps - 1
+        self.start_timestep = int(start_timestep) if start != "noise" else num_train_timesteps - 1
         self.mask_sigma, self.limb_width, self.coarse_weight = float(mask_sigma), float(limb_width), coarse_weight
         self.diffusion, self.detach_features, self.residual = diffusion, detach_features, bool(residual)
         if blend and residual:
@@ -361,8 +363,8 @@ class DiffusionHeatmapHead(nn.Module):
 
     def predict(self, x: torch.Tensor, steps: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Heatmaps (B, K, h, w) after ``steps`` DDIM steps (the head's own by default) from the coarse estimate
-        noised to ``start_timestep`` (or from noise)."""
+        """Heatmaps (B, K, h, w) after ``steps`` DDIM steps (the head's own by default) from the head's
+        ``start`` at ``start_timestep``."""
         return self.predict_prepared(self.prepare(x), steps, generator)
 
     def _x0(self, coarse: torch.Tensor) -> torch.Tensor:
@@ -386,7 +388,10 @@ class DiffusionHeatmapHead(nn.Module):
         x0 = self._x0(coarse)
         t0 = self.start_timestep
         noise = self.start_noise(prepared, generator) if noise is None else noise
-        x_t = q_sample(self.scheduler, x0, t0, noise) if self.start == "coarse" else noise
+        if self.start == "coarse":
+            x_t = q_sample(self.scheduler, x0, t0, noise)  # x_t = √ᾱ_t0 x_0 + √(1-ᾱ_t0) ε
+        else:
+            x_t = x0 if self.start == "coarse_clean" else noise
         maps = []
 
         def model_fn(x_t, t):

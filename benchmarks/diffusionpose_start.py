@@ -1,0 +1,117 @@
+"""DiffusionPose's sampling start, chosen on the standard bench's trained weights.
+
+The paper says sampling starts from the coarse heatmap; whether that estimate is noised first, and to which
+timestep, it does not say. Each ``--starts`` entry ``START@T`` sets the head's ``start`` and ``start_timestep``
+at inference only (no training):
+
+* ``coarse@500``: the recipe's start, the coarse estimate noised to t = 500 (q(x_t | x_0), Eq. 1 of DDPM);
+* ``coarse_clean@500``, ``coarse_clean@999``: the coarse estimate itself read as x_t, without noise (the public
+  review's reading of the paper);
+* ``noise@999``: pure noise at T - 1, the image alone guiding.
+
+Every start is scored with the weights of each seed of ``posediff bench --preset standard --recipes
+diffusionpose_tiny`` (``--bench``: that bench's folder) on the same validation scenes with ground-truth boxes
+(CrowdPose-format AP of the COCO-17 predictions, and how far the labelled joints land from their labels), the
+split the choice is made on; ``--test`` also scores each on the bench's test split, to be read only after the
+choice.
+
+Run: ``OMP_NUM_THREADS=2 python benchmarks/diffusionpose_start.py --bench runs/bench/standard_topdown_dp --seeds 0 1
+2 --out docs/results/diffusionpose_start.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from diffusionpose_choices import head_options, score
+
+from posediff.env import machine_info
+from posediff.io import save_result
+
+
+def parse_start(text: str) -> tuple[str, int]:
+    """``"coarse_clean@500"`` -> ("coarse_clean", 500)."""
+    from posediff.models.heads.diffusion_heatmap import STARTS
+
+    start, _, t = text.partition("@")
+    if start not in STARTS or not t.isdigit():
+        raise argparse.ArgumentTypeError(f"--starts {text!r}: expected START@TIMESTEP with START one of {STARTS}")
+    return start, int(t)
+
+
+def main() -> None:
+    from posediff.bench import BenchSpec, _mean_std, _pm, plan_runs
+    from posediff.engine.checkpoint import latest_checkpoint, load_model
+    from posediff.tasks import get_task
+    from posediff.tasks.topdown import score_topdown_on_synthcrowd_test
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", default="runs/bench/standard_topdown_dp", help="the standard bench's folder")
+    ap.add_argument("--recipe", default="diffusionpose_tiny")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--starts", nargs="+", type=parse_start,
+                    default=[("coarse", 500), ("coarse_clean", 500), ("coarse_clean", 999), ("noise", 999)])
+    ap.add_argument("--sampling-steps", type=int, default=1)
+    ap.add_argument("--test", action="store_true", help="also score every start on the test split")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    preset, spec = BenchSpec(preset="standard", recipes=(args.recipe,), seeds=tuple(args.seeds),
+                             out=args.bench).resolved()
+    runs = plan_runs(preset, spec)
+    names = [f"{s}@{t}" for s, t in args.starts]
+    per_seed: dict = {}
+    for run in runs:
+        cfg = run["config"]
+        found = latest_checkpoint(cfg.out)
+        if found is None:
+            raise FileNotFoundError(f"{cfg.out}: no checkpoint (train it with posediff bench --preset standard "
+                                    f"--recipes {args.recipe} --seeds {run['seed']} --out {args.bench})")
+        model = load_model(found[0]).eval()
+        task = get_task(args.recipe)
+        data = task.build(task.resolve(cfg))
+        rows = {}
+        for name, (start, t0) in zip(names, args.starts):
+            t = time.time()
+            head = dict(start=start, start_timestep=t0, sampling_steps=args.sampling_steps)
+            row = {"val": score(model, data, cfg, **head)}
+            if args.test:
+                with head_options(model, **head):
+                    m = score_topdown_on_synthcrowd_test(model, nms=cfg.data.nms)
+                row["test"] = {"crowdpose": {k: m["crowdpose"][k] for k in ("AP", "AP_H")},
+                               "coco": {"AP": m["coco"]["AP"]}}
+            rows[name] = row
+            print(f"seed {run['seed']} {name}: val AP {100 * row['val']['AP']:.1f}"
+                  + (f", test AP {100 * row['test']['crowdpose']['AP']:.1f}" if args.test else "")
+                  + f" ({time.time() - t:.0f} s)", flush=True)
+        per_seed[str(run["seed"])] = dict(checkpoint=found[0].name, starts=rows)
+
+    summary = {}
+    for name in names:
+        rows = [s["starts"][name] for s in per_seed.values()]
+        summary[name] = {"val": {k: _mean_std([r["val"][k] for r in rows], None)
+                                 for k in ("AP", "AP_H", "median_error_px")}}
+        if args.test:
+            summary[name]["test"] = {k: _mean_std([r["test"]["crowdpose"][k] for r in rows], None)
+                                     for k in ("AP", "AP_H")}
+    print(f"\n{len(per_seed)} seeds, {args.sampling_steps} step(s), mean ± std over seeds\n\n"
+          "| start | val AP | val AP_H | val median error (px) |" + (" test AP | test AP_H |" if args.test else "")
+          + "\n|---|---|---|---|" + ("---|---|" if args.test else ""))
+    for name, s in summary.items():
+        v = s["val"]
+        line = f"| {name} | {_pm(v['AP'])} | {_pm(v['AP_H'])} | {_pm(v['median_error_px'], 1, 2)} |"
+        if args.test:
+            line += "".join(f" {_pm(s['test'][k])} |" for k in ("AP", "AP_H"))
+        print(line)
+    save_result(dict(recipe=args.recipe, bench=str(Path(args.bench)), sampling_steps=args.sampling_steps,
+                     seeds=args.seeds, summary=summary, per_seed=per_seed, machine=machine_info(),
+                     command="python benchmarks/diffusionpose_start.py --bench " + args.bench + " --seeds "
+                     + " ".join(map(str, args.seeds)) + " --starts " + " ".join(names)
+                     + f" --sampling-steps {args.sampling_steps}" + (" --test" if args.test else "")
+                     + (f" --out {args.out}" if args.out else "")), args.out)
+
+
+if __name__ == "__main__":
+    main()
