@@ -22,6 +22,7 @@ Run: ``OMP_NUM_THREADS=2 python benchmarks/diffusionpose_start.py --bench runs/b
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -42,10 +43,13 @@ def parse_start(text: str) -> tuple[str, int]:
 
 
 def main() -> None:
-    from posediff.bench import BenchSpec, _mean_std, _pm, plan_runs
-    from posediff.engine.checkpoint import latest_checkpoint, load_model
+    from posediff.bench import BenchSpec, _mean_std, _pm, _test_set, plan_runs
+    from posediff.bench_topdown import _test_data
+    from posediff.engine.checkpoint import checkpoint_step, latest_checkpoint, load_model
+    from posediff.registry import get_config
     from posediff.tasks import get_task
-    from posediff.tasks.topdown import score_topdown_on_synthcrowd_test
+    from posediff.tasks.multiperson import score_results
+    from posediff.tasks.topdown import crop_datasets, predict_crop_results
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bench", default="runs/bench/standard_topdown_dp", help="the standard bench's folder")
@@ -58,20 +62,32 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    preset, spec = BenchSpec(preset="standard", recipes=(args.recipe,), seeds=tuple(args.seeds),
-                             out=args.bench).resolved()
+    stamp = Path(args.bench) / "bench_config.json"
+    if not stamp.is_file():
+        raise FileNotFoundError(f"--bench {args.bench}: no bench_config.json (expected a posediff bench folder)")
+    bench = json.loads(stamp.read_text())
+    if bench.get("preset") != "standard":
+        raise ValueError(f"{stamp}: preset {bench.get('preset')!r}, expected 'standard'")
+    preset, spec = BenchSpec(preset="standard", recipes=(args.recipe,), seeds=tuple(args.seeds), out=args.bench,
+                             overrides=tuple(bench.get("overrides", ()))).resolved()
     runs = plan_runs(preset, spec)
+    task = get_task(args.recipe)
     names = [f"{s}@{t}" for s, t in args.starts]
     per_seed: dict = {}
     for run in runs:
         cfg = run["config"]
         found = latest_checkpoint(cfg.out)
-        if found is None:
-            raise FileNotFoundError(f"{cfg.out}: no checkpoint (train it with posediff bench --preset standard "
-                                    f"--recipes {args.recipe} --seeds {run['seed']} --out {args.bench})")
+        if found is None or checkpoint_step(found[0]) != cfg.max_steps:
+            raise FileNotFoundError(
+                f"{cfg.out}: {'no checkpoint' if found is None else found[0].name}, expected step {cfg.max_steps} "
+                f"(finish it: posediff bench --preset standard --recipes {args.recipe} --seeds {run['seed']} --set "
+                f"{' '.join(spec.overrides)} --out {args.bench})")
         model = load_model(found[0]).eval()
-        task = get_task(args.recipe)
-        data = task.build(task.resolve(cfg))
+        data = task.build(cfg)
+        if args.test:  # the bench's own test crops, ground-truth boxes, generator seed
+            _, gts = _test_set(cfg, spec)
+            _, test, _, _, ids = crop_datasets(_test_data(cfg, spec), get_config(cfg.recipe, **cfg.model), cfg.seed,
+                                               boxes="gt")
         rows = {}
         for name, (start, t0) in zip(names, args.starts):
             t = time.time()
@@ -79,22 +95,23 @@ def main() -> None:
             row = {"val": score(model, data, cfg, **head)}
             if args.test:
                 with head_options(model, **head):
-                    m = score_topdown_on_synthcrowd_test(model, nms=cfg.data.nms)
+                    results = predict_crop_results(model, test, [None], nms=cfg.data.nms, seed=run["seed"])[None]
+                m = score_results(results, gts, ids)
                 row["test"] = {"crowdpose": {k: m["crowdpose"][k] for k in ("AP", "AP_H")},
                                "coco": {"AP": m["coco"]["AP"]}}
             rows[name] = row
             print(f"seed {run['seed']} {name}: val AP {100 * row['val']['AP']:.1f}"
                   + (f", test AP {100 * row['test']['crowdpose']['AP']:.1f}" if args.test else "")
                   + f" ({time.time() - t:.0f} s)", flush=True)
-        per_seed[str(run["seed"])] = dict(checkpoint=found[0].name, starts=rows)
+        per_seed[str(run["seed"])] = dict(checkpoint=found[0].name, step=checkpoint_step(found[0]), starts=rows)
 
     summary = {}
     for name in names:
         rows = [s["starts"][name] for s in per_seed.values()]
-        summary[name] = {"val": {k: _mean_std([r["val"][k] for r in rows], None)
+        summary[name] = {"val": {k: _mean_std([r["val"][k] for r in rows])
                                  for k in ("AP", "AP_H", "median_error_px")}}
         if args.test:
-            summary[name]["test"] = {k: _mean_std([r["test"]["crowdpose"][k] for r in rows], None)
+            summary[name]["test"] = {k: _mean_std([r["test"]["crowdpose"][k] for r in rows])
                                      for k in ("AP", "AP_H")}
     print(f"\n{len(per_seed)} seeds, {args.sampling_steps} step(s), mean ± std over seeds\n\n"
           "| start | val AP | val AP_H | val median error (px) |" + (" test AP | test AP_H |" if args.test else "")
@@ -107,8 +124,8 @@ def main() -> None:
         print(line)
     save_result(dict(recipe=args.recipe, bench=str(Path(args.bench)), sampling_steps=args.sampling_steps,
                      seeds=args.seeds, summary=summary, per_seed=per_seed, machine=machine_info(),
-                     command="python benchmarks/diffusionpose_start.py --bench " + args.bench + " --seeds "
-                     + " ".join(map(str, args.seeds)) + " --starts " + " ".join(names)
+                     command=f"python benchmarks/diffusionpose_start.py --bench {args.bench} --recipe {args.recipe}"
+                     + " --seeds " + " ".join(map(str, args.seeds)) + " --starts " + " ".join(names)
                      + f" --sampling-steps {args.sampling_steps}" + (" --test" if args.test else "")
                      + (f" --out {args.out}" if args.out else "")), args.out)
 

@@ -153,6 +153,8 @@ def test_diffusion_heatmap_head_options():
         assert m.predict(torch.randn(1, 3, 128, 96), steps=2).shape == (1, 17, 3)
     with pytest.raises(ValueError, match="space"):
         posediff.create_model("diffusionpose_tiny", space="latent")
+    with pytest.raises(ValueError, match="start"):
+        posediff.create_model("diffusionpose_tiny", start="truth")
     with pytest.raises(ValueError, match="train_start"):
         posediff.create_model("diffusionpose_tiny", space="pixels", train_start="coarse")
     m = posediff.create_model("diffusionpose_tiny", train_start="coarse", detach_features=True)
@@ -169,6 +171,7 @@ def test_each_sampling_start_gives_the_denoiser_its_own_first_x_t(start):
     torch.manual_seed(0)
     m = posediff.create_model("diffusionpose_tiny", start=start, start_timestep=500).eval()
     head = m.head
+    torch.nn.init.normal_(head.unet.head[-1].weight, std=0.1)  # zero at init: the output would ignore x_t
     seen = []
     denoise = head.denoise
     head.denoise = lambda feats, coarse, x_t, t: seen.append((x_t.clone(), int(t[0]))) or denoise(feats, coarse, x_t, t)
@@ -185,8 +188,13 @@ def test_each_sampling_start_gives_the_denoiser_its_own_first_x_t(start):
         ab = head.scheduler.alphas_cumprod[500]
         resid = (a - ab.sqrt() * x0) / (1 - ab).sqrt()  # ε if x_t = √ᾱ x_0 + √(1-ᾱ) ε
         assert (resid.std() - 1).abs() < 0.3 if start == "coarse" else (a.std() - 1).abs() < 0.3
-    with pytest.raises(ValueError, match="start"):
-        posediff.create_model("diffusionpose_tiny", start="truth")
+        assert not torch.equal(outs[0], outs[1])
+    head.start, head.start_timestep = start, 1000  # changed after construction: checked when sampling
+    if start == "noise":
+        assert head.first_timestep() == 999
+    else:
+        with pytest.raises(ValueError, match="start_timestep"):
+            head.predict(x, steps=1)
 
 
 @pytest.mark.parametrize("recipe", ["simplebaseline_tiny", "diffusionpose_tiny"])

@@ -247,7 +247,7 @@ class DiffusionHeatmapHead(nn.Module):
         self.coarse, self.skeleton = coarse, skeleton
         self.heatmap_size, self.stride, self.sigma = tuple(heatmap_size), int(stride), float(sigma)
         self.space, self.signal_scale, self.sampling_steps, self.start = space, float(signal_scale), int(steps), start
-        self.start_timestep = int(start_timestep) if start != "noise" else num_train_timesteps - 1
+        self.start_timestep = int(start_timestep)  # unused by start="noise" (T - 1: first_timestep)
         self.mask_sigma, self.limb_width, self.coarse_weight = float(mask_sigma), float(limb_width), coarse_weight
         self.diffusion, self.detach_features, self.residual = diffusion, detach_features, bool(residual)
         if blend and residual:
@@ -353,7 +353,18 @@ class DiffusionHeatmapHead(nn.Module):
     def check_steps(self, steps: int | None) -> None:
         """Refuse a number of sampling steps the head cannot take from its start (before any work)."""
         if steps is not None:
-            trailing_timesteps(self.start_timestep, steps)
+            trailing_timesteps(self.first_timestep(), steps)
+
+    def first_timestep(self) -> int:
+        """The timestep sampling starts at: ``start_timestep``, T - 1 for ``start="noise"`` (read at each call, so
+        that the attributes may be changed after construction)."""
+        T = self.scheduler.config.num_train_timesteps
+        if self.start not in STARTS:
+            raise ValueError(f"DiffusionHeatmapHead: start must be one of {STARTS}, got {self.start!r}")
+        t0 = T - 1 if self.start == "noise" else int(self.start_timestep)
+        if not 0 <= t0 < T:
+            raise ValueError(f"DiffusionHeatmapHead: start_timestep must be in [0, {T}), got {t0}")
+        return t0
 
     def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What sampling at any step count starts from: the features F (B, C, h, w) and the coarse heatmaps
@@ -386,12 +397,12 @@ class DiffusionHeatmapHead(nn.Module):
         steps = self.sampling_steps if steps is None else int(steps)
         feats, coarse = prepared
         x0 = self._x0(coarse)
-        t0 = self.start_timestep
-        noise = self.start_noise(prepared, generator) if noise is None else noise
+        t0 = self.first_timestep()
+        noise = self.start_noise(prepared, generator) if noise is None else noise  # shaped as x_0
         if self.start == "coarse":
-            x_t = q_sample(self.scheduler, x0, t0, noise)  # x_t = √ᾱ_t0 x_0 + √(1-ᾱ_t0) ε
+            x_t = q_sample(self.scheduler, x0, t0, noise)  # (B, K, 2) | (B, K, h, w): √ᾱ_t0 x_0 + √(1-ᾱ_t0) ε
         else:
-            x_t = x0 if self.start == "coarse_clean" else noise
+            x_t = x0 if self.start == "coarse_clean" else noise  # (B, K, 2) | (B, K, h, w)
         maps = []
 
         def model_fn(x_t, t):
