@@ -160,7 +160,8 @@ def main() -> None:
         row = {"recipe": recipe, "overrides": {**model, **infer}, "train_seconds": result["seconds"]}
         if infer:
             row["trained_as"] = run
-        net = load_model(latest_checkpoint(cfg.out)[0], **infer).eval()
+        pinned = {"start": "coarse"} if recipe.startswith("diffusionpose") else {}  # the start these rows were made at
+        net = load_model(latest_checkpoint(cfg.out)[0], **pinned, **infer).eval()
         data = get_task(recipe).build(get_task(recipe).resolve(cfg))
         row["val"] = score(net, data, cfg)
         if hasattr(net.head, "coarse"):  # the coarse head alone: SimpleBaseline's, trained in the same run

@@ -4,19 +4,22 @@ The paper says sampling starts from the coarse heatmap; whether that estimate is
 timestep, it does not say. Each ``--starts`` entry ``START@T`` sets the head's ``start`` and ``start_timestep``
 at inference only (no training):
 
-* ``coarse@500``: the recipe's start, the coarse estimate noised to t = 500 (q(x_t | x_0), Eq. 1 of DDPM);
+* ``coarse@500``: the recipe's start, the coarse estimate noised to t = 500 (q(x_t | x_0), Eq. 4 of DDPM);
 * ``coarse_clean@500``, ``coarse_clean@999``: the coarse estimate itself read as x_t, without noise (the public
   review's reading of the paper);
-* ``noise@999``: pure noise at T - 1, the image alone guiding.
+* ``noise@999``: pure noise at T - 1, the image alone guiding;
+
+and, for reference, the coarse head alone (``coarse_head``: the SimpleBaseline head trained beside the denoiser).
 
 Every start is scored with the weights of each seed of ``posediff bench --preset standard --recipes
 diffusionpose_tiny`` (``--bench``: that bench's folder) on the same validation scenes with ground-truth boxes
 (CrowdPose-format AP of the COCO-17 predictions, and how far the labelled joints land from their labels), the
-split the choice is made on; ``--test`` also scores each on the bench's test split, to be read only after the
-choice.
+split the choice is made on; ``--test`` also scores each on the bench's test split (its crops and generator
+seed), to be read only after the choice. Each run folder keeps its scores (``starts.json``): a start scored on the
+same weights and settings is not scored again.
 
-Run: ``OMP_NUM_THREADS=2 python benchmarks/diffusionpose_start.py --bench runs/bench/standard_topdown_dp --seeds 0 1
-2 --out docs/results/diffusionpose_start.json``
+Run: ``OMP_NUM_THREADS=2 python benchmarks/diffusionpose_start.py --bench runs/bench/standard_topdown_dp --test
+--seeds 0 1 2 --out docs/results/diffusionpose_start.json``
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from diffusionpose_choices import head_options, score
 
 from posediff.env import machine_info
-from posediff.io import save_result
+from posediff.io import save_result, write_json
 
 
 def parse_start(text: str) -> tuple[str, int]:
@@ -72,7 +75,9 @@ def main() -> None:
                              overrides=tuple(bench.get("overrides", ()))).resolved()
     runs = plan_runs(preset, spec)
     task = get_task(args.recipe)
-    names = [f"{s}@{t}" for s, t in args.starts]
+    starts = {f"{s}@{t}": (s, t) for s, t in args.starts}
+    starts["coarse_head"] = None  # the reference: the coarse head alone (the SimpleBaseline head of the same run)
+    names = list(starts)
     per_seed: dict = {}
     for run in runs:
         cfg = run["config"]
@@ -82,28 +87,40 @@ def main() -> None:
                 f"{cfg.out}: {'no checkpoint' if found is None else found[0].name}, expected step {cfg.max_steps} "
                 f"(finish it: posediff bench --preset standard --recipes {args.recipe} --seeds {run['seed']} --set "
                 f"{' '.join(spec.overrides)} --out {args.bench})")
-        model = load_model(found[0]).eval()
-        data = task.build(cfg)
-        if args.test:  # the bench's own test crops, ground-truth boxes, generator seed
-            _, gts = _test_set(cfg, spec)
-            _, test, _, _, ids = crop_datasets(_test_data(cfg, spec), get_config(cfg.recipe, **cfg.model), cfg.seed,
-                                               boxes="gt")
-        rows = {}
-        for name, (start, t0) in zip(names, args.starts):
+        cache = Path(cfg.out) / "starts.json"  # a start scored on these weights and settings is not scored again
+        setting = dict(checkpoint=found[0].name, sampling_steps=args.sampling_steps, test=args.test)
+        kept = json.loads(cache.read_text()) if cache.is_file() else {}
+        rows = kept.get("starts", {}) if kept.get("setting") == setting else {}
+        model = data = None
+        for name, start in starts.items():
+            if name in rows:
+                print(f"seed {run['seed']} {name}: val AP {100 * rows[name]['val']['AP']:.1f} (kept)", flush=True)
+                continue
+            if model is None:
+                model = load_model(found[0]).eval()
+                data = task.build(cfg)
+                if args.test:  # the bench's own test crops, ground-truth boxes, generator seed
+                    _, gts = _test_set(cfg, spec)
+                    _, test, _, _, ids = crop_datasets(_test_data(cfg, spec), get_config(cfg.recipe, **cfg.model),
+                                                       cfg.seed, boxes="gt")
             t = time.time()
-            head = dict(start=start, start_timestep=t0, sampling_steps=args.sampling_steps)
-            row = {"val": score(model, data, cfg, **head)}
-            if args.test:
-                with head_options(model, **head):
+            head = None if start is None else dict(start=start[0], start_timestep=start[1],
+                                                    sampling_steps=args.sampling_steps)
+            with model.coarse_head_only() if head is None else head_options(model, **head):
+                row = {"val": score(model, data, cfg)}
+                if args.test:
                     results = predict_crop_results(model, test, [None], nms=cfg.data.nms, seed=run["seed"])[None]
+            if args.test:
                 m = score_results(results, gts, ids)
                 row["test"] = {"crowdpose": {k: m["crowdpose"][k] for k in ("AP", "AP_H")},
                                "coco": {"AP": m["coco"]["AP"]}}
             rows[name] = row
+            write_json(dict(setting=setting, starts=rows), cache)
             print(f"seed {run['seed']} {name}: val AP {100 * row['val']['AP']:.1f}"
                   + (f", test AP {100 * row['test']['crowdpose']['AP']:.1f}" if args.test else "")
                   + f" ({time.time() - t:.0f} s)", flush=True)
-        per_seed[str(run["seed"])] = dict(checkpoint=found[0].name, step=checkpoint_step(found[0]), starts=rows)
+        per_seed[str(run["seed"])] = dict(checkpoint=found[0].name, step=checkpoint_step(found[0]),
+                                          starts={n: rows[n] for n in names})
 
     summary = {}
     for name in names:
@@ -125,7 +142,7 @@ def main() -> None:
     save_result(dict(recipe=args.recipe, bench=str(Path(args.bench)), sampling_steps=args.sampling_steps,
                      seeds=args.seeds, summary=summary, per_seed=per_seed, machine=machine_info(),
                      command=f"python benchmarks/diffusionpose_start.py --bench {args.bench} --recipe {args.recipe}"
-                     + " --seeds " + " ".join(map(str, args.seeds)) + " --starts " + " ".join(names)
+                     + " --seeds " + " ".join(map(str, args.seeds)) + " --starts " + " ".join(names[:-1])
                      + f" --sampling-steps {args.sampling_steps}" + (" --test" if args.test else "")
                      + (f" --out {args.out}" if args.out else "")), args.out)
 

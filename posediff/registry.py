@@ -24,6 +24,8 @@ DEFAULT_CHANGES: list[tuple[int, tuple[str, ...], dict]] = [
     (3, ("diffpose_released",), {"denoiser": "graph", "dim": 128, "blocks": 3}),
     # diffpose_video_tiny sized for CPU (before: T = 27, width 128, 4 layer pairs)
     (3, ("diffpose_video_tiny",), {"frames": 27, "context_dim": 128, "context_depth": 4}),
+    # DiffusionPose's sampling start, chosen on val (before: the coarse estimate noised to start_timestep)
+    (4, ("diffusionpose", "diffusionpose_tiny", "diffusionpose_tiny_control"), {"start": "coarse"}),
 ]
 CONFIG_VERSION = max(v for v, _, _ in DEFAULT_CHANGES)
 

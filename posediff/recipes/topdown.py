@@ -39,8 +39,9 @@ class TopDownConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     steps: int = 1  # DDIM steps at inference (measured best of 1, 2, 4: docs/recipes.md)
-    # "coarse": the coarse estimate noised to start_timestep | "coarse_clean": un-noised | "noise": pure, at T - 1
-    start: str = "coarse"
+    # "coarse_clean": the coarse estimate itself, un-noised, as x_t at start_timestep (chosen on val over "coarse",
+    # the estimate noised to start_timestep, and "noise", pure at T - 1: docs/recipes.md)
+    start: str = "coarse_clean"
     start_timestep: int = 500
     mask_sigma: float = 2.0  # the keypoint mask (cells)
     limb_width: float = 1.0  # the limb mask (cells)

@@ -312,6 +312,7 @@ def test_a_checkpoint_loads_as_the_model_it_was_trained_as(tmp_path):
     assert as_trained("diffusionpose_tiny", {"residual": True}, 0)["residual"] is True  # what a file set stays
     assert as_trained("edpose_tiny", {}, 0) == {} and as_trained("diffusionpose_tiny", {}, CONFIG_VERSION) == {}
     assert as_trained("simplebaseline_tiny", {}, 0) == {}  # the change does not alter SimpleBaseline's model
+    assert as_trained("diffusionpose_tiny", {}, 3) == {"start": "coarse"}  # the start it was scored with
     assert json.loads(meta["overrides"]) == {}
 
 

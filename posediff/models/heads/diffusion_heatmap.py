@@ -200,10 +200,10 @@ class DiffusionHeatmapHead(nn.Module):
             the targets'.
         space: ``"coordinates"`` (the paper: keypoints diffused, rendered) or ``"pixels"`` (the heatmap diffused).
         signal_scale: ζ. num_train_timesteps: T. beta_schedule: the schedule of ᾱ_t.
-        steps: DDIM steps at inference. start: ``"coarse"``: sampling starts from the coarse estimate noised to
-            ``start_timestep``; ``"coarse_clean"``: from the coarse estimate itself, without noise, read as x_t at
-            ``start_timestep`` (a public review's reading of the paper, ``docs/recipes.md``); ``"noise"``: from
-            pure noise at T - 1.
+        steps: DDIM steps at inference. start: ``"coarse_clean"``: sampling starts from the coarse estimate
+            itself, without noise, read as x_t at ``start_timestep`` (a public review's reading of the paper; chosen
+            on val, ``docs/recipes.md``); ``"coarse"``: from the coarse estimate noised to ``start_timestep``;
+            ``"noise"``: from pure noise at T - 1.
         mask_sigma: the keypoint mask's Gaussian (cells). limb_width: the limb mask's half-width (cells).
         guidance: False drops the structure guidance (the condition is F alone): an ablation.
         train_start: ``"truth"`` (diffusion: x_t from the ground truth x_0) or ``"coarse"`` (a posediff option, not
@@ -231,7 +231,7 @@ class DiffusionHeatmapHead(nn.Module):
     def __init__(self, coarse: HeatmapHead, skeleton, heatmap_size: tuple[int, int], stride: int = 4,
                  sigma: float = 2.0,
                  space: str = "coordinates", signal_scale: float = 2.0, num_train_timesteps: int = 1000,
-                 beta_schedule: str = "squaredcos_cap_v2", steps: int = 1, start: str = "coarse",
+                 beta_schedule: str = "squaredcos_cap_v2", steps: int = 1, start: str = "coarse_clean",
                  start_timestep: int = 500, mask_sigma: float = 2.0, limb_width: float = 1.0, guidance: bool = True,
                  dim: int = 64, levels: int = 2, blocks: int = 1, heads: int = 4, window: int = 8,
                  coarse_weight: float = 1.0, detach_features: bool = True, diffusion: bool = True,
