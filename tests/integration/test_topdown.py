@@ -247,9 +247,10 @@ def test_resuming_a_run_made_before_a_default_changed_names_the_fix(data_root, t
     with safe_open(str(weights), "pt") as f:
         meta = {k: v for k, v in f.metadata().items() if k != "config_version"}
     save_file(load_file(str(weights)), str(weights), metadata=meta)
-    with pytest.raises(ValueError, match=r"made when residual, detach_features defaulted to False, False .*resume "
-                                         r"it with model.residual=False model.detach_features=False"):
+    with pytest.raises(ValueError, match=r"made when start, residual, detach_features defaulted to coarse, False, "
+                                         r"False .*resume it with model.start=coarse model.residual=False "
+                                         r"model.detach_features=False"):
         train(apply_overrides(cfg, ["max_steps=4"]), resume=True, progress=False)
-    done = train(apply_overrides(cfg, ["max_steps=4", "model.residual=False", "model.detach_features=False"]),
-                 resume=True, progress=False)
+    done = train(apply_overrides(cfg, ["max_steps=4", "model.start=coarse", "model.residual=False",
+                                       "model.detach_features=False"]), resume=True, progress=False)
     assert done["steps"] == 4
