@@ -153,8 +153,10 @@ def test_diffusion_heatmap_head_options():
         assert m.predict(torch.randn(1, 3, 128, 96), steps=2).shape == (1, 17, 3)
     with pytest.raises(ValueError, match="space"):
         posediff.create_model("diffusionpose_tiny", space="latent")
-    with pytest.raises(ValueError, match="start"):
+    with pytest.raises(ValueError, match="start must be one of"):
         posediff.create_model("diffusionpose_tiny", start="truth")
+    with pytest.raises(ValueError, match=r"start_timestep must be in \[0, 1000\), got 1000"):
+        posediff.create_model("diffusionpose_tiny", start_timestep=1000)
     with pytest.raises(ValueError, match="train_start"):
         posediff.create_model("diffusionpose_tiny", space="pixels", train_start="coarse")
     m = posediff.create_model("diffusionpose_tiny", train_start="coarse", detach_features=True)

@@ -239,11 +239,6 @@ class DiffusionHeatmapHead(nn.Module):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"DiffusionHeatmapHead: space must be one of {SPACES}, got {space!r}")
-        if start not in STARTS:
-            raise ValueError(f"DiffusionHeatmapHead: start must be one of {STARTS}, got {start!r}")
-        if not 0 <= start_timestep < num_train_timesteps:
-            raise ValueError(f"DiffusionHeatmapHead: start_timestep must be in [0, {num_train_timesteps}), got "
-                             f"{start_timestep}")
         self.coarse, self.skeleton = coarse, skeleton
         self.heatmap_size, self.stride, self.sigma = tuple(heatmap_size), int(stride), float(sigma)
         self.space, self.signal_scale, self.sampling_steps, self.start = space, float(signal_scale), int(steps), start
@@ -261,6 +256,7 @@ class DiffusionHeatmapHead(nn.Module):
         self.register_buffer("limbs", torch.tensor(skeleton.limbs, dtype=torch.long).view(-1, 2), persistent=False)
         self.scheduler = make_scheduler("ddim", num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                                         prediction_type="sample", signal_scale=signal_scale)
+        self.first_timestep()  # refuses an unknown start or an out-of-range start_timestep now, not when sampling
         k, c = skeleton.num_joints, coarse.channels
         self.guidance = StructureGuidance(c, dim, heads=heads, window=window) if guidance else None
         self.reduce = None if guidance else nn.Sequential(nn.Conv2d(c, dim, 1), nn.GroupNorm(8, dim), nn.SiLU())
