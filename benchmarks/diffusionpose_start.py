@@ -4,9 +4,10 @@ The paper says sampling starts from the coarse heatmap; whether that estimate is
 timestep, it does not say. Each ``--starts`` entry ``START@T`` sets the head's ``start`` and ``start_timestep``
 at inference only (no training):
 
-* ``coarse@500``: the recipe's start, the coarse estimate noised to t = 500 (q(x_t | x_0), Eq. 4 of DDPM);
+* ``coarse@500``: the coarse estimate noised to t = 500 (q(x_t | x_0), Eq. 4 of DDPM), the start the standard
+  bench scored at (config version 3);
 * ``coarse_clean@500``, ``coarse_clean@999``: the coarse estimate itself read as x_t, without noise (the public
-  review's reading of the paper);
+  review's reading of the paper); val chose ``coarse_clean@500``, the recipe's start since (config version 4);
 * ``noise@999``: pure noise at T - 1, the image alone guiding;
 
 and, for reference, the coarse head alone (``coarse_head``: the SimpleBaseline head trained beside the denoiser).
@@ -15,8 +16,8 @@ Every start is scored with the weights of each seed of ``posediff bench --preset
 diffusionpose_tiny`` (``--bench``: that bench's folder) on the same validation scenes with ground-truth boxes
 (CrowdPose-format AP of the COCO-17 predictions, and how far the labelled joints land from their labels), the
 split the choice is made on; ``--test`` also scores each on the bench's test split (its crops and generator
-seed), to be read only after the choice. Each run folder keeps its scores (``starts.json``): a start scored on the
-same weights and settings is not scored again.
+seed), to be read only after the choice. Each run folder keeps its scores (``starts.json``, one entry per setting:
+checkpoint, ``--sampling-steps``, ``--test``): a start scored on the same weights and settings is not scored again.
 
 Run: ``OMP_NUM_THREADS=2 python benchmarks/diffusionpose_start.py --bench runs/bench/standard_topdown_dp --test
 --seeds 0 1 2 --out docs/results/diffusionpose_start.json``
@@ -90,7 +91,12 @@ def main() -> None:
         cache = Path(cfg.out) / "starts.json"  # a start scored on these weights and settings is not scored again
         setting = dict(checkpoint=found[0].name, sampling_steps=args.sampling_steps, test=args.test)
         kept = json.loads(cache.read_text()) if cache.is_file() else {}
-        rows = kept.get("starts", {}) if kept.get("setting") == setting else {}
+        scored = kept.get("scored", [dict(setting=kept["setting"], starts=kept["starts"])] if kept else [])
+        entry = next((e for e in scored if e["setting"] == setting), None)
+        if entry is None:
+            entry = dict(setting=setting, starts={})
+            scored.append(entry)
+        rows = entry["starts"]
         model = data = None
         for name, start in starts.items():
             if name in rows:
@@ -115,7 +121,7 @@ def main() -> None:
                 row["test"] = {"crowdpose": {k: m["crowdpose"][k] for k in ("AP", "AP_H")},
                                "coco": {"AP": m["coco"]["AP"]}}
             rows[name] = row
-            write_json(dict(setting=setting, starts=rows), cache)
+            write_json(dict(scored=scored), cache)
             print(f"seed {run['seed']} {name}: val AP {100 * row['val']['AP']:.1f}"
                   + (f", test AP {100 * row['test']['crowdpose']['AP']:.1f}" if args.test else "")
                   + f" ({time.time() - t:.0f} s)", flush=True)
