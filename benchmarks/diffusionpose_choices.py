@@ -1,8 +1,10 @@
 """DiffusionPose's choices where the paper is silent, measured on one short fixed budget.
 
-Every variant trains for the same steps from the same frozen SynthCrowd backbone, on the same SynthCrowd crops,
-seed and data order (``configs/*_tiny_synthcrowd.py`` with ``--steps``), and is scored on the same validation
-scenes with ground-truth boxes (CrowdPose-format AP of the COCO-17 predictions, as the bench reports). Variants
+Every variant trains for the same steps from the same SynthCrowd backbone (trained with the head), on the same
+SynthCrowd crops, seed and data order (``configs/*_tiny_synthcrowd.py`` with ``--steps``), and is scored on the
+same validation scenes with ground-truth boxes (CrowdPose-format AP of the COCO-17 predictions, as the bench
+reports). Every diffusion row samples from the coarse estimate noised to ``start_timestep`` (``start="coarse"``,
+the recipe's start before config version 4, pinned here so that the rows stay comparable). Variants
 (``--variants``; default all):
 
 * ``simplebaseline``: ``simplebaseline_tiny``, the head DiffusionPose's coarse head is;
@@ -52,8 +54,8 @@ VARIANTS = {
     "residual": ("diffusionpose_tiny", {**BASE, "residual": True}),
     "residual_control": ("diffusionpose_tiny_control", {**BASE, "residual": True}),
     "residual_detached": ("diffusionpose_tiny", {"residual": True, "detach_features": True}),  # the recipe's choice
-    # the paper's unknowns, each changed alone from the recipe's choice (T = 1000, cosine ᾱ, start 500, mask σ 2,
-    # limb half-width 1 cell)
+    # the paper's unknowns, each changed alone from the recipe's choice (T = 1000, cosine ᾱ, the coarse estimate
+    # noised to 500 as every row here samples, mask σ 2, limb half-width 1 cell)
     "T100": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "num_train_timesteps": 100,
                                     "start_timestep": 50}),
     "linear_beta": ("diffusionpose_tiny", {"residual": True, "detach_features": True, "beta_schedule": "linear"}),

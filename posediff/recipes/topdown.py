@@ -38,7 +38,7 @@ class TopDownConfig:
     signal_scale: float = 2.0  # ζ (DiffusionDet's)
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    steps: int = 1  # DDIM steps at inference (measured best of 1, 2, 4: docs/recipes.md)
+    steps: int = 1  # DDIM steps (best of 1/2/4 from the noised start, of 1/2 from "coarse_clean": docs/recipes.md)
     # "coarse_clean": the coarse estimate itself, un-noised, as x_t at start_timestep (chosen on val over "coarse",
     # the estimate noised to start_timestep, and "noise", pure at T - 1: docs/recipes.md)
     start: str = "coarse_clean"
