@@ -31,7 +31,6 @@ docs/results/diffusionpose_choices.json``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 
 from posediff.env import machine_info
 from posediff.io import save_result, write_json
+from posediff.models.utils import attributes_set
 
 BASE = {"residual": False, "detach_features": False}
 VARIANTS = {
@@ -92,26 +92,13 @@ def localisation(model, dataset) -> dict:
             "pck_4px": round(float((e < 4).float().mean()), 4), "pck_8px": round(float((e < 8).float().mean()), 4)}
 
 
-@contextlib.contextmanager
-def head_options(model, **head):
-    """``model``'s head with its attributes set to ``head`` inside the block, as they were after it."""
-    kept = {k: getattr(model.head, k) for k in head}
-    try:
-        for k, v in head.items():
-            setattr(model.head, k, v)
-        yield model
-    finally:
-        for k, v in kept.items():
-            setattr(model.head, k, v)
-
-
 def score(model, data, cfg, **head) -> dict:
     """Val AP (CrowdPose format) and localisation of ``model`` with its head's attributes set to ``head`` for
     this call."""
     from posediff.tasks.multiperson import score_results
     from posediff.tasks.topdown import predict_crop_results
 
-    with head_options(model, **head):
+    with attributes_set(model.head, **head):
         results = predict_crop_results(model, data.val, batch_size=64, nms=cfg.data.nms)[None]
         where = localisation(model, data.val)
     gts = {"coco": data.info["ann_file"], "crowdpose": str(Path(data.info["ann_file"]).with_name("crowdpose.json"))}

@@ -5,7 +5,7 @@ timestep, it does not say. Each ``--starts`` entry ``START@T`` sets the head's `
 at inference only (no training):
 
 * ``coarse@500``: the coarse estimate noised to t = 500 (q(x_t | x_0), Eq. 4 of DDPM), the start the standard
-  bench scored at (config version 3);
+  bench's runs were trained and first scored at (config version 3);
 * ``coarse_clean@500``, ``coarse_clean@999``: the coarse estimate itself read as x_t, without noise (the public
   review's reading of the paper); val chose ``coarse_clean@500``, the recipe's start since (config version 4);
 * ``noise@999``: pure noise at T - 1, the image alone guiding;
@@ -30,10 +30,11 @@ import json
 import time
 from pathlib import Path
 
-from diffusionpose_choices import head_options, score
+from diffusionpose_choices import score
 
 from posediff.env import machine_info
 from posediff.io import save_result, write_json
+from posediff.models.utils import attributes_set
 
 
 def parse_start(text: str) -> tuple[str, int]:
@@ -112,7 +113,7 @@ def main() -> None:
             t = time.time()
             head = None if start is None else dict(start=start[0], start_timestep=start[1],
                                                     sampling_steps=args.sampling_steps)
-            with model.coarse_head_only() if head is None else head_options(model, **head):
+            with model.coarse_head_only() if head is None else attributes_set(model.head, **head):
                 row = {"val": score(model, data, cfg)}
                 if args.test:
                     results = predict_crop_results(model, test, [None], nms=cfg.data.nms, seed=run["seed"])[None]

@@ -39,7 +39,6 @@ level (AP_E / AP_M / AP_H). The table shows the CrowdPose-format metrics, result
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -53,6 +52,7 @@ import numpy as np
 import torch
 
 from .io import write_json
+from .models.utils import attributes_set
 from .tasks import task_name
 from .tasks.multiperson import ground_truth, score_results
 
@@ -152,6 +152,7 @@ class BenchSpec:
     detections: str | None = None  # top-down runs are also scored with these boxes (COCO detection results)
     report_only: bool = False  # report the finished runs among recipes x seeds; train none
     retime: bool = False  # measure every run's latency again in this call (one machine, one load)
+    rescore: bool = False  # score again the runs trained before a sampling default changed, at the current one
 
     def resolved(self) -> tuple[Preset, BenchSpec]:
         if self.preset not in PRESETS:
@@ -416,7 +417,7 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
                 raise FileNotFoundError(f"{out}: the run is trained ({done.name}) but has no checkpoint left to "
                                         f"compute {purpose} ({why}); restore its weights, or its complete "
                                         f"bench.json from where the folder was carried")
-            loaded.append(load_model(found[0]).to(device))
+            loaded.append(load_model(found[0], current_sampling=bool(record.get("scored_sampling"))).to(device))
         return loaded[0]
 
     if "params_M" not in record or "default_steps" not in record:
@@ -434,6 +435,8 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         else:
             log.warning("--retime: %s seed %d has no weights here; its recorded latency stays (the report names "
                         "where it was measured)", run["recipe"], run["seed"])
+    if spec.rescore:
+        _rescore(record, run)
     if task_name(run["recipe"]) == "topdown":
         return _run_topdown(record, run, spec, model, device)
     diffusion = record["default_steps"] is not None
@@ -500,6 +503,45 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     return record
 
 
+# What a sampling field can change in a run's record: dropped by --rescore, measured again from the weights
+# (the coarse head's scores, which no sampling field alters, and the training records stay)
+_SAMPLED = ("evals", "evals_detector", "latency_ms", "machine", "hypotheses", "lr_alike", "nms_sweep", "nms_chosen")
+
+
+def _rescore(record: dict, run: dict) -> None:
+    """``--rescore``: a run trained before a sampling default of its recipe changed
+    (:data:`posediff.registry.SAMPLING_FIELDS`; the weights are the same at either value) drops what it scored at
+    the earlier value, to be measured again at the current one; ``record["scored_sampling"]`` names the fields and
+    values and the config version, and the run's weights load with them from then on. A run without weights here
+    keeps its records."""
+    from .engine.checkpoint import latest_checkpoint, trained_overrides
+    from .io import read_safetensors
+    from .registry import CONFIG_VERSION, get_config
+
+    try:
+        found = latest_checkpoint(Path(run["config"].out))
+    except FileNotFoundError:  # last.json names weights that were not carried
+        found = None
+    if found is None:
+        log.warning("--rescore: %s seed %d has no weights here; its records stay as scored", run["recipe"],
+                    run["seed"])
+        return
+    meta, _ = read_safetensors(found[0], "a posediff checkpoint", tensors=False)
+    trained, now = trained_overrides(meta), trained_overrides(meta, current_sampling=True)
+    fields = sorted(set(trained) - set(now))  # sampling fields the run was trained at an earlier default of
+    if not fields:
+        return
+    current = get_config(meta["recipe"], **now)
+    scored = dict(config_version=CONFIG_VERSION, fields={k: getattr(current, k) for k in fields})
+    if record.get("scored_sampling") == scored:  # rescored already
+        return
+    log.info("--rescore: %s seed %d, trained at %s, scored again at %s", run["recipe"], run["seed"],
+             {k: trained[k] for k in fields}, scored["fields"])
+    for key in _SAMPLED:
+        record.pop(key, None)
+    record.update(evals={}, scored_sampling=scored)
+
+
 def _run_topdown(record: dict, run: dict, spec: BenchSpec, model, device) -> dict:
     """A top-down run's test metrics (ground-truth boxes and the detector's) and latency
     (:mod:`posediff.bench_topdown`); ``model(purpose)`` loads its weights when something is missing."""
@@ -528,21 +570,10 @@ def nms_sweep(model, cfg, preset: Preset, seed: int, device) -> dict:
     _, val_ds, val_ann, metric = build_datasets(cfg)
     out = {}
     for threshold in preset.nms_thresholds:
-        with _nms_at(model, threshold):
+        with attributes_set(model, nms_threshold=float(threshold)):
             out[f"{threshold:g}"] = evaluate(model, val_ds, val_ann, metric, batch_size=4, device=device)["AP"]
     return dict(val_ap=out, images=len(val_ds), format=metric, model_threshold=model.nms_threshold,
                 best=max(out, key=lambda k: out[k]))
-
-
-@contextlib.contextmanager
-def _nms_at(model, threshold: float):
-    """The model's pose-NMS threshold set to ``threshold`` within the block, its own restored after it."""
-    kept = model.nms_threshold
-    model.nms_threshold = float(threshold)
-    try:
-        yield model
-    finally:
-        model.nms_threshold = kept
 
 
 def nms_chosen(model, test_ds, gts: dict, image_ids: list[int], threshold: float, steps: int | None, seed: int,
@@ -551,7 +582,7 @@ def nms_chosen(model, test_ds, gts: dict, image_ids: list[int], threshold: float
     (:func:`nms_sweep`); the model's own threshold is restored."""
     from .tasks.multiperson import predict_results_at_steps
 
-    with _nms_at(model, threshold):
+    with attributes_set(model, nms_threshold=float(threshold)):
         results = predict_results_at_steps(model, test_ds, [steps], batch_size=4, device=device, progress=True,
                                            seed=seed)[steps]
     return dict(threshold=threshold, steps=steps, metrics=score_results(results, gts, image_ids))
@@ -716,6 +747,7 @@ def _public(record: dict, fmt: str) -> dict:
                 task=record.get("task", "multiperson"), batch_size=record.get("batch_size"),
                 boxes=record["evals"][key].get("boxes"),
                 hypotheses=record.get("hypotheses"), lr_alike=record.get("lr_alike"), nms_sweep=record.get("nms_sweep"),
+                scored_sampling=record.get("scored_sampling"),
                 nms_chosen=dict(record["nms_chosen"], metrics=record["nms_chosen"]["metrics"][fmt])
                 if record.get("nms_chosen") else None,
                 coarse_head=record["coarse_head"]["metrics"][fmt] if record.get("coarse_head") else None)
@@ -973,6 +1005,7 @@ def write_report(out: Path, results: dict, records: list[dict], gts: dict, test_
               f"*steps*).", "",
               format_table(results), ""]
     lines += _other_machines(results)
+    lines += _rescored(results)
     lines += _verdict(results, fmt)
     steps_rows = {r: row["per_sampling_steps"] for r, row in results["summary"].items() if row["per_sampling_steps"]}
     if steps_rows:
@@ -1140,6 +1173,21 @@ def _other_machines(results: dict) -> list[str]:
     return ["Latency measured on another machine: " + "; ".join(other) + ".", ""] if other else []
 
 
+def _rescored(results: dict) -> list[str]:
+    """A line naming the runs scored at sampling defaults changed since they were trained (``--rescore``)."""
+    by: dict[str, list] = {}
+    for r in results["runs"]:
+        s = r.get("scored_sampling")
+        if s and r.get("boxes") in (None, "ground truth"):  # a run once, not again for the detector's boxes
+            what = ", ".join(f"{k}={v!r}" for k, v in s["fields"].items())
+            by.setdefault(f"{r['recipe']} at config version {s['config_version']}'s {what}", []).append(r["seed"])
+    if not by:
+        return []
+    return ["Scored from their weights at a sampling default changed since they were trained (`--rescore`): " +
+            "; ".join(f"{k} (seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))})" for k, v in by.items()) +
+            ".", ""]
+
+
 def _verdict(results: dict, fmt: str) -> list[str]:
     """A sentence each: does the diffusion recipe beat the baseline, and its diffusion-off control, overall and in
     the hardest crowds."""
@@ -1257,6 +1305,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retime", action="store_true",
                         help="measure every run's latency (lifting: speed) again in this call, so that the table's "
                              "timings share one machine and one load (needs the runs' weights)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score again, from their weights, the runs trained before a sampling default of their "
+                             "recipe changed (the pose-NMS threshold, DiffusionPose's start), at the current default; "
+                             "the report names them")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs of --out that finished (of --recipes and --seeds); "
                              "a finished run's missing measurements are still taken")
@@ -1276,7 +1328,7 @@ def spec_from_args(args: argparse.Namespace) -> BenchSpec:
                      steps=tuple(args.steps) if args.steps else None, init=args.init, out=args.out,
                      train_steps=args.train_steps, test_images=args.test_images, workers=args.workers,
                      overrides=tuple(args.set), detections=args.detections, report_only=args.report_only,
-                     retime=args.retime)
+                     retime=args.retime, rescore=args.rescore)
 
 
 def run_from_args(args: argparse.Namespace, command: str) -> int:
@@ -1285,10 +1337,12 @@ def run_from_args(args: argparse.Namespace, command: str) -> int:
     if _is_lifting(args):
         from .bench_lifting import run_lifting_bench
 
-        unused = [flag for flag, given in (("--steps", args.steps), ("--init", args.init != "zoo")) if given]
+        unused = [flag for flag, given in (("--steps", args.steps), ("--init", args.init != "zoo"),
+                                           ("--rescore", args.rescore)) if given]
         if unused:
             raise ValueError(f"{' and '.join(unused)}: not options of the lifting bench, whose presets set its "
-                             f"sampling sweeps and train every head on a frozen lifting_context of their own")
+                             f"sampling sweeps and train every head on a frozen lifting_context of their own (and no "
+                             f"lifting recipe's sampling default has changed)")
 
         run_lifting_bench(args.recipes, args.preset, args.dataset or "mocaplift", args.data_root, args.seeds, args.out,
                           args.train_steps, args.test_images, args.workers, tuple(args.set), command=command.strip(),

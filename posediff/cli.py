@@ -140,7 +140,7 @@ def _zoo_export(args: argparse.Namespace) -> int:
                          f"{args.eval_size}")
     made_by = dict(command=args.command or "", time=args.time or "", machine=args.machine or "")
     summary = export_and_score(args.run, args.out, base=args.base, data_root=args.data_root, made_by=made_by,
-                               eval_size=args.eval_size, int8=args.int8)
+                               eval_size=args.eval_size, int8=args.int8, current_sampling=args.current_sampling)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--machine", help="where it was trained, recorded in the file")
     ex.add_argument("--int8", action="store_true", help="store the large weight tensors as int8 with one fp16 scale "
                                                         "per output channel (about half the size; scored as stored)")
+    ex.add_argument("--current-sampling", action="store_true",
+                    help="score and store the file with the sampling defaults its recipe changed since the run was "
+                         "trained (pose-NMS threshold, DiffusionPose's start) at their current values")
     ex.set_defaults(func=_zoo_export)
 
     prior = sub.add_parser("prior", help="keypoint-completion priors (DiffusionRegPose Eq. 9-12)")

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 __all__ = ["register_model", "create_model", "list_models", "get_recipe", "get_config", "with_config",
-           "CONFIG_VERSION", "DEFAULT_CHANGES", "as_trained"]
+           "CONFIG_VERSION", "DEFAULT_CHANGES", "SAMPLING_FIELDS", "as_trained"]
 
 _RECIPES: dict[str, Callable] = {}
 
@@ -28,15 +28,21 @@ DEFAULT_CHANGES: list[tuple[int, tuple[str, ...], dict]] = [
     (4, ("diffusionpose", "diffusionpose_tiny", "diffusionpose_tiny_control"), {"start": "coarse"}),
 ]
 CONFIG_VERSION = max(v for v, _, _ in DEFAULT_CHANGES)
+# The changed fields that alter only how a trained model samples (its weights and its training are the same at
+# either value): a file made before such a change can be scored again at the current value
+# (``posediff bench --rescore``).
+SAMPLING_FIELDS = frozenset({"nms_threshold", "start"})
 
 
-def as_trained(recipe: str, overrides: dict, version: int) -> dict:
+def as_trained(recipe: str, overrides: dict, version: int, current_sampling: bool = False) -> dict:
     """The overrides that rebuild ``recipe`` as a file made at config ``version`` with ``overrides`` was: the
-    defaults changed since then, at their earlier values, wherever ``overrides`` does not set them."""
+    defaults changed since then, at their earlier values, wherever ``overrides`` does not set them.
+    ``current_sampling``: the changed fields of :data:`SAMPLING_FIELDS` keep their current defaults instead (the
+    weights as trained, sampled as the recipe samples now)."""
     earlier: dict = {}
     for v, recipes, before in reversed(DEFAULT_CHANGES):  # newest first, so the oldest value wins
         if v > version and recipe in recipes:
-            earlier.update(before)
+            earlier.update({k: x for k, x in before.items() if not (current_sampling and k in SAMPLING_FIELDS)})
     return {**earlier, **overrides}
 
 

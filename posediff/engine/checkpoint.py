@@ -174,21 +174,24 @@ def load_checkpoint(path) -> tuple[dict, dict, dict]:
     return model, ema, meta
 
 
-def trained_overrides(meta: dict) -> dict:
+def trained_overrides(meta: dict, current_sampling: bool = False) -> dict:
     """The recipe overrides that rebuild a checkpoint's model as it was trained: its own, and the defaults of its
-    config version where it set none (:func:`posediff.registry.as_trained`)."""
+    config version where it set none (:func:`posediff.registry.as_trained`; ``current_sampling``: changed sampling
+    defaults at their current values)."""
     from ..registry import as_trained
 
-    return as_trained(meta["recipe"], json.loads(meta.get("overrides", "{}")), int(meta.get("config_version", 0)))
+    return as_trained(meta["recipe"], json.loads(meta.get("overrides", "{}")), int(meta.get("config_version", 0)),
+                      current_sampling=current_sampling)
 
 
-def load_model(path, use_ema: bool = True, **overrides):
+def load_model(path, use_ema: bool = True, current_sampling: bool = False, **overrides):
     """Rebuild the recipe a checkpoint was trained with (:func:`trained_overrides`) and load its (EMA) weights;
-    returns the model in eval mode."""
+    returns the model in eval mode. ``current_sampling``: sampling defaults changed since the checkpoint was made
+    take their current values (:data:`posediff.registry.SAMPLING_FIELDS`)."""
     from ..registry import create_model
 
     weights, ema, meta = load_checkpoint(path)
-    kwargs = {**trained_overrides(meta), **overrides}
+    kwargs = {**trained_overrides(meta, current_sampling), **overrides}
     model = create_model(meta["recipe"], **kwargs)
     state = ema if (use_ema and ema) else weights
     missing, unexpected = model.load_state_dict(state, strict=False)

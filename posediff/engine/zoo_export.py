@@ -49,28 +49,32 @@ def zoo_tensors(checkpoint, base: str | None = None, use_ema: bool = True,
     return half, meta, dropped
 
 
-def _zoo_overrides(meta: dict) -> dict:
+def _zoo_overrides(meta: dict, current_sampling: bool = False) -> dict:
     """A checkpoint's recipe overrides as the zoo keeps them: with the defaults changed since the checkpoint was
     made at their earlier values (:func:`posediff.registry.as_trained`; the zoo file then records this
-    version), without ``pretrained_backbone`` (zoo models load without any network) and ``context_weights`` (a
-    zoo file holds its context encoder)."""
+    version; ``current_sampling``: the changed sampling defaults at their current values), without
+    ``pretrained_backbone`` (zoo models load without any network) and ``context_weights`` (a zoo file holds its
+    context encoder)."""
     from .checkpoint import trained_overrides
 
-    return {k: v for k, v in trained_overrides(meta).items() if k not in ("pretrained_backbone", "context_weights")}
+    return {k: v for k, v in trained_overrides(meta, current_sampling).items()
+            if k not in ("pretrained_backbone", "context_weights")}
 
 
 def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = None,
-               made_by: dict | None = None, use_ema: bool = True, int8: bool = False) -> dict:
+               made_by: dict | None = None, use_ema: bool = True, int8: bool = False,
+               current_sampling: bool = False) -> dict:
     """Write a training checkpoint as an fp16 (or ``int8``) zoo file (see :func:`zoo_tensors`); returns a summary.
 
-    The recipe's overrides are kept but ``pretrained_backbone`` (zoo models load without any network).
+    The recipe's overrides are kept but ``pretrained_backbone`` (zoo models load without any network);
+    ``current_sampling``: sampling defaults changed since the checkpoint was made take their current values.
     """
     from safetensors.torch import save_file
 
     from ..io import atomic_path
 
     half, meta, dropped = zoo_tensors(checkpoint, base, use_ema, int8=int8)
-    overrides = _zoo_overrides(meta)
+    overrides = _zoo_overrides(meta, current_sampling)
     from ..registry import CONFIG_VERSION
 
     out_meta = {"format": FORMAT, "recipe": meta["recipe"], "overrides": json.dumps(overrides, sort_keys=True),
@@ -85,11 +89,13 @@ def export_zoo(checkpoint, out, base: str | None = None, metrics: dict | None = 
 
 
 def export_and_score(run, out, base: str | None = None, data_root=None, made_by: dict | None = None,
-                     eval_size: int | None = None, int8: bool = False) -> dict:
+                     eval_size: int | None = None, int8: bool = False, current_sampling: bool = False) -> dict:
     """``posediff zoo export``: score the run's last checkpoint, with its weights rounded to fp16 (or int8) as users
     get them, on the test split of the data it was trained on, as its task scores the zoo
     (:meth:`~posediff.tasks.base.Task.zoo_metrics`: SynthCrowd at ``eval_size``, by default the run's data config's;
-    MocapLift for lifting runs), then write the zoo file (once) with the metrics in its metadata."""
+    MocapLift for lifting runs), then write the zoo file (once) with the metrics in its metadata.
+    ``current_sampling``: scored and stored with the sampling defaults changed since the run was trained at their
+    current values (:data:`posediff.registry.SAMPLING_FIELDS`; the weights are the same at either)."""
     from ..io import check_output_file
     from ..registry import create_model
     from ..tasks import get_task
@@ -111,7 +117,7 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
     stored = dequantize_int8(zoo_tensors(checkpoint, base, int8=int8)[0])  # the weights as users will get them
     state = {**(read_zoo_file(zoo_path(base)) if base else {}),
              **{k: v.float() if v.is_floating_point() else v for k, v in stored.items()}}
-    model = create_model(meta["recipe"], **_zoo_overrides(meta))
+    model = create_model(meta["recipe"], **_zoo_overrides(meta, current_sampling))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:  # a base file of another model: keys or shapes that do not fit
@@ -119,5 +125,6 @@ def export_and_score(run, out, base: str | None = None, data_root=None, made_by:
                          f"({str(err).splitlines()[0]} ...); is the base the backbone this run was trained "
                          f"from?") from err
     metrics = task.zoo_metrics(model.eval(), data, data_root=data_root, eval_size=eval_size)
-    summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by, int8=int8)
+    summary = export_zoo(checkpoint, out, base=base, metrics=metrics, made_by=made_by, int8=int8,
+                         current_sampling=current_sampling)
     return dict(summary, checkpoint=str(checkpoint), metrics=metrics)

@@ -1,13 +1,28 @@
-"""Small shared pieces: MLP, inverse sigmoid, sine embeddings."""
+"""Small shared pieces: MLP, inverse sigmoid, sine embeddings, attributes set within a block."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from torch import nn
 
-__all__ = ["MLP", "inverse_sigmoid", "sine_embed", "timestep_embedding"]
+__all__ = ["MLP", "inverse_sigmoid", "sine_embed", "timestep_embedding", "attributes_set"]
+
+
+@contextlib.contextmanager
+def attributes_set(obj, **values):
+    """``obj`` with its attributes set to ``values`` inside the block and restored after it (a model's inference
+    settings for one evaluation: ``attributes_set(model.head, start="noise")``)."""
+    kept = {k: getattr(obj, k) for k in values}  # an attribute ``obj`` lacks is refused here, before any is set
+    try:
+        for k, v in values.items():
+            setattr(obj, k, v)
+        yield obj
+    finally:
+        for k, v in kept.items():
+            setattr(obj, k, v)
 
 
 class MLP(nn.Module):

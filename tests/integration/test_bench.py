@@ -204,6 +204,64 @@ def test_retime_measures_every_latency_again_and_nothing_else(bench, tmp_path, m
     assert again["summary"]["edpose_tiny"]["AP"] == results["summary"]["edpose_tiny"]["AP"]
 
 
+def test_rescore_scores_a_run_again_at_the_sampling_default_changed_since_it_was_trained(bench, tmp_path,
+                                                                                         monkeypatch):
+    """A checkpoint made before a sampling default changed (here: config version 1, before the pose-NMS threshold's
+    change, no threshold of its own) is scored again from its weights at the current default, and its report says
+    so; a run trained at the current defaults keeps its records, and a second call recomputes nothing."""
+    import dataclasses
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    import posediff
+    import posediff.bench as bench_module
+    import posediff.engine.checkpoint as checkpoint
+    from posediff.registry import CONFIG_VERSION
+
+    tmp, results = bench
+    shutil.copytree(tmp / "b", tmp_path / "b")
+    monkeypatch.setattr(sys.modules["posediff.engine.train"], "train",
+                        lambda *a, **k: pytest.fail("a finished run was trained again"))
+    run = tmp_path / "b" / "runs" / "diffusion_regpose_tiny" / "seed0"
+    ckpt = checkpoint.latest_checkpoint(run)[0]
+    with safe_open(str(ckpt), "pt") as f:
+        meta = dict(f.metadata())
+    overrides = json.loads(meta["overrides"])
+    assert overrides.pop("nms_threshold") == 0.9  # quick's own; without it, version 1's default was 0.9 too
+    save_file(load_file(str(ckpt)), str(ckpt), metadata=dict(meta, config_version="1",
+                                                             overrides=json.dumps(overrides)))
+    loaded = []
+    load_model = checkpoint.load_model
+
+    def spy(path, use_ema=True, current_sampling=False, **kw):
+        model = load_model(path, use_ema, current_sampling, **kw)
+        loaded.append((current_sampling, model.nms_threshold))
+        return model
+
+    monkeypatch.setattr(checkpoint, "load_model", spy)
+    monkeypatch.setitem(bench_module.PRESETS, "quick", dataclasses.replace(  # the fixture's: every measurement
+        bench_module.PRESETS["quick"], hypotheses_images=3, hypotheses_counts=(1, 2), nms_thresholds=(0.5, 0.9)))
+    before = json.loads((run / "bench.json").read_text())
+    again = run_bench(spec(tmp_path, data_root=str(tmp / "sc"), rescore=True))
+    now = posediff.get_config("diffusion_regpose_tiny").nms_threshold
+    assert now != 0.9 and loaded == [(True, now)]  # this run alone, at the current threshold
+    record = json.loads((run / "bench.json").read_text())
+    assert record["scored_sampling"] == {"config_version": CONFIG_VERSION, "fields": {"nms_threshold": now}}
+    assert set(record["evals"]) == {"1", "2", "4"} and record["nms_sweep"]["model_threshold"] == now
+    assert record["hypotheses"]["counts"] == [1, 2] and record["latency_ms"] != before["latency_ms"]
+    assert record["history"] == before["history"] and record["train_seconds"] == before["train_seconds"]
+    rows = {(r["recipe"], r["seed"]): r for r in again["runs"]}
+    assert rows[("edpose_tiny", 0)]["metrics"] == {(r["recipe"], r["seed"]): r for r in results["runs"]}[
+        ("edpose_tiny", 0)]["metrics"]
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert (f"(`--rescore`): diffusion_regpose_tiny at config version {CONFIG_VERSION}'s nms_threshold={now!r} "
+            f"(seed 0).") in report
+    loaded.clear()
+    run_bench(spec(tmp_path, data_root=str(tmp / "sc"), rescore=True))
+    assert loaded == []  # rescored already: nothing to load
+
+
 def test_other_settings_in_the_same_folder_are_refused(bench):
     tmp, _ = bench
     with pytest.raises(ValueError, match=r"other settings: train_steps 3 \(wanted 5\)"):

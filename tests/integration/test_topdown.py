@@ -233,6 +233,24 @@ def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path)
     again = score_topdown_on_synthcrowd_test(model.eval(), num_images=split["images"], size=split["size"],
                                              scene_seed=split["scene_seed"], nms=split["nms"])
     assert again["crowdpose"] == meta["metrics"]["crowdpose"] and again["test_split"]["persons"] == split["persons"]
+    # a run trained before DiffusionPose's start changed (config version 3): stored with the start it was trained
+    # at, or with today's when asked (the weights are the same)
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from posediff.registry import CONFIG_VERSION
+
+    weights = latest_checkpoint(tmp_path / "run")[0]
+    with safe_open(str(weights), "pt") as f:
+        made = dict(f.metadata(), config_version="3")
+    save_file(load_file(str(weights)), str(weights), metadata=made)
+    export_and_score(tmp_path / "run", tmp_path / "v3.safetensors", base=base)
+    export_and_score(tmp_path / "run", tmp_path / "now.safetensors", base=base, current_sampling=True)
+    assert zoo_metadata(tmp_path / "v3.safetensors")["overrides"]["start"] == "coarse"
+    assert "start" not in zoo_metadata(tmp_path / "now.safetensors")["overrides"]
+    now = zoo_metadata(tmp_path / "now.safetensors")
+    assert now["config_version"] == str(CONFIG_VERSION)
+    assert create_model("diffusionpose_tiny", **now["overrides"]).head.start == "coarse_clean"
 
 
 def test_resuming_a_run_made_before_a_default_changed_names_the_fix(data_root, tmp_path):

@@ -315,7 +315,29 @@ def test_a_checkpoint_loads_as_the_model_it_was_trained_as(tmp_path):
     assert as_trained("edpose_tiny", {}, 0) == {} and as_trained("diffusionpose_tiny", {}, CONFIG_VERSION) == {}
     assert as_trained("simplebaseline_tiny", {}, 0) == {}  # the change does not alter SimpleBaseline's model
     assert as_trained("diffusionpose_tiny", {}, 3) == {"start": "coarse"}  # the start it was scored with
+    # the weights as trained, sampled as the recipe samples now: only the sampling fields take today's defaults
+    assert as_trained("diffusionpose_tiny", {}, 3, current_sampling=True) == {}
+    assert as_trained("diffusionpose_tiny", {"start": "noise"}, 3, current_sampling=True) == {"start": "noise"}
+    assert as_trained("diffusionpose_tiny", {}, 0, current_sampling=True) == {"residual": False,
+                                                                             "detach_features": False}
+    assert rebuilt.head.start == "coarse" and load_model(old, current_sampling=True).head.start == "coarse_clean"
+    assert load_model(old, current_sampling=True).head.residual is False
     assert json.loads(meta["overrides"]) == {}
+
+
+def test_attributes_set_within_a_block_are_restored_after_it_even_on_error():
+    from posediff.models.utils import attributes_set
+
+    m = posediff.create_model("diffusionpose_tiny")
+    with attributes_set(m.head, start="noise", start_timestep=300) as head:
+        assert head.start == "noise" and head.start_timestep == 300
+    assert (m.head.start, m.head.start_timestep) == ("coarse_clean", 500)
+    with pytest.raises(RuntimeError), attributes_set(m.head, start="noise"):
+        raise RuntimeError("an evaluation that fails")
+    assert m.head.start == "coarse_clean"
+    with pytest.raises(AttributeError), attributes_set(m.head, start="noise", no_such_field=1):
+        pass
+    assert m.head.start == "coarse_clean"  # nothing was set
 
 
 def test_blend_is_the_mean_of_the_coarse_heatmap_and_the_denoisers():
