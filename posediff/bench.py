@@ -402,22 +402,20 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
                       final_val=result.get("metrics", {}))
         record["train_seconds"] = result["seconds"]  # over every call that trained it (train() adds them up)
     record.setdefault("evals", {})
+    if spec.rescore:
+        _rescore(record, run)
 
     loaded = []
 
     def model(purpose: str):  # loaded only for what is not recorded: a finished run's records stand without weights
         if not loaded:
-            try:
-                found = latest_checkpoint(out)
-            except FileNotFoundError as err:  # last.json names weights that were not carried
-                found, why = None, str(err)
-            else:
-                why = "no last.json"
+            found, why = _weights(out)
             if found is None:
                 raise FileNotFoundError(f"{out}: the run is trained ({done.name}) but has no checkpoint left to "
                                         f"compute {purpose} ({why}); restore its weights, or its complete "
                                         f"bench.json from where the folder was carried")
-            loaded.append(load_model(found[0], current_sampling=bool(record.get("scored_sampling"))).to(device))
+            sampling = (record.get("scored_sampling") or {}).get("fields", {})  # what the records were scored at
+            loaded.append(load_model(found[0], **sampling).to(device))
         return loaded[0]
 
     if "params_M" not in record or "default_steps" not in record:
@@ -426,17 +424,11 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
         record["default_steps"] = int(m.head.sampling_steps) if _is_diffusion(m) else None
     record["batch_size"] = cfg.batch_size
     if spec.retime and "latency_ms" in record:
-        try:
-            has_weights = latest_checkpoint(out) is not None
-        except FileNotFoundError:  # last.json names weights that were not carried
-            has_weights = False
-        if has_weights:
+        if _weights(out)[0] is not None:
             record.pop("latency_ms")  # measured again below, as every run of this call is
         else:
             log.warning("--retime: %s seed %d has no weights here; its recorded latency stays (the report names "
                         "where it was measured)", run["recipe"], run["seed"])
-    if spec.rescore:
-        _rescore(record, run)
     if task_name(run["recipe"]) == "topdown":
         return _run_topdown(record, run, spec, model, device)
     diffusion = record["default_steps"] is not None
@@ -503,25 +495,36 @@ def run_one(run: dict, spec: BenchSpec) -> dict:
     return record
 
 
-# What a sampling field can change in a run's record: dropped by --rescore, measured again from the weights
-# (the coarse head's scores, which no sampling field alters, and the training records stay)
-_SAMPLED = ("evals", "evals_detector", "latency_ms", "machine", "hypotheses", "lr_alike", "nms_sweep", "nms_chosen")
+def _weights(out: Path) -> tuple[tuple | None, str]:
+    """A run folder's latest checkpoint (:func:`~posediff.engine.checkpoint.latest_checkpoint`) or None, and why
+    there is none."""
+    from .engine.checkpoint import latest_checkpoint
+
+    try:
+        found = latest_checkpoint(out)
+    except FileNotFoundError as err:  # last.json names weights that were not carried
+        return None, str(err)
+    return found, "no last.json"
+
+
+# What a sampling field can change in a run's record: dropped by --rescore, measured again from the weights (the
+# coarse head's scores, which no sampling field alters, stay; so do the training records, the val curve included,
+# which were sampled as trained)
+_SAMPLED = ("evals", "evals_detector", "detections", "latency_ms", "machine", "hypotheses", "lr_alike", "nms_sweep",
+            "nms_chosen")
 
 
 def _rescore(record: dict, run: dict) -> None:
     """``--rescore``: a run trained before a sampling default of its recipe changed
     (:data:`posediff.registry.SAMPLING_FIELDS`; the weights are the same at either value) drops what it scored at
-    the earlier value, to be measured again at the current one; ``record["scored_sampling"]`` names the fields and
-    values and the config version, and the run's weights load with them from then on. A run without weights here
-    keeps its records."""
-    from .engine.checkpoint import latest_checkpoint, trained_overrides
+    the earlier value, to be measured again at the current one; ``record["scored_sampling"]`` names the fields, their
+    values and the config version, and whatever the run measures later loads its weights with those values. A run
+    without weights here keeps its records; one rescored at the current values already is left as it is."""
+    from .engine.checkpoint import trained_overrides
     from .io import read_safetensors
     from .registry import CONFIG_VERSION, get_config
 
-    try:
-        found = latest_checkpoint(Path(run["config"].out))
-    except FileNotFoundError:  # last.json names weights that were not carried
-        found = None
+    found, _ = _weights(Path(run["config"].out))
     if found is None:
         log.warning("--rescore: %s seed %d has no weights here; its records stay as scored", run["recipe"],
                     run["seed"])
@@ -533,7 +536,7 @@ def _rescore(record: dict, run: dict) -> None:
         return
     current = get_config(meta["recipe"], **now)
     scored = dict(config_version=CONFIG_VERSION, fields={k: getattr(current, k) for k in fields})
-    if record.get("scored_sampling") == scored:  # rescored already
+    if (record.get("scored_sampling") or {}).get("fields") == scored["fields"]:  # rescored already
         return
     log.info("--rescore: %s seed %d, trained at %s, scored again at %s", run["recipe"], run["seed"],
              {k: trained[k] for k in fields}, scored["fields"])
@@ -1185,7 +1188,7 @@ def _rescored(results: dict) -> list[str]:
         return []
     return ["Scored from their weights at a sampling default changed since they were trained (`--rescore`): " +
             "; ".join(f"{k} (seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))})" for k, v in by.items()) +
-            ".", ""]
+            "; their validation curves (Training) stay as sampled in training.", ""]
 
 
 def _verdict(results: dict, fmt: str) -> list[str]:
@@ -1307,8 +1310,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "timings share one machine and one load (needs the runs' weights)")
     parser.add_argument("--rescore", action="store_true",
                         help="score again, from their weights, the runs trained before a sampling default of their "
-                             "recipe changed (the pose-NMS threshold, DiffusionPose's start), at the current default; "
-                             "the report names them")
+                             "recipe changed (the pose-NMS threshold, DiffusionPose's start), at the current default: "
+                             "test metrics, latency and the other sampled measurements, on this machine (runs without "
+                             "weights keep their records); the report names them")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs of --out that finished (of --recipes and --seeds); "
                              "a finished run's missing measurements are still taken")

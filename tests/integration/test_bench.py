@@ -236,7 +236,7 @@ def test_rescore_scores_a_run_again_at_the_sampling_default_changed_since_it_was
 
     def spy(path, use_ema=True, current_sampling=False, **kw):
         model = load_model(path, use_ema, current_sampling, **kw)
-        loaded.append((current_sampling, model.nms_threshold))
+        loaded.append(model.nms_threshold)
         return model
 
     monkeypatch.setattr(checkpoint, "load_model", spy)
@@ -245,7 +245,7 @@ def test_rescore_scores_a_run_again_at_the_sampling_default_changed_since_it_was
     before = json.loads((run / "bench.json").read_text())
     again = run_bench(spec(tmp_path, data_root=str(tmp / "sc"), rescore=True))
     now = posediff.get_config("diffusion_regpose_tiny").nms_threshold
-    assert now != 0.9 and loaded == [(True, now)]  # this run alone, at the current threshold
+    assert now != 0.9 and loaded == [now]  # this run alone, at the current threshold
     record = json.loads((run / "bench.json").read_text())
     assert record["scored_sampling"] == {"config_version": CONFIG_VERSION, "fields": {"nms_threshold": now}}
     assert set(record["evals"]) == {"1", "2", "4"} and record["nms_sweep"]["model_threshold"] == now
@@ -256,10 +256,16 @@ def test_rescore_scores_a_run_again_at_the_sampling_default_changed_since_it_was
         ("edpose_tiny", 0)]["metrics"]
     report = (tmp_path / "b" / "report.md").read_text()
     assert (f"(`--rescore`): diffusion_regpose_tiny at config version {CONFIG_VERSION}'s nms_threshold={now!r} "
-            f"(seed 0).") in report
+            f"(seed 0); their validation curves") in report
     loaded.clear()
     run_bench(spec(tmp_path, data_root=str(tmp / "sc"), rescore=True))
     assert loaded == []  # rescored already: nothing to load
+    # what such a run measures later is measured at the values its records were scored at
+    record["scored_sampling"]["fields"]["nms_threshold"] = 0.7
+    del record["evals"]["2"]
+    (run / "bench.json").write_text(json.dumps(record))
+    run_bench(spec(tmp_path, data_root=str(tmp / "sc")))
+    assert loaded == [0.7] and set(json.loads((run / "bench.json").read_text())["evals"]) == {"1", "2", "4"}
 
 
 def test_other_settings_in_the_same_folder_are_refused(bench):

@@ -1,5 +1,5 @@
 """The README's and the docs' code runs as written: every ```python block, each in a fresh namespace, from the
-repository root (a block fenced ```python no-run is shown, not run: none is today)."""
+repository root (a block fenced ```python no-run is shown, not run)."""
 
 import os
 import re

@@ -234,7 +234,7 @@ def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path)
                                              scene_seed=split["scene_seed"], nms=split["nms"])
     assert again["crowdpose"] == meta["metrics"]["crowdpose"] and again["test_split"]["persons"] == split["persons"]
     # a run trained before DiffusionPose's start changed (config version 3): stored with the start it was trained
-    # at, or with today's when asked (the weights are the same)
+    # at, or with the current one when asked (the weights are the same)
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -255,7 +255,8 @@ def test_zoo_export_scores_a_top_down_run_on_the_test_split(data_root, tmp_path)
 
 def test_resuming_a_run_made_before_a_default_changed_names_the_fix(data_root, tmp_path):
     """A run whose checkpoint an earlier posediff wrote (no config_version) relied on the defaults of then:
-    resuming it under today's would train another model, so it is refused with the overrides that continue it."""
+    resuming it under the current ones would train another model, so it is refused with the overrides that
+    continue it."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 

@@ -292,7 +292,8 @@ def test_window_attention_masks_the_padding():
 
 def test_a_checkpoint_loads_as_the_model_it_was_trained_as(tmp_path):
     """A checkpoint made before a default changed (no config_version: 0) is rebuilt with the earlier default; one
-    made now keeps today's; resuming the old one without naming the field is refused with the fix."""
+    made at the current version keeps the current ones; resuming the old one without naming the field is refused
+    with the fix."""
     import json
 
     from safetensors.torch import load_file, save_file
@@ -302,7 +303,7 @@ def test_a_checkpoint_loads_as_the_model_it_was_trained_as(tmp_path):
 
     model = posediff.create_model("diffusionpose_tiny", residual=False, detach_features=False)
     path = save_checkpoint(tmp_path / "now", 1, model, "diffusionpose_tiny", {})
-    assert load_model(path).head.residual is True  # made at today's version: today's defaults
+    assert load_model(path).head.residual is True  # made at the current version: the current defaults
     old = tmp_path / "old.safetensors"  # the same file as an earlier posediff wrote it: no config_version
     from safetensors import safe_open
 
@@ -315,7 +316,7 @@ def test_a_checkpoint_loads_as_the_model_it_was_trained_as(tmp_path):
     assert as_trained("edpose_tiny", {}, 0) == {} and as_trained("diffusionpose_tiny", {}, CONFIG_VERSION) == {}
     assert as_trained("simplebaseline_tiny", {}, 0) == {}  # the change does not alter SimpleBaseline's model
     assert as_trained("diffusionpose_tiny", {}, 3) == {"start": "coarse"}  # the start it was scored with
-    # the weights as trained, sampled as the recipe samples now: only the sampling fields take today's defaults
+    # the weights as trained, sampled as the recipe samples now: only the sampling fields take their current defaults
     assert as_trained("diffusionpose_tiny", {}, 3, current_sampling=True) == {}
     assert as_trained("diffusionpose_tiny", {"start": "noise"}, 3, current_sampling=True) == {"start": "noise"}
     assert as_trained("diffusionpose_tiny", {}, 0, current_sampling=True) == {"residual": False,
